@@ -1,0 +1,1 @@
+"""koala_chat: streaming chat completions from the Koala chat API (koala.sh)."""

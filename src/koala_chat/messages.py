@@ -1,0 +1,135 @@
+"""Message types and their validation.
+
+`Messages` is the gpt4free name for a conversation: a list of OpenAI-style
+messages. `normalize_messages` checks one before any network traffic and turns
+list-of-parts content into plain text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
+
+from .errors import UsageError
+
+__all__ = [
+    "JSONValue",
+    "Message",
+    "Messages",
+    "Role",
+    "TextPart",
+    "normalize_messages",
+    "text_of",
+]
+
+# Any stays behind this alias: a JSON value is whatever the server sends.
+JSONValue: TypeAlias = Any
+
+Role = Literal["system", "user", "assistant"]
+ROLES: frozenset[str] = frozenset(("system", "user", "assistant"))
+
+
+class TextPart(TypedDict):
+    """An OpenAI-style content part; only text parts can be sent to Koala."""
+
+    type: Literal["text"]
+    text: str
+
+
+class Message(TypedDict):
+    """One turn of a conversation."""
+
+    role: Role
+    content: str | list[TextPart]
+    name: NotRequired[str]
+
+
+Messages: TypeAlias = list[Message]
+
+
+class NormalizedMessage(TypedDict):
+    """A validated message whose content is plain text."""
+
+    role: Role
+    content: str
+
+
+def normalize_messages(messages: object) -> list[NormalizedMessage]:
+    """Validate a conversation and return it with plain-text contents.
+
+    Nothing of the caller's is changed: a new list of new dicts is returned.
+
+    Raises:
+        UsageError: `messages` is not a non-empty list of messages, or one of them
+            lacks a role or content, has an unknown role or a non-text part. The
+            message names the offending item by its index.
+    """
+    if isinstance(messages, str | bytes | Mapping) or not isinstance(
+        messages, Sequence
+    ):
+        raise UsageError(
+            f"messages must be a list of messages, not {type(messages).__name__}"
+        )
+    if not messages:
+        raise UsageError("messages is empty: send at least one message")
+    return [_normalize_message(index, item) for index, item in enumerate(messages)]
+
+
+def _normalize_message(index: int, item: object) -> NormalizedMessage:
+    where = f"messages[{index}]"
+    if not isinstance(item, Mapping):
+        raise UsageError(f"{where} must be a dict, not {type(item).__name__}")
+    if "role" not in item:
+        raise UsageError(f"{where} has no 'role'")
+    if "content" not in item:
+        raise UsageError(f"{where} has no 'content'")
+    role = item["role"]
+    if role not in ROLES:
+        raise UsageError(
+            f"{where} has the unknown role {role!r}; "
+            "use 'system', 'user' or 'assistant'"
+        )
+    return {"role": role, "content": _content_text(where, item["content"])}
+
+
+def _content_text(where: str, content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts: list[str] = []
+        for number, part in enumerate(content):
+            if (
+                not isinstance(part, Mapping)
+                or part.get("type") != "text"
+                or not isinstance(part.get("text"), str)
+            ):
+                kind = part.get("type") if isinstance(part, Mapping) else None
+                raise UsageError(
+                    f"{where}.content[{number}] is not a text part"
+                    + (f" (type {kind!r})" if kind is not None else "")
+                    + ": Koala accepts text only"
+                )
+            texts.append(part["text"])
+        # OpenAI joins text parts without a separator; so do we.
+        return "".join(texts)
+    raise UsageError(
+        f"{where}.content must be a string or a list of text parts, "
+        f"not {type(content).__name__}"
+    )
+
+
+def text_of(value: JSONValue) -> str:
+    """Return the text a streamed value carries.
+
+    A JSON string is text; an object's string `"text"` field is text (the seed's
+    example shape). Anything else (numbers, lists, objects without a text field,
+    null) carries no text and gives "": the raw values stay available from
+    `create_async_generator`.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        text = value.get("text")
+        if isinstance(text, str):
+            return text
+    return ""

@@ -1,1 +1,94 @@
-"""koala_chat: streaming chat completions from the Koala chat API (koala.sh)."""
+"""koala_chat: streaming chat completions from the Koala chat API (koala.sh).
+
+Example:
+    >>> import asyncio
+    >>> from koala_chat import Koala
+    >>> async def main() -> None:
+    ...     messages = [{"role": "user", "content": "Tell me something."}]
+    ...     async for piece in Koala.create_async_generator("", messages):
+    ...         print(piece, end="")
+    >>> asyncio.run(main())
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    CloudflareChallengeError,
+    ConnectError,
+    EventTooLargeError,
+    IncompleteEventError,
+    InvalidJSONError,
+    KoalaError,
+    KoalaTimeoutError,
+    ModelNotFoundError,
+    NotEventStreamError,
+    ProtocolError,
+    ProxyError,
+    RateLimitError,
+    ServerError,
+    StatusError,
+    TransportError,
+    UsageError,
+)
+from .helper import get_random_string
+from .messages import JSONValue, Message, Messages, text_of
+
+if TYPE_CHECKING:
+    from .providers import AsyncGeneratorProvider, Koala, ProviderModelMixin
+    from .requests import get_connector, raise_for_status
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncGeneratorProvider",
+    "CloudflareChallengeError",
+    "ConnectError",
+    "EventTooLargeError",
+    "IncompleteEventError",
+    "InvalidJSONError",
+    "JSONValue",
+    "Koala",
+    "KoalaError",
+    "KoalaTimeoutError",
+    "Message",
+    "Messages",
+    "ModelNotFoundError",
+    "NotEventStreamError",
+    "ProtocolError",
+    "ProviderModelMixin",
+    "ProxyError",
+    "RateLimitError",
+    "ServerError",
+    "StatusError",
+    "TransportError",
+    "UsageError",
+    "__version__",
+    "get_connector",
+    "get_random_string",
+    "raise_for_status",
+    "text_of",
+]
+
+# The names that need aiohttp are imported on first use, so that `koala --help`
+# and other light entry points start fast (issue 4: `koala --help` under 0.1 s).
+_LAZY = {
+    "AsyncGeneratorProvider": ".providers",
+    "Koala": ".providers",
+    "ProviderModelMixin": ".providers",
+    "get_connector": ".requests",
+    "raise_for_status": ".requests",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

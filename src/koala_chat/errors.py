@@ -3,7 +3,7 @@
     KoalaError
     ├── TransportError             the request did not get a reply
     │   ├── ConnectError           the server could not be reached
-    │   │   └── ProxyError         ... because of the proxy (down, refused, bad credentials)
+    │   │   └── ProxyError         the proxy failed (down, refused, bad credentials)
     │   └── KoalaTimeoutError      a time limit ran out (also the builtin TimeoutError)
     ├── StatusError                the server answered with a non-2xx status
     │   ├── RateLimitError         402 or 429: the free quota is used up (`retry_after`)
@@ -14,7 +14,7 @@
     │   ├── InvalidJSONError       a complete event whose data is not JSON
     │   ├── IncompleteEventError   the stream ended inside an event
     │   └── EventTooLargeError     one event exceeds the size limit
-    └── UsageError                 the caller asked for something impossible (also ValueError)
+    └── UsageError                 bad input from the caller (also ValueError)
         └── ModelNotFoundError     a model the provider does not know
 
 Every error prints as one readable line and carries its facts in typed attributes.

@@ -1,0 +1,115 @@
+"""Drive an async iterator from synchronous code.
+
+The async core runs on a private event loop. Where the calling thread has no
+running loop, that loop runs right here; where it already runs one (a notebook),
+the private loop lives in a worker thread, since a thread can run only one loop.
+Nobody's loop is patched (no nest_asyncio). Whenever the caller stops early
+(break, close, an exception, Ctrl-C) the async iterator is closed at once, so its
+response and session are released before control returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+__all__ = ["iterate_sync", "run_sync"]
+
+T = TypeVar("T")
+
+
+def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run the coroutine `factory()` to completion on a private loop."""
+    with _PrivateLoop() as loop:
+        return loop.run(factory())
+
+
+def iterate_sync(factory: Callable[[], AsyncGenerator[T, None]]) -> Iterator[T]:
+    """Yield the items of the async generator `factory()` from synchronous code."""
+    with _PrivateLoop() as loop:
+        stream = factory()
+        try:
+            while True:
+                try:
+                    item = loop.run(_next(stream))
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            loop.run(stream.aclose())
+
+
+async def _next(stream: AsyncGenerator[T, None]) -> T:
+    return await stream.__anext__()
+
+
+class _PrivateLoop:
+    """An event loop of our own, here or in a worker thread."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        if _loop_running_here():
+            self._thread = threading.Thread(
+                target=self._loop.run_forever, name="koala-chat-loop", daemon=True
+            )
+            self._thread.start()
+
+    def __enter__(self) -> _PrivateLoop:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the private loop and return its result.
+
+        If the wait is interrupted (KeyboardInterrupt), the coroutine's task is
+        cancelled and awaited before the interruption goes on.
+        """
+        if self._thread is None:
+            task = self._loop.create_task(coroutine)
+            try:
+                return self._loop.run_until_complete(task)
+            except BaseException:
+                if not task.done():
+                    task.cancel()
+                    # Wait for the task to unwind without raising its outcome.
+                    self._loop.run_until_complete(asyncio.wait({task}))
+                raise
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            if not future.done():
+                future.cancel()
+                # Wait for the cancellation to be carried out on the loop thread.
+                asyncio.run_coroutine_threadsafe(_noop(), self._loop).result()
+            raise
+
+    def close(self) -> None:
+        """Finish async generators, stop the loop and its thread; idempotent."""
+        if self._loop.is_closed():
+            return
+        try:
+            self.run(self._loop.shutdown_asyncgens())
+            self.run(self._loop.shutdown_default_executor())
+        finally:
+            if self._thread is not None:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join()
+            self._loop.close()
+
+
+def _loop_running_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _noop() -> None:
+    return None

@@ -207,7 +207,8 @@ async def translate_errors(
             limit="connect",
             seconds=timeouts.connect,
         ) from exc
-    except aiohttp.SocketTimeoutError as exc:
+    except aiohttp.ServerTimeoutError as exc:
+        # SocketTimeoutError, or an older aiohttp's plain read time-out.
         raise KoalaTimeoutError(
             f"{target} sent nothing for {timeouts.idle} s",
             limit="idle",

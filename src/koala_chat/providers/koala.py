@@ -387,7 +387,8 @@ def _retry_wait(
             return None
         wait = exc.retry_after
     else:
-        # Exponential backoff with "full jitter" between half and all of the step.
+        # Exponential backoff, jittered between half and all of the step so that
+        # clients that failed together do not retry together.
         step = options.retry_backoff * 2 ** (attempt - 1)
         wait = min(step, options.max_retry_wait) * random.uniform(0.5, 1.0)
     if time_left is not None and wait >= time_left:

@@ -1,0 +1,12 @@
+"""The `koala` command line (issue 4).
+
+`main(argv)` runs the command and returns its exit code; `run()` is the console
+script `koala` (and `python -m koala_chat`). `koala --help` lists the commands
+and the exit codes.
+"""
+
+from __future__ import annotations
+
+from .app import main, run
+
+__all__ = ["main", "run"]

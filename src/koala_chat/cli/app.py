@@ -1,0 +1,165 @@
+"""The `koala` command: its parser, the dispatch, and errors to exit codes.
+
+Building the parser imports only the standard library and our light modules
+(errors, messages), so that `koala --help` starts fast; each command imports
+the provider, and with it aiohttp, when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import NoReturn
+
+from .. import __version__
+from . import chat, check, models, sandbox
+from .exits import EXIT_CODES_HELP, ExitCode, exit_code_for, one_line
+from .options import (
+    ENDPOINT_VARIABLE,
+    HelpFormatter,
+    Parser,
+    Subparsers,
+    add_debug,
+    connection_options,
+)
+
+__all__ = ["build_parser", "main"]
+
+PROG = "koala"
+
+EPILOG = f"""\
+examples:
+  koala chat "Tell me about koalas"         stream one reply
+  koala chat                                an interactive session (on a terminal)
+  echo "Hi" | koala chat --json             one JSON value per line, for scripts
+  koala demo                                the seed's conversation, offline
+  koala sandbox --port 8000                 a local Koala-protocol server
+  koala check --json                        does the endpoint work? how fast?
+  koala models                              the known models
+  koala COMMAND --help                      the options of a command
+
+environment:
+  {ENDPOINT_VARIABLE}  the Koala API URL to use instead of https://koala.sh/api/gpt/
+                      (a `koala sandbox`, for instance); --endpoint wins over it
+
+Expected errors print one line on stderr (--debug adds the traceback).
+{EXIT_CODES_HELP}
+"""
+
+# Modules that may register more commands when they are installed; each offers
+# `add_parser(subparsers)` and `run(args) -> int`, and imports little at module
+# level (see `koala_chat.server.cli`).
+_PLUGINS = ("koala_chat.server.cli",)
+
+
+def build_parser() -> Parser:
+    """Return the parser of the `koala` command and all its subcommands."""
+    parser = Parser(
+        prog=PROG,
+        formatter_class=HelpFormatter,
+        description="Chat with Koala (koala.sh) from a terminal or a script.",
+        epilog=EPILOG,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error"
+    )
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", title="commands"
+    )
+    connection = connection_options()
+    chat.add_parsers(subparsers, connection)
+    check.add_parser(subparsers, connection)
+    models.add_parser(subparsers)
+    sandbox.add_parser(subparsers)
+    for name in _PLUGINS:
+        _add_plugin(subparsers, name)
+    return parser
+
+
+def _add_plugin(subparsers: Subparsers, name: str) -> None:
+    """Let the module `name` register its commands, if it is there."""
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.startswith(exc.name):
+            return  # not built (yet): the command is simply not offered
+        raise
+    known = set(subparsers.choices)
+    module.add_parser(subparsers)
+    for command in set(subparsers.choices) - known:
+        command_parser = subparsers.choices[command]
+        command_parser.set_defaults(handler=module.run)
+        # The plugin may define --debug itself.
+        with contextlib.suppress(argparse.ArgumentError):
+            add_debug(command_parser)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `koala` command with `argv` (default: `sys.argv[1:]`).
+
+    Returns the exit code (see `koala --help`) instead of exiting, so that tests
+    can call it in-process. Expected errors are reported on stderr in one line.
+
+    Example:
+        >>> main(["models"])  # doctest: +SKIP
+        0
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return _status(exc)
+    if args.command is None:
+        parser.print_help()
+        return ExitCode.USAGE
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return ExitCode.BROKEN_PIPE
+    except SystemExit as exc:
+        return _status(exc)
+    except Exception as exc:
+        # Everything else is reported in one line too; --debug tells more.
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(f"{PROG}: error: {one_line(exc)}\n")
+        sys.stderr.flush()
+        return exit_code_for(exc)
+
+
+def run() -> NoReturn:
+    """The console script: exit with `main()`'s code."""
+    sys.exit(main())
+
+
+def _status(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return ExitCode.OK
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(f"{code}\n")
+    return ExitCode.ERROR
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null after its reader left (Python docs, "Note on
+    SIGPIPE"), so that the final flush at exit does not fail again."""
+    # A captured stdout (tests) has no file descriptor: nothing to silence.
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)

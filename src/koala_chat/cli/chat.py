@@ -1,0 +1,247 @@
+"""`koala chat` and `koala demo`: send a conversation, stream the reply.
+
+`stream_reply` is the one place where the command line talks to the provider;
+the interactive session (`interactive.py`) uses it for every turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Iterator
+from contextlib import aclosing, contextmanager
+from typing import TextIO
+
+from ..errors import UsageError
+from ..messages import JSONValue, Message, Messages
+from .options import ENDPOINT_VARIABLE, Connection, HelpFormatter, Parser, Subparsers
+from .output import Output, Spinner, is_terminal
+
+__all__ = ["SEED_CONVERSATION", "add_parsers", "read_prompt", "stream_reply"]
+
+#: The example conversation of the seed (`seed/Koala.md`), which `koala demo` sends.
+SEED_CONVERSATION: tuple[Message, ...] = (
+    {"role": "user", "content": "Привет, как дела?"},
+    {"role": "assistant", "content": "У меня все отлично, спасибо!"},
+    {"role": "user", "content": "Расскажи что-нибудь интересное."},
+)
+
+#: Seconds between the pieces of the in-process sandbox's reply, so that a
+#: person sees it stream.
+SANDBOX_INTERVAL = 0.05
+
+CHAT_EPILOG = """\
+With a PROMPT, or text piped on stdin, one reply is streamed to stdout. With
+neither, on a terminal, an interactive session starts: it keeps the whole
+conversation and sends it with each turn. /help there lists its commands.
+
+examples:
+  koala chat "Tell me about koalas"
+  echo "Summarise this" | koala chat -s "Answer in one line"
+  git diff | koala chat "Review this diff:"      # the prompt, then stdin
+  koala chat -m gpt-4.1 --json "Hi" | jq -r .     # one JSON value per line
+  koala chat --sandbox "Hi"                       # a local server, no network
+  KOALA_API_ENDPOINT=http://127.0.0.1:8000/api/gpt/ koala chat
+  koala chat --proxy socks5h://127.0.0.1:9050 --timeout 60 --retries 0 "Hi"
+"""
+
+DEMO_EPILOG = f"""\
+Sends the seed's example conversation (two turns of history and a question, in
+Russian) through the Koala provider and streams the answer. Without
+${ENDPOINT_VARIABLE} or --endpoint it answers from a sandbox started in this
+process, and says so on stderr.
+
+examples:
+  koala demo
+  KOALA_API_ENDPOINT=http://127.0.0.1:8000/api/gpt/ koala demo
+  koala demo --json
+"""
+
+
+def add_parsers(
+    subparsers: Subparsers,
+    connection: Parser,
+) -> None:
+    """Register `chat` and `demo`."""
+    chat = subparsers.add_parser(
+        "chat",
+        parents=[connection],
+        formatter_class=HelpFormatter,
+        help="chat with Koala: one prompt, or an interactive session",
+        description="Send a prompt to Koala and stream the reply.",
+        epilog=CHAT_EPILOG,
+    )
+    chat.add_argument(
+        "prompt",
+        nargs="?",
+        metavar="PROMPT",
+        help="what to say; piped stdin is appended to it (on a line of its own)",
+    )
+    chat.add_argument(
+        "-s",
+        "--system",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a system message; repeat the option for several",
+    )
+    _add_output_options(chat)
+    chat.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="answer from a Koala-protocol sandbox started in this process "
+        "(offline; ignores $KOALA_API_ENDPOINT)",
+    )
+    chat.set_defaults(handler=run_chat)
+
+    demo = subparsers.add_parser(
+        "demo",
+        parents=[connection],
+        formatter_class=HelpFormatter,
+        help="stream the seed's example conversation (offline by default)",
+        description="Stream the seed's example conversation through Koala.",
+        epilog=DEMO_EPILOG,
+    )
+    _add_output_options(demo)
+    demo.set_defaults(handler=run_demo)
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument(
+        "--json",
+        action="store_true",
+        help="write each streamed value as one JSON line, for scripts",
+    )
+    group.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="write the reply once, when it is complete",
+    )
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    """Run `koala chat`; return the exit code."""
+    if args.sandbox and args.endpoint:
+        raise UsageError("--sandbox and --endpoint exclude each other: choose one")
+    connection = Connection.from_args(args)
+    systems: Messages = [{"role": "system", "content": text} for text in args.system]
+    output = _output(args)
+    prompt = read_prompt(args.prompt, sys.stdin)
+    with _maybe_sandbox(connection, args.sandbox) as connection:
+        if prompt is None:
+            from .interactive import Session
+
+            return Session(connection, systems, output).run()
+        _send(connection, [*systems, {"role": "user", "content": prompt}], output)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run `koala demo`; return the exit code."""
+    connection = Connection.from_args(args)
+    output = _output(args)
+    local = connection.endpoint is None
+    if local:
+        sys.stderr.write(
+            f"koala: ${ENDPOINT_VARIABLE} is not set: answering from a sandbox "
+            "started in this process (no network)\n"
+        )
+    if not args.json:
+        for message in SEED_CONVERSATION:
+            output.out.write(f"{message['role']}: {message['content']}\n")
+        output.out.write("assistant: ")
+        output.out.flush()
+    with _maybe_sandbox(connection, local) as connection:
+        _send(connection, list(SEED_CONVERSATION), output)
+    return 0
+
+
+def read_prompt(prompt: str | None, stdin: TextIO | None) -> str | None:
+    """Return the prompt: the argument, then piped stdin on a line of its own.
+
+    Returns None when there is neither and stdin is a terminal: the caller then
+    starts an interactive session.
+
+    Raises:
+        UsageError: Nothing to send (an empty prompt, or empty piped stdin).
+    """
+    if stdin is not None and is_terminal(stdin):
+        if prompt is None:
+            return None
+        piped = ""
+    else:
+        piped = stdin.read().rstrip("\r\n") if stdin is not None else ""
+    parts = [part for part in (prompt, piped) if part]
+    if not parts:
+        raise UsageError(
+            "nothing to send: give a PROMPT or pipe text on stdin, "
+            "or run `koala chat` on a terminal for a session"
+        )
+    return "\n".join(parts)
+
+
+def _output(args: argparse.Namespace) -> Output:
+    return Output(json_lines=args.json, stream=not args.no_stream)
+
+
+def spinner_wanted(output: Output) -> bool:
+    """Tell whether a person is watching the reply arrive (both on a terminal)."""
+    return (
+        not output.json_lines
+        and output.stream
+        and is_terminal(output.out)
+        and is_terminal(sys.stderr)
+    )
+
+
+def _send(connection: Connection, messages: Messages, output: Output) -> None:
+    """Stream one reply to `output`, ending its line even when interrupted."""
+    import asyncio
+
+    values: list[JSONValue] = []
+    try:
+        asyncio.run(stream_reply(connection, messages, output, values))
+    except KeyboardInterrupt:
+        output.interrupted()
+        raise
+    output.finish()
+
+
+async def stream_reply(
+    connection: Connection,
+    messages: Messages,
+    output: Output,
+    values: list[JSONValue],
+) -> None:
+    """Send `messages` and write each value of the reply to `output`.
+
+    Each value is also appended to `values` as it arrives, so that the caller
+    keeps what came even when the reply is cancelled (Ctrl-C).
+
+    Raises:
+        KoalaError: whatever the provider raises (see `koala_chat.errors`).
+    """
+    from ..providers import Koala
+
+    stream = Koala.create_async_generator(
+        connection.model, messages, **connection.provider_kwargs()
+    )
+    async with Spinner(spinner_wanted(output)) as spinner, aclosing(stream) as replies:
+        async for value in replies:
+            spinner.stop()
+            values.append(value)
+            output.emit(value)
+
+
+@contextmanager
+def _maybe_sandbox(connection: Connection, wanted: bool) -> Iterator[Connection]:
+    """Yield `connection`, pointed at an in-process sandbox when `wanted`."""
+    if not wanted:
+        yield connection
+        return
+    from ..sandbox import Sandbox
+
+    with Sandbox(interval=SANDBOX_INTERVAL) as sandbox:
+        yield dataclasses.replace(connection, endpoint=sandbox.api_endpoint)

@@ -1,0 +1,142 @@
+"""Exit codes of the `koala` command and the one-line report of an error.
+
+Scripts branch on the exit code, as they do with curl's; people read the line.
+Every expected error maps to one code here and nowhere else:
+
+    0    success (`koala check`: the endpoint works)
+    1    any other error
+    2    usage: a bad option, model, message file or prompt
+    3    transport: could not connect, the proxy failed, a time limit ran out
+    4    rate limit: the free quota is used up (402 or 429)
+    5    status: a Cloudflare challenge or another error status
+    6    protocol: the reply is not a Koala event stream
+    130  interrupted (Ctrl-C)
+    141  the reader of stdout went away (a broken pipe, as with `| head -1`)
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from ..errors import (
+    CloudflareChallengeError,
+    ConnectError,
+    KoalaError,
+    KoalaTimeoutError,
+    ModelNotFoundError,
+    NotEventStreamError,
+    ProtocolError,
+    ProxyError,
+    RateLimitError,
+    ServerError,
+    StatusError,
+    TransportError,
+    UsageError,
+)
+
+__all__ = ["EXIT_CODES_HELP", "ExitCode", "exit_code_for", "one_line", "reason_for"]
+
+
+class ExitCode(IntEnum):
+    """What the `koala` process returns."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    TRANSPORT = 3
+    RATE_LIMIT = 4
+    STATUS = 5
+    PROTOCOL = 6
+    INTERRUPTED = 130
+    BROKEN_PIPE = 141
+
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    success (koala check: the endpoint works)
+  1    any other error
+  2    usage: a bad option, model, message file or prompt
+  3    could not connect, the proxy failed or a time limit ran out
+  4    rate limited: the free quota is used up (402, 429)
+  5    a Cloudflare challenge or another error status
+  6    the reply is not a Koala event stream
+  130  interrupted (Ctrl-C)
+  141  stdout was closed early (| head)"""
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """Return the exit code for an error (ERROR for anything unexpected)."""
+    if isinstance(exc, UsageError):
+        return ExitCode.USAGE
+    if isinstance(exc, TransportError):
+        return ExitCode.TRANSPORT
+    if isinstance(exc, RateLimitError):
+        return ExitCode.RATE_LIMIT
+    if isinstance(exc, StatusError):
+        return ExitCode.STATUS
+    if isinstance(exc, ProtocolError):
+        return ExitCode.PROTOCOL
+    return ExitCode.ERROR
+
+
+def reason_for(exc: BaseException) -> str:
+    """Return a short machine-friendly name for why a request failed."""
+    reasons: list[tuple[type[BaseException], str]] = [
+        (ModelNotFoundError, "unknown model"),
+        (UsageError, "usage error"),
+        (ProxyError, "proxy failed"),
+        (ConnectError, "unreachable"),
+        (KoalaTimeoutError, "timeout"),
+        (TransportError, "connection lost"),
+        (RateLimitError, "rate limit"),
+        (CloudflareChallengeError, "cloudflare challenge"),
+        (ServerError, "server error"),
+        (StatusError, "error status"),
+        (NotEventStreamError, "not an event stream"),
+        (ProtocolError, "protocol error"),
+    ]
+    for kind, reason in reasons:
+        if isinstance(exc, kind):
+            return reason
+    return "error"
+
+
+def _hint(exc: KoalaError) -> str:
+    """Return what the user can do about `exc`."""
+    if isinstance(exc, ModelNotFoundError):
+        return "`koala models` lists the known models"
+    if isinstance(exc, UsageError):
+        return "see `koala COMMAND --help`"
+    if isinstance(exc, ProxyError):
+        return "check that the proxy runs and the URL and credentials are right"
+    if isinstance(exc, KoalaTimeoutError):
+        return "try again, or allow more time with --timeout"
+    if isinstance(exc, ConnectError):
+        return "check --endpoint (or KOALA_API_ENDPOINT) and the network"
+    if isinstance(exc, TransportError):
+        return "try again"
+    if isinstance(exc, RateLimitError):
+        return "wait for the quota to renew, or go through another --proxy"
+    if isinstance(exc, CloudflareChallengeError):
+        return "try later or from another network (--proxy)"
+    if isinstance(exc, ServerError):
+        return "the service failed: try again later"
+    if isinstance(exc, StatusError):
+        return "check --endpoint (or KOALA_API_ENDPOINT)"
+    if isinstance(exc, ProtocolError):
+        return "is --endpoint (or KOALA_API_ENDPOINT) a Koala API? `koala check` tells"
+    return "rerun with --debug for details"
+
+
+def one_line(exc: BaseException) -> str:
+    """Return the error as one line: what happened, then what to do."""
+    if isinstance(exc, KoalaError):
+        message, hint = str(exc), _hint(exc)
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        message = f"{exc.filename}: {exc.strerror or exc}"
+        hint = "check the file name and its permissions"
+    else:
+        message = f"unexpected {type(exc).__name__}: {exc}"
+        hint = "rerun with --debug for the traceback, and please report it"
+    text = " ".join(message.split())
+    return f"{text}; {hint}"

@@ -1,0 +1,233 @@
+"""The interactive session of `koala chat`: a conversation that remembers.
+
+The whole conversation (system, user and assistant messages) is kept and sent
+with every turn. Input comes from `input()` with the standard library's
+`readline` loaded, which gives line editing and the history of this session
+(arrow keys, Ctrl-R) without a dependency.
+
+Ctrl-C during a reply cancels that reply's task: `asyncio.Runner` turns the
+signal into a cancellation, the provider closes the response, and what came
+stays in the conversation, marked with `CUT_MARK`. Ctrl-C or Ctrl-D at the
+prompt leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import KoalaError, UsageError
+from ..messages import JSONValue, Message, Messages, normalize_messages, text_of
+from .chat import stream_reply
+from .exits import ExitCode, one_line
+from .options import Connection
+from .output import Output
+
+__all__ = ["CUT_MARK", "PROMPT", "Session"]
+
+PROMPT = "> "
+#: Appended to a reply stopped with Ctrl-C, in the conversation that is sent on
+#: and saved (issue 4: "the partial text stays in history, marked as cut").
+CUT_MARK = "[cut off]"
+
+HELP = f"""\
+commands:
+  /reset          start over (system messages given with -s stay)
+  /model [NAME]   show or change the model
+  /system [TEXT]  add a system message, or list them
+  /save FILE      save the conversation as JSON (OpenAI messages)
+  /load FILE      replace the conversation with a saved one
+  /exit           leave (Ctrl-D and Ctrl-C at the prompt leave too)
+Ctrl-C during a reply stops it; its text stays, marked {CUT_MARK}.
+A line starting with // is sent with one / removed."""
+
+
+class Session:
+    """One interactive conversation with Koala on a terminal."""
+
+    def __init__(
+        self, connection: Connection, systems: Messages, output: Output
+    ) -> None:
+        self.connection = connection
+        self.initial: Messages = list(systems)
+        self.messages: Messages = list(systems)
+        self.output = output
+        self._commands: dict[str, Callable[[str], bool]] = {
+            "/help": self._help,
+            "/reset": self._reset,
+            "/model": self._model,
+            "/system": self._system,
+            "/save": self._save,
+            "/load": self._load,
+            "/exit": self._exit,
+            "/quit": self._exit,
+        }
+
+    def run(self) -> int:
+        """Read and answer lines until the user leaves; return the exit code."""
+        import readline  # noqa: F401  (loading it gives input() line editing)
+
+        self._note(f"chatting with Koala ({self._where()}); /help lists commands")
+        with asyncio.Runner() as runner:
+            while True:
+                try:
+                    line = input(PROMPT)
+                except EOFError:
+                    self._end_line()
+                    return ExitCode.OK
+                except KeyboardInterrupt:
+                    self._end_line()
+                    return ExitCode.INTERRUPTED
+                if self.handle(line, runner):
+                    return ExitCode.OK
+
+    def handle(self, line: str, runner: asyncio.Runner) -> bool:
+        """Act on one line of input; return True when the user wants to leave."""
+        text = line.strip()
+        if not text:
+            return False
+        if text.startswith("/") and not text.startswith("//"):
+            name, _, argument = text.partition(" ")
+            command = self._commands.get(name)
+            if command is None:
+                self._note(f"unknown command {name}; /help lists the commands")
+                return False
+            return command(argument.strip())
+        self.ask(text.removeprefix("/") if text.startswith("//") else text, runner)
+        return False
+
+    def ask(self, text: str, runner: asyncio.Runner) -> None:
+        """Send one user turn with the whole conversation and stream the reply."""
+        self.messages.append({"role": "user", "content": text})
+        values: list[JSONValue] = []
+        reply = stream_reply(self.connection, list(self.messages), self.output, values)
+        try:
+            runner.run(reply)
+        except KeyboardInterrupt:
+            self.output.interrupted()
+            partial = "".join(text_of(value) for value in values)
+            space = "" if not partial or partial[-1].isspace() else " "
+            cut = f"{partial}{space}{CUT_MARK}"
+            self.messages.append({"role": "assistant", "content": cut})
+            self._note(f"reply stopped; kept in the conversation, marked {CUT_MARK}")
+            return
+        except KoalaError as exc:
+            self.output.interrupted()
+            # The turn did not happen: forget the question, keep the session.
+            self.messages.pop()
+            self._note(f"error: {one_line(exc)}")
+            return
+        self.output.finish()
+        text = "".join(text_of(value) for value in values)
+        self.messages.append({"role": "assistant", "content": text})
+
+    def _help(self, argument: str) -> bool:
+        self._note(HELP, prefix="")
+        return False
+
+    def _reset(self, argument: str) -> bool:
+        self.messages = list(self.initial)
+        self._note("the conversation starts over")
+        return False
+
+    def _model(self, argument: str) -> bool:
+        from ..providers import Koala
+
+        try:
+            model = Koala.get_model(argument or self.connection.model)
+        except UsageError as exc:
+            self._note(f"error: {one_line(exc)}")
+            return False
+        if argument:
+            self.connection = dataclasses.replace(self.connection, model=model)
+        self._note(f"model: {model}")
+        return False
+
+    def _system(self, argument: str) -> bool:
+        if argument:
+            self.messages.append({"role": "system", "content": argument})
+            self._note("system message added; it applies from the next turn on")
+            return False
+        systems = [m["content"] for m in self.messages if m["role"] == "system"]
+        if not systems:
+            self._note("no system messages; /system TEXT adds one")
+        for content in systems:
+            self._note(f"system: {content}")
+        return False
+
+    def _save(self, argument: str) -> bool:
+        if not argument:
+            self._note("usage: /save FILE")
+            return False
+        path = Path(argument).expanduser()
+        data = json.dumps(self.messages, ensure_ascii=False, indent=2) + "\n"
+        try:
+            path.write_text(data, encoding="utf-8")
+        except OSError as exc:
+            self._note(f"error: {one_line(exc)}")
+            return False
+        self._note(f"saved {len(self.messages)} messages to {path}")
+        return False
+
+    def _load(self, argument: str) -> bool:
+        if not argument:
+            self._note("usage: /load FILE")
+            return False
+        try:
+            self.messages = load_messages(Path(argument).expanduser())
+        except (OSError, UsageError) as exc:
+            self._note(f"error: {one_line(exc)}")
+            return False
+        self._note(f"loaded {len(self.messages)} messages from {argument}")
+        return False
+
+    def _exit(self, argument: str) -> bool:
+        return True
+
+    def _where(self) -> str:
+        from ..providers import Koala
+        from ..requests import redact_url
+
+        model = Koala.get_model(self.connection.model)
+        endpoint = self.connection.endpoint or Koala.api_endpoint
+        return f"model {model}, {redact_url(endpoint)}"
+
+    def _note(self, text: str, *, prefix: str = "koala: ") -> None:
+        sys.stderr.write(f"{prefix}{text}\n")
+        sys.stderr.flush()
+
+    def _end_line(self) -> None:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+
+def load_messages(path: Path) -> Messages:
+    """Read a conversation saved by `/save`: a JSON list of OpenAI messages.
+
+    An OpenAI request body (an object with `messages`) is accepted too.
+
+    Raises:
+        OSError: The file cannot be read.
+        UsageError: It is not JSON, or not a list of valid messages.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} is not a JSON file: {exc}") from None
+    if isinstance(data, dict) and "messages" in data:
+        data = data["messages"]
+    if data == []:
+        return []
+    try:
+        normalized = normalize_messages(data)
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    loaded: list[Message] = [
+        {"role": message["role"], "content": message["content"]}
+        for message in normalized
+    ]
+    return loaded

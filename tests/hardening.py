@@ -1,0 +1,65 @@
+"""Helpers shared by the hardening tests (issue 3).
+
+`no_leaks` runs after a test, on the test's event loop, and fails it when an
+aiohttp `ClientSession` or connector bound to that loop is still open, or a
+client socket transport of that loop is not closing. Objects that nothing refers
+to any more are caught as well: aiohttp and asyncio warn when they are
+collected, and warnings are errors in this suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+import aiohttp
+import pytest
+
+from koala_chat import JSONValue, Koala, Messages
+from koala_chat.sandbox import RecordedRequest, default_reply
+
+__all__ = ["MESSAGES", "collect", "no_leaks", "open_resources", "reply_text"]
+
+MESSAGES: Messages = [{"role": "user", "content": "Hi"}]
+
+
+async def collect(messages: Messages = MESSAGES, **kwargs: Any) -> list[JSONValue]:
+    """Return every value `Koala.create_async_generator` yields for `messages`."""
+    async with aclosing(Koala.create_async_generator("", messages, **kwargs)) as values:
+        return [value async for value in values]
+
+
+def reply_text(request: RecordedRequest) -> str:
+    """Return the text of the sandbox's default reply to `request`."""
+    assert isinstance(request.json, dict)
+    return "".join(default_reply(request.json))
+
+
+def open_resources(loop: asyncio.AbstractEventLoop) -> list[object]:
+    """Return the sessions, connectors and client transports open on `loop`."""
+    gc.collect()
+    found: list[object] = []
+    for obj in gc.get_objects():
+        if isinstance(obj, aiohttp.ClientSession | aiohttp.BaseConnector):
+            if getattr(obj, "_loop", None) is loop and not obj.closed:
+                found.append(obj)
+        elif (
+            isinstance(obj, asyncio.Transport)
+            and getattr(obj, "_loop", None) is loop
+            # Transports of servers a test runs on this loop (a proxy) are theirs.
+            and getattr(obj, "_server", None) is None
+            and not obj.is_closing()
+        ):
+            found.append(obj)
+    return found
+
+
+@pytest.fixture
+async def no_leaks() -> AsyncIterator[None]:
+    """Fail the test if it leaves a session, connector or client socket open."""
+    yield
+    leaked = open_resources(asyncio.get_running_loop())
+    assert not leaked, f"left open: {leaked}"

@@ -256,6 +256,7 @@ async def raise_for_status(response: ClientResponse) -> None:
     Raises:
         RateLimitError: 402 or 429 (PROTOCOL.md: the free quota is used up).
         CloudflareChallengeError: a Cloudflare challenge, by header or page markers.
+        ProxyError: 407, an HTTP proxy refused the credentials (or their absence).
         ServerError: any other 5xx.
         StatusError: any other non-2xx status.
     """
@@ -267,6 +268,11 @@ async def raise_for_status(response: ClientResponse) -> None:
     excerpt = text_excerpt(body)
     reason = f"{response.status} {response.reason or ''}".strip()
     details = {"status": response.status, "url": url, "body": excerpt}
+    if response.status == 407:
+        # RFC 9110, section 15.5.8: the proxy, not the server, wants credentials.
+        # aiohttp sends a plain-HTTP request to the proxy itself, so its 407 comes
+        # back as a response here (for HTTPS it fails the CONNECT instead).
+        raise ProxyError(f"the proxy refused the request to {url} ({reason})")
     if is_cloudflare_challenge(response.headers, body):
         raise CloudflareChallengeError(
             f"Cloudflare blocked the request to {url} with a challenge ({reason}); "

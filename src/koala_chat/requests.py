@@ -201,6 +201,14 @@ async def translate_errors(
         raise ProxyError(
             f"proxy {redact_url(proxy)} failed for {target}: {_reason(exc, proxy)}"
         ) from exc
+    except asyncio.IncompleteReadError as exc:
+        # python-socks lets this through when a SOCKS proxy hangs up in the middle
+        # of its handshake (pproxy does on wrong credentials); aiohttp itself
+        # never raises it.
+        who = f"proxy {redact_url(proxy)}" if proxy else "the SOCKS proxy"
+        raise ProxyError(
+            f"{who} closed the connection during its handshake for {target}"
+        ) from exc
     except aiohttp.ConnectionTimeoutError as exc:
         raise KoalaTimeoutError(
             f"could not connect to {target}{via} within {timeouts.connect} s",

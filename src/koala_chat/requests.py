@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -230,6 +231,16 @@ async def translate_errors(
         raise TransportError(
             f"{target} closed the connection before the reply ended: "
             f"{_reason(exc, proxy)}"
+        ) from exc
+    except aiohttp.ClientOSError as exc:
+        if not isinstance(exc.__cause__, socket.gaierror):
+            raise TransportError(
+                f"request to {target} failed: {_reason(exc, proxy)}"
+            ) from exc
+        # A connector that resolves names itself (aiohttp-socks for socks5, as
+        # opposed to socks5h) reports a failed look-up as a bare OSError.
+        raise ConnectError(
+            f"could not resolve the host of {target}{via}: {_reason(exc, proxy)}"
         ) from exc
     except aiohttp.ClientError as exc:
         raise TransportError(

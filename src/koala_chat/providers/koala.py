@@ -325,14 +325,16 @@ class _Options:
             max_retries=_count(kwargs, "max_retries", DEFAULT_MAX_RETRIES),
             retry_backoff=_seconds(kwargs, "retry_backoff", DEFAULT_RETRY_BACKOFF),
             max_retry_wait=_seconds(kwargs, "max_retry_wait", DEFAULT_MAX_RETRY_WAIT),
-            max_event_size=_count(kwargs, "max_event_size", DEFAULT_MAX_EVENT_SIZE),
+            max_event_size=_count(
+                kwargs, "max_event_size", DEFAULT_MAX_EVENT_SIZE, minimum=1
+            ),
         )
 
 
-def _count(kwargs: dict[str, Any], name: str, default: int) -> int:
+def _count(kwargs: dict[str, Any], name: str, default: int, *, minimum: int = 0) -> int:
     value = kwargs.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise UsageError(f"{name} must be a whole number >= 0, not {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise UsageError(f"{name} must be a whole number >= {minimum}, not {value!r}")
     return value
 
 

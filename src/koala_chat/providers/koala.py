@@ -340,7 +340,8 @@ def _count(kwargs: dict[str, Any], name: str, default: int, *, minimum: int = 0)
 
 def _seconds(kwargs: dict[str, Any], name: str, default: float) -> float:
     value = kwargs.get(name, default)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+    # `not value >= 0` also refuses NaN, which every comparison answers False.
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
         raise UsageError(f"{name} must be a number of seconds >= 0, not {value!r}")
     return float(value)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import re
 import socket
 import time
@@ -161,11 +162,12 @@ class Timeouts:
             if value is not None and (
                 not isinstance(value, int | float)
                 or isinstance(value, bool)
-                or not value > 0
+                # aiohttp rounds limits up with math.ceil: infinity overflows.
+                or not 0 < value < math.inf
             ):
                 raise UsageError(
-                    f"{name} timeout must be a positive number of seconds, "
-                    f"not {value!r}"
+                    f"{name} timeout must be a positive number of seconds "
+                    f"(None for no limit), not {value!r}"
                 )
 
     def client_timeout(self, remaining: float | None) -> aiohttp.ClientTimeout:

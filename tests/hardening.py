@@ -26,9 +26,12 @@ __all__ = ["MESSAGES", "collect", "no_leaks", "open_resources", "reply_text"]
 MESSAGES: Messages = [{"role": "user", "content": "Hi"}]
 
 
-async def collect(messages: Messages = MESSAGES, **kwargs: Any) -> list[JSONValue]:
+async def collect(
+    messages: Messages = MESSAGES, *, model: str = "", **kwargs: Any
+) -> list[JSONValue]:
     """Return every value `Koala.create_async_generator` yields for `messages`."""
-    async with aclosing(Koala.create_async_generator("", messages, **kwargs)) as values:
+    stream = Koala.create_async_generator(model, messages, **kwargs)
+    async with aclosing(stream) as values:
         return [value async for value in values]
 
 

@@ -35,13 +35,16 @@ from .helper import get_random_string
 from .messages import JSONValue, Message, Messages, text_of
 
 if TYPE_CHECKING:
+    from .client import AsyncClient, Client
     from .providers import AsyncGeneratorProvider, Koala, ProviderModelMixin
     from .requests import get_connector, raise_for_status
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
     "AsyncGeneratorProvider",
+    "Client",
     "CloudflareChallengeError",
     "ConnectError",
     "EventTooLargeError",
@@ -73,6 +76,8 @@ __all__ = [
 # The names that need aiohttp are imported on first use, so that `koala --help`
 # and other light entry points start fast (issue 4: `koala --help` under 0.1 s).
 _LAZY = {
+    "AsyncClient": ".client",
+    "Client": ".client",
     "AsyncGeneratorProvider": ".providers",
     "Koala": ".providers",
     "ProviderModelMixin": ".providers",

@@ -1,0 +1,435 @@
+"""`Client` and `AsyncClient`: the OpenAI SDK's chat-completions API over Koala.
+
+    client = Client()
+    completion = client.chat.completions.create(model="gpt-4o-mini", messages=...)
+    for chunk in client.chat.completions.create(model="", messages=..., stream=True):
+        print(chunk.choices[0].delta.content or "", end="")
+
+`AsyncClient` is the same with `await` (a streaming call is awaited too and gives
+an async iterator, as in the openai SDK). Which OpenAI parameters are honoured,
+ignored or refused is listed in `koala_chat.client.params`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from typing import Any, Literal, overload
+
+from .._sync import iterate_sync, run_sync
+from ..errors import ModelNotFoundError, UsageError
+from ..messages import JSONValue
+from ..providers import Koala
+from .params import CompletionRequest, parse_request
+from .provider import ChatProvider, provider_options
+from .replies import complete, stream_chunks
+from .types import ChatCompletion, ChatCompletionChunk, Model, ModelList
+
+__all__ = [
+    "AsyncClient",
+    "AsyncCompletions",
+    "AsyncStream",
+    "Client",
+    "Completions",
+    "Models",
+    "Stream",
+]
+
+InputMessages = Sequence[Mapping[str, JSONValue]]
+
+
+class _Config:
+    """What a client was made with: the provider and its options."""
+
+    def __init__(self, provider: ChatProvider, options: dict[str, Any]) -> None:
+        self.provider = provider
+        self.options = options
+        self.closed = False
+
+    def prepare(
+        self,
+        model: str,
+        messages: InputMessages,
+        stream: bool,
+        timeout: float | None,
+        params: dict[str, JSONValue],
+    ) -> tuple[CompletionRequest, dict[str, Any]]:
+        """Check a call; return the request and the provider options for it."""
+        if self.closed:
+            raise UsageError("this client is closed; make a new one")
+        extra_body = params.pop("extra_body", None) or {}
+        for name in ("extra_headers", "extra_query"):
+            if params.pop(name, None):
+                raise UsageError(
+                    f"{name}: not supported, Koala's request is fixed by its protocol"
+                )
+        if not isinstance(extra_body, Mapping):
+            raise UsageError("extra_body: must be a mapping of request parameters")
+        request = parse_request(
+            {
+                **extra_body,
+                **params,
+                "model": model,
+                "messages": list(messages),
+                "stream": stream,
+            }
+        )
+        options = dict(self.options)
+        if timeout is not None:
+            options["timeout"] = timeout
+        return request, options
+
+
+class Models:
+    """`client.models`: the provider's models, with no network traffic."""
+
+    def __init__(self, config: _Config) -> None:
+        self._config = config
+
+    def list(self) -> ModelList:
+        """Return the provider's known models."""
+        return ModelList([Model(name) for name in self._config.provider.get_models()])
+
+    def retrieve(self, model: str) -> Model:
+        """Return the known model `model`.
+
+        Raises:
+            ModelNotFoundError: the provider does not list it.
+        """
+        models = self._config.provider.get_models()
+        if model not in models:
+            provider = getattr(self._config.provider, "__name__", "the provider")
+            raise ModelNotFoundError(
+                f"{provider} has no model {model!r}; choose one of: "
+                + ", ".join(models),
+                provider=provider,
+                model=model,
+                models=tuple(models),
+            )
+        return Model(model)
+
+
+class Stream:
+    """The chunks of a streamed completion, for synchronous code.
+
+    Iterate over it; `close()` (or leaving a `with` block) ends the request at
+    once, and so does stopping early once the stream is garbage.
+    """
+
+    def __init__(
+        self, chunks: Iterator[ChatCompletionChunk], first: ChatCompletionChunk
+    ) -> None:
+        self._chunks = chunks
+        self._first: ChatCompletionChunk | None = first
+
+    def __iter__(self) -> Iterator[ChatCompletionChunk]:
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return next(self._chunks)
+
+    def close(self) -> None:
+        """Stop the request and release its connection; harmless when done."""
+        self._first = None
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncStream:
+    """The chunks of a streamed completion, for async code.
+
+    Iterate with `async for`; `await stream.close()` (or leaving an `async with`
+    block) ends the request at once.
+    """
+
+    def __init__(
+        self,
+        chunks: AsyncGenerator[ChatCompletionChunk, None],
+        first: ChatCompletionChunk,
+    ) -> None:
+        self._chunks = chunks
+        self._first: ChatCompletionChunk | None = first
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return await anext(self._chunks)
+
+    async def close(self) -> None:
+        """Stop the request and release its connection; harmless when done."""
+        self._first = None
+        await self._chunks.aclose()
+
+    aclose = close
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class Completions:
+    """`client.chat.completions` of the synchronous `Client`."""
+
+    def __init__(self, config: _Config) -> None:
+        self._config = config
+
+    @overload
+    def create(
+        self,
+        *,
+        model: str,
+        messages: InputMessages,
+        stream: Literal[False] = False,
+        timeout: float | None = None,
+        **params: JSONValue,
+    ) -> ChatCompletion: ...
+
+    @overload
+    def create(
+        self,
+        *,
+        model: str,
+        messages: InputMessages,
+        stream: Literal[True],
+        timeout: float | None = None,
+        **params: JSONValue,
+    ) -> Stream: ...
+
+    @overload
+    def create(
+        self,
+        *,
+        model: str,
+        messages: InputMessages,
+        stream: bool,
+        timeout: float | None = None,
+        **params: JSONValue,
+    ) -> ChatCompletion | Stream: ...
+
+    def create(
+        self,
+        *,
+        model: str,
+        messages: InputMessages,
+        stream: bool = False,
+        timeout: float | None = None,
+        **params: JSONValue,
+    ) -> ChatCompletion | Stream:
+        """Send a conversation; return the completion, or a `Stream` of chunks.
+
+        `params` are further OpenAI parameters (`stop`, `max_tokens`,
+        `temperature`, ...; see `koala_chat.client.params`). `timeout` is the
+        total seconds for this request. The request runs on a private event loop
+        (in a worker thread where this thread already runs one). A streaming
+        call returns once the first piece of the reply has arrived.
+
+        Raises:
+            UsageError: a parameter Koala cannot honour, bad messages or model.
+            TransportError, StatusError, ProtocolError: see `koala_chat.errors`.
+        """
+        request, options = self._config.prepare(
+            model, messages, stream, timeout, params
+        )
+        provider = self._config.provider
+        if not request.stream:
+            return run_sync(lambda: complete(provider, request, options))
+        chunks = iterate_sync(lambda: stream_chunks(provider, request, options))
+        return Stream(chunks, next(chunks))
+
+
+class AsyncCompletions:
+    """`client.chat.completions` of `AsyncClient`."""
+
+    def __init__(self, config: _Config) -> None:
+        self._config = config
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: InputMessages,
+        stream: Literal[False] = False,
+        timeout: float | None = None,  # noqa: ASYNC109 (the openai SDK's name)
+        **params: JSONValue,
+    ) -> ChatCompletion: ...
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: InputMessages,
+        stream: Literal[True],
+        timeout: float | None = None,  # noqa: ASYNC109 (the openai SDK's name)
+        **params: JSONValue,
+    ) -> AsyncStream: ...
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: InputMessages,
+        stream: bool,
+        timeout: float | None = None,  # noqa: ASYNC109 (the openai SDK's name)
+        **params: JSONValue,
+    ) -> ChatCompletion | AsyncStream: ...
+
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: InputMessages,
+        stream: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 (the openai SDK's name)
+        **params: JSONValue,
+    ) -> ChatCompletion | AsyncStream:
+        """Send a conversation; return the completion, or an `AsyncStream`.
+
+        As `Client.chat.completions.create`; a streaming call is awaited too and
+        returns once the first piece of the reply has arrived.
+
+        Example:
+            >>> stream = await client.chat.completions.create(
+            ...     model="gpt-4o-mini", messages=messages, stream=True
+            ... )
+            >>> async for chunk in stream:
+            ...     print(chunk.choices[0].delta.content or "", end="")
+
+        Raises:
+            UsageError: a parameter Koala cannot honour, bad messages or model.
+            TransportError, StatusError, ProtocolError: see `koala_chat.errors`.
+        """
+        request, options = self._config.prepare(
+            model, messages, stream, timeout, params
+        )
+        provider = self._config.provider
+        if not request.stream:
+            return await complete(provider, request, options)
+        chunks = stream_chunks(provider, request, options)
+        try:
+            first = await anext(chunks)
+        except BaseException:
+            await chunks.aclose()
+            raise
+        return AsyncStream(chunks, first)
+
+
+class _Chat:
+    def __init__(self, completions: Completions) -> None:
+        self.completions = completions
+
+
+class _AsyncChat:
+    def __init__(self, completions: AsyncCompletions) -> None:
+        self.completions = completions
+
+
+class Client:
+    """An OpenAI-shaped client for Koala, for synchronous code.
+
+    `provider` is the provider class (`Koala`); `api_endpoint`, `proxy`,
+    `timeout` (total seconds per request) and `max_retries` pass through to it,
+    as do other keyword `provider_options` (`connect_timeout`, ...). The client
+    holds no connection between calls; `close()` only marks it closed.
+
+    Example:
+        >>> client = Client(api_endpoint="http://127.0.0.1:8080/api/gpt/")
+        >>> completion = client.chat.completions.create(
+        ...     model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+        ... )
+        >>> print(completion.choices[0].message.content)
+    """
+
+    def __init__(
+        self,
+        provider: ChatProvider = Koala,
+        *,
+        api_endpoint: str | None = None,
+        proxy: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        **provider_options_: Any,
+    ) -> None:
+        self._config = _Config(
+            provider,
+            provider_options(
+                api_endpoint=api_endpoint,
+                proxy=proxy,
+                timeout=timeout,
+                max_retries=max_retries,
+                **provider_options_,
+            ),
+        )
+        self.chat = _Chat(Completions(self._config))
+        self.models = Models(self._config)
+
+    def close(self) -> None:
+        """Mark the client closed: later calls raise UsageError."""
+        self._config.closed = True
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """An OpenAI-shaped client for Koala, for async code; options as `Client`.
+
+    Example:
+        >>> async with AsyncClient() as client:
+        ...     completion = await client.chat.completions.create(
+        ...         model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+        ...     )
+    """
+
+    def __init__(
+        self,
+        provider: ChatProvider = Koala,
+        *,
+        api_endpoint: str | None = None,
+        proxy: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        **provider_options_: Any,
+    ) -> None:
+        self._config = _Config(
+            provider,
+            provider_options(
+                api_endpoint=api_endpoint,
+                proxy=proxy,
+                timeout=timeout,
+                max_retries=max_retries,
+                **provider_options_,
+            ),
+        )
+        self.chat = _AsyncChat(AsyncCompletions(self._config))
+        self.models = Models(self._config)
+
+    async def close(self) -> None:
+        """Mark the client closed: later calls raise UsageError."""
+        self._config.closed = True
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

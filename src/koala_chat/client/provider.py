@@ -1,0 +1,78 @@
+"""What the OpenAI-shaped client and server need of a provider.
+
+Any provider class with the gpt4free shape fits (`AsyncGeneratorProvider` plus
+`ProviderModelMixin`): `Koala` by default, a subclass in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any, Protocol
+
+from ..messages import JSONValue, NormalizedMessage, text_of
+
+__all__ = ["ChatProvider", "provider_options", "text_pieces"]
+
+
+class ChatProvider(Protocol):
+    """A provider class: its classmethods, as the client and server call them."""
+
+    def create_async_generator(
+        self, model: str, messages: Any, **kwargs: Any
+    ) -> AsyncGenerator[JSONValue, None]:
+        """Send the conversation and yield each value the server streams back."""
+        ...
+
+    def get_model(self, model: str | None) -> str:
+        """Return the model name to send for `model` (raises ModelNotFoundError)."""
+        ...
+
+    def get_models(self) -> list[str]:
+        """Return the provider's known models."""
+        ...
+
+
+def provider_options(
+    *,
+    api_endpoint: str | None = None,
+    proxy: str | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Return the keyword options for `create_async_generator`, without unset ones.
+
+    `api_endpoint`, `proxy`, `timeout` (total seconds) and `max_retries` are the
+    common ones; `extra` passes anything else the provider takes
+    (`connect_timeout`, `idle_timeout`, `connector`, ...).
+    """
+    options = {
+        "api_endpoint": api_endpoint,
+        "proxy": proxy,
+        "timeout": timeout,
+        "max_retries": max_retries,
+    }
+    return {
+        **{name: value for name, value in options.items() if value is not None},
+        **extra,
+    }
+
+
+async def text_pieces(
+    provider: ChatProvider,
+    model: str,
+    messages: list[NormalizedMessage],
+    options: dict[str, Any],
+) -> AsyncGenerator[str, None]:
+    """Yield the text pieces of the reply (values without text are skipped).
+
+    Raises:
+        KoalaError: whatever the provider raises (see `koala_chat.errors`).
+    """
+    async with aclosing(
+        provider.create_async_generator(model, messages, **options)
+    ) as values:
+        async for value in values:
+            if text := text_of(value):
+                yield text

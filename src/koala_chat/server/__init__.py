@@ -1,0 +1,43 @@
+"""`koala serve`: an OpenAI-compatible HTTP server in front of the Koala provider.
+
+`create_app` builds the aiohttp.web application, `create_runner` hosts it,
+`serve` runs it until Ctrl-C or SIGTERM (in several processes with `workers`),
+and `cli` offers the `serve` command. The modules, one job each: `config`
+(settings), `routes` (handlers), `streaming` (the hot path), `failures` (the
+OpenAI error shape), `middleware` (errors, the API key), `accesslog`, `runner`.
+
+The names are imported on first use, so that `koala --help`, which imports
+`koala_chat.server.cli`, does not import aiohttp.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import create_app, create_runner
+    from .config import ServerConfig
+    from .runner import serve
+
+__all__ = ["ServerConfig", "create_app", "create_runner", "serve"]
+
+_LAZY = {
+    "ServerConfig": ".config",
+    "create_app": ".app",
+    "create_runner": ".app",
+    "serve": ".runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,52 @@
+"""One access-log line per request: status, model, time to first piece, pieces.
+
+Nothing secret goes in: no headers (so no API key), no query string, no body.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from .streaming import RequestLog
+
+__all__ = ["LOG_KEY", "AccessLogger"]
+
+#: Where a completion handler leaves what the log line says about it.
+LOG_KEY: Final = web.RequestKey("koala_chat.log", RequestLog)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Log `remote "METHOD /path" status model=... ttfp=...s pieces=N time=...s`."""
+
+    @property
+    def enabled(self) -> bool:
+        """Tell whether lines would be written at all (skip the work if not)."""
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def log(
+        self, request: web.BaseRequest, response: web.StreamResponse, time: float
+    ) -> None:
+        """Write the line for one finished request."""
+        info = request.get(LOG_KEY) if isinstance(request, web.Request) else None
+        model = ttfp = "-"
+        pieces = 0
+        if info is not None:
+            model = info.model or "-"
+            pieces = info.pieces
+            if info.first_piece is not None:
+                ttfp = f"{info.first_piece - info.started:.3f}s"
+        self.logger.info(
+            '%s "%s %s" %d model=%s ttfp=%s pieces=%d time=%.3fs',
+            request.remote or "-",
+            request.method,
+            request.path,
+            response.status,
+            model,
+            ttfp,
+            pieces,
+            time,
+        )

@@ -1,0 +1,80 @@
+"""The aiohttp.web application of `koala serve`.
+
+    app = create_app(ServerConfig(api_key="..."))
+    runner = create_runner(app)     # disconnects cancel handlers; graceful stop
+
+The app owns one upstream connection pool for its whole life (keep-alive to
+the Koala endpoint, closed on cleanup) and lends it to every request; with a
+SOCKS proxy the provider opens its own per request instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from ..client.provider import ChatProvider
+from ..providers import Koala
+from ..requests import proxy_scheme
+from .accesslog import AccessLogger
+from .config import ServerConfig
+from .middleware import auth_middleware, error_middleware
+from .routes import STATE_KEY, ServerState, routes
+
+__all__ = ["ACCESS_LOGGER", "create_app", "create_runner"]
+
+#: The logger of the access log lines.
+ACCESS_LOGGER = "koala_chat.server.access"
+
+
+def create_app(config: ServerConfig, provider: ChatProvider = Koala) -> web.Application:
+    """Return the app serving `config` with `provider` (default `Koala`).
+
+    Host it with `create_runner`, which turns on what the app relies on.
+    """
+    middlewares: list[Middleware] = [error_middleware]
+    if config.api_key is not None:
+        middlewares.append(auth_middleware(config.api_key))
+    app = web.Application(middlewares=middlewares, client_max_size=config.max_body)
+    app[STATE_KEY] = ServerState(config, provider, dict(config.provider_options))
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_upstream_pool)
+    return app
+
+
+def create_runner(app: web.Application) -> web.AppRunner:
+    """Return a runner for `app` that cancels a handler whose client left.
+
+    Cleaning the runner up stops accepting, lets open streams run for the
+    configured grace period, then cancels them.
+    """
+    config = app[STATE_KEY].config
+    return web.AppRunner(
+        app,
+        handler_cancellation=True,
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger(ACCESS_LOGGER),
+        shutdown_timeout=config.grace,
+    )
+
+
+async def _upstream_pool(app: web.Application) -> AsyncIterator[None]:
+    """Lend one connection pool to all upstream requests; close it at the end."""
+    state = app[STATE_KEY]
+    proxy = state.options.get("proxy")
+    if "connector" in state.options or (
+        proxy and proxy_scheme(proxy).startswith("socks")
+    ):
+        yield
+        return
+    connector = aiohttp.TCPConnector(limit=state.config.max_streams)
+    state.options["connector"] = connector
+    try:
+        yield
+    finally:
+        del state.options["connector"]
+        await connector.close()

@@ -1,0 +1,127 @@
+"""Errors in the OpenAI shape: `{"error": {"message", "type", "param", "code"}}`.
+
+`failure_for` is the one place that maps our errors to HTTP statuses (issue 5):
+
+    UsageError                  400 invalid_request_error
+    ModelNotFoundError          404 invalid_request_error / model_not_found
+    RateLimitError (upstream)   429 rate_limit_error, with Retry-After
+    CloudflareChallengeError    502 upstream_error / upstream_challenge
+    ConnectError, ProxyError    502 upstream_error / upstream_unreachable
+    KoalaTimeoutError           504 upstream_error / upstream_timeout
+    any other KoalaError        502 upstream_error (the upstream misbehaved)
+    anything else               500 server_error (details only in the log)
+
+The OpenAI SDKs pick their exception class from the status (400
+BadRequestError, 401 AuthenticationError, 404 NotFoundError, 429
+RateLimitError, ...), and read a mid-stream error from an event whose data has an
+`error` member.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import orjson
+from aiohttp import web
+
+from ..errors import (
+    CloudflareChallengeError,
+    ConnectError,
+    KoalaError,
+    KoalaTimeoutError,
+    ModelNotFoundError,
+    ProtocolError,
+    RateLimitError,
+    UsageError,
+)
+
+__all__ = ["DONE_EVENT", "Failure", "FailureError", "bad_request", "failure_for"]
+
+DONE_EVENT: Final = b"data: [DONE]\n\n"
+
+#: Retry-After sent for an upstream rate limit that named no time.
+DEFAULT_RETRY_AFTER: Final = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An error reply: status, OpenAI error type and code, message, headers."""
+
+    status: int
+    type: str
+    code: str | None
+    message: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def body(self) -> bytes:
+        """Return the JSON body `{"error": {...}}`."""
+        return orjson.dumps(
+            {
+                "error": {
+                    "message": self.message,
+                    "type": self.type,
+                    "param": None,
+                    "code": self.code,
+                }
+            }
+        )
+
+    def response(self) -> web.Response:
+        """Return the error as a JSON response."""
+        return web.Response(
+            status=self.status,
+            body=self.body(),
+            content_type="application/json",
+            headers=self.headers,
+        )
+
+    def event(self) -> bytes:
+        """Return the error as an event for a stream already under way."""
+        return b"data: " + self.body() + b"\n\n"
+
+
+class FailureError(Exception):
+    """Raised by a handler to answer with `failure` (error_middleware sends it)."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def bad_request(message: str, code: str = "invalid_request") -> Failure:
+    """Return a 400 failure."""
+    return Failure(400, "invalid_request_error", code, message)
+
+
+def failure_for(exc: BaseException) -> Failure:
+    """Return the error reply for `exc` (see the module docstring)."""
+    if isinstance(exc, ModelNotFoundError):
+        return Failure(404, "invalid_request_error", "model_not_found", str(exc))
+    if isinstance(exc, UsageError):
+        return bad_request(str(exc))
+    if isinstance(exc, RateLimitError):
+        wait = exc.retry_after
+        seconds = DEFAULT_RETRY_AFTER if wait is None else max(1, math.ceil(wait))
+        return Failure(
+            429,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            f"the Koala API is rate limiting us: {exc}",
+            {"Retry-After": str(seconds)},
+        )
+    if isinstance(exc, KoalaTimeoutError):
+        return Failure(504, "upstream_error", "upstream_timeout", str(exc))
+    if isinstance(exc, CloudflareChallengeError):
+        return Failure(502, "upstream_error", "upstream_challenge", str(exc))
+    if isinstance(exc, ConnectError):
+        return Failure(502, "upstream_error", "upstream_unreachable", str(exc))
+    if isinstance(exc, ProtocolError):
+        return Failure(502, "upstream_error", "upstream_protocol_error", str(exc))
+    if isinstance(exc, KoalaError):
+        return Failure(502, "upstream_error", "upstream_error", str(exc))
+    return Failure(
+        500, "server_error", "internal_error", "internal server error (see its log)"
+    )

@@ -1,0 +1,252 @@
+"""The routes of `koala serve`: chat completions, models, health.
+
+    POST /v1/chat/completions   a completion, streamed as events or whole
+    GET  /v1/models             the provider's models
+    GET  /v1/models/{id}        one model, or 404
+    GET  /health                {"status": "ok"}, without authentication
+
+Handlers raise; `error_middleware` turns errors into the OpenAI error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from ..client.cutting import ReplyCutter
+from ..client.params import (
+    CompletionRequest,
+    parse_request,
+    prompt_tokens,
+    tokens_for_length,
+)
+from ..client.provider import ChatProvider
+from ..client.replies import new_completion_id
+from ..client.types import (
+    ChatCompletion,
+    ChatCompletionMessage,
+    Choice,
+    CompletionUsage,
+    Model,
+    ModelList,
+)
+from ..messages import JSONValue, text_of
+from .accesslog import LOG_KEY
+from .config import ServerConfig
+from .failures import Failure, FailureError, bad_request
+from .streaming import ChunkEncoder, RequestLog, stream_reply
+
+__all__ = ["STATE_KEY", "ServerState", "routes"]
+
+
+@dataclass(slots=True)
+class ServerState:
+    """What the handlers of one app share: settings, provider, stream count.
+
+    Nothing of one request outlives it: the server is stateless.
+    """
+
+    config: ServerConfig
+    provider: ChatProvider
+    options: dict[str, Any]
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def cancel_all(self) -> None:
+        """Cancel every completion in progress (a second Ctrl-C)."""
+        for task in self.tasks:
+            task.cancel()
+
+
+STATE_KEY: Final = web.AppKey("koala_chat.state", ServerState)
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    """Answer that the server is up (no authentication, no upstream traffic)."""
+    return _json({"status": "ok"})
+
+
+@routes.get("/v1/models")
+async def list_models(request: web.Request) -> web.Response:
+    """Return the provider's models as an OpenAI model list."""
+    provider = request.app[STATE_KEY].provider
+    models = ModelList([Model(name) for name in provider.get_models()])
+    return _json(models.model_dump())
+
+
+@routes.get("/v1/models/{model}")
+async def get_model(request: web.Request) -> web.Response:
+    """Return one model, or 404 when the provider does not list it."""
+    provider = request.app[STATE_KEY].provider
+    name = request.match_info["model"]
+    if name not in provider.get_models():
+        raise FailureError(
+            Failure(
+                404,
+                "invalid_request_error",
+                "model_not_found",
+                f"the model {name!r} does not exist; see /v1/models",
+            )
+        )
+    return _json(Model(name).model_dump())
+
+
+@routes.post("/v1/chat/completions")
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """Answer a chat completion, streamed (`"stream": true`) or whole.
+
+    The first piece of the reply is awaited before the response starts, so a
+    failing upstream gets a real status; a later failure ends the stream with
+    an error event.
+    """
+    state = request.app[STATE_KEY]
+    log = request[LOG_KEY] = RequestLog(started=time.perf_counter())
+    completion = parse_request(await _read_object(request, state.config.max_body))
+    model = log.model = state.provider.get_model(completion.model)
+    if len(state.tasks) >= state.config.max_streams:
+        raise FailureError(
+            Failure(
+                429,
+                "rate_limit_error",
+                "too_many_streams",
+                f"this server is at its limit of {state.config.max_streams} "
+                "completions at once; retry shortly",
+                {"Retry-After": "1"},
+            )
+        )
+    task = asyncio.current_task()
+    assert task is not None  # a handler always runs in a task
+    state.tasks.add(task)
+    try:
+        values = state.provider.create_async_generator(
+            model, completion.messages, **state.options
+        )
+        async with aclosing(values):
+            cutter = (
+                ReplyCutter(completion.stop, completion.max_chars)
+                if completion.needs_cutting
+                else None
+            )
+            first = await _first_text(values, cutter)
+            log.saw_first_piece()
+            if not completion.stream:
+                return await _whole(values, first, completion, model, cutter, log)
+            encoder = ChunkEncoder(new_completion_id(), int(time.time()), model)
+            return await stream_reply(
+                request, values, first, completion, encoder, cutter, log
+            )
+    finally:
+        state.tasks.discard(task)
+
+
+async def _read_object(request: web.Request, limit: int) -> dict[str, JSONValue]:
+    """Return the request body as a JSON object.
+
+    Raises:
+        FailureError: 413 for a body over `limit` bytes, 400 for one that is
+            not a JSON object.
+    """
+    size = request.content_length
+    if size is not None and size > limit:
+        raise FailureError(_too_large(limit))
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise FailureError(_too_large(limit)) from exc
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise FailureError(
+            bad_request(f"the request body is not JSON: {exc}", "invalid_json")
+        ) from exc
+    if not isinstance(body, dict):
+        raise FailureError(bad_request("the request body must be a JSON object"))
+    return body
+
+
+def _too_large(limit: int) -> Failure:
+    return Failure(
+        413,
+        "invalid_request_error",
+        "request_too_large",
+        f"the request body is larger than the limit of {limit} bytes",
+    )
+
+
+async def _first_text(
+    values: AsyncGenerator[JSONValue, None], cutter: ReplyCutter | None
+) -> str | None:
+    """Return the first text piece (after `cutter`), or None for an empty reply."""
+    async for value in values:
+        text = text_of(value)
+        if cutter is not None:
+            text = cutter.feed(text)
+        if text:
+            return text
+        if cutter is not None and cutter.done:
+            return None
+    if cutter is not None:
+        return cutter.flush() or None
+    return None
+
+
+async def _whole(
+    values: AsyncGenerator[JSONValue, None],
+    first: str | None,
+    completion: CompletionRequest,
+    model: str,
+    cutter: ReplyCutter | None,
+    log: RequestLog,
+) -> web.Response:
+    """Return the whole reply as a `chat.completion` object."""
+    pieces = [first] if first else []
+    if cutter is None or not cutter.done:
+        async with aclosing(_texts(values, cutter)) as texts:
+            pieces += [text async for text in texts]
+    log.pieces = len(pieces)
+    text = "".join(pieces)
+    prompt = prompt_tokens(completion.messages)
+    done = tokens_for_length(len(text))
+    result = ChatCompletion(
+        id=new_completion_id(),
+        choices=[
+            Choice(
+                index=0,
+                message=ChatCompletionMessage(content=text),
+                finish_reason=cutter.finish_reason if cutter else "stop",
+            )
+        ],
+        created=int(time.time()),
+        model=model,
+        usage=CompletionUsage(prompt, done, prompt + done),
+    )
+    return _json(result.model_dump())
+
+
+async def _texts(
+    values: AsyncGenerator[JSONValue, None], cutter: ReplyCutter | None
+) -> AsyncGenerator[str, None]:
+    """Yield the remaining text pieces, cut by `cutter`."""
+    async for value in values:
+        text = text_of(value)
+        if cutter is not None:
+            text = cutter.feed(text)
+        if text:
+            yield text
+        if cutter is not None and cutter.done:
+            return
+    if cutter is not None and (text := cutter.flush()):
+        yield text
+
+
+def _json(value: JSONValue) -> web.Response:
+    return web.Response(body=orjson.dumps(value), content_type="application/json")

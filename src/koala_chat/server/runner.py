@@ -1,0 +1,199 @@
+"""Run `koala serve` until Ctrl-C or SIGTERM, in one process or several.
+
+Stopping is graceful: the listening socket closes at once, idle connections are
+closed, open streams get `grace` seconds to finish and are then cancelled. A
+second Ctrl-C stops at once.
+
+With `workers` > 1 the parent forks that many processes; each binds its own
+socket to the same port with SO_REUSEPORT, so the kernel spreads connections over
+them, and the server keeps no state a process would need to share. The parent
+forwards SIGTERM and Ctrl-C to them and waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from types import FrameType
+from typing import Final
+
+from aiohttp import web
+
+from ..client.provider import ChatProvider
+from ..providers import Koala
+from ..requests import redact_url
+from .app import create_app, create_runner
+from .config import ServerConfig
+from .routes import STATE_KEY
+
+__all__ = ["serve", "serve_async"]
+
+logger = logging.getLogger("koala_chat.server")
+
+#: Pending connections the kernel queues per socket (a burst of clients).
+BACKLOG: Final = 2048
+_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+def serve(config: ServerConfig, provider: ChatProvider = Koala) -> int:
+    """Serve until Ctrl-C or SIGTERM; return the exit code (0: a clean stop).
+
+    Raises:
+        UsageError: the configuration exposes the server without an API key.
+        OSError: the address cannot be bound.
+    """
+    config.check_exposure()
+    if config.workers == 1:
+        asyncio.run(serve_async(config, provider))
+        return 0
+    return _serve_workers(config, provider)
+
+
+async def serve_async(
+    config: ServerConfig,
+    provider: ChatProvider = Koala,
+    *,
+    stop: asyncio.Event | None = None,
+    started: Callable[[int], None] | None = None,
+    escalate: bool = True,
+) -> None:
+    """Serve on the running loop until `stop` is set or a signal arrives.
+
+    `started` is called with the bound port once the server listens. Signal
+    handlers are installed when this runs in the main thread; with `escalate`
+    a second signal cancels the open completions instead of waiting for them.
+    """
+    stop = stop or asyncio.Event()
+    app = create_app(config, provider)
+    state = app[STATE_KEY]
+    runner = create_runner(app)
+    await runner.setup()
+    with _signals_set(stop, state.cancel_all if escalate else None):
+        try:
+            site = web.TCPSite(
+                runner,
+                config.host,
+                config.port,
+                backlog=BACKLOG,
+                reuse_port=config.workers > 1,
+            )
+            await site.start()
+            port = int(runner.addresses[0][1])
+            _log_start(config, port)
+            if started is not None:
+                started(port)
+            await stop.wait()
+            logger.info(
+                "stopping: %d open completion(s) get up to %g s to finish",
+                len(state.tasks),
+                config.grace,
+            )
+        finally:
+            await runner.cleanup()
+    logger.info("stopped")
+
+
+def _log_start(config: ServerConfig, port: int) -> None:
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    endpoint = config.provider_options.get("api_endpoint")
+    logger.info(
+        "listening on http://%s:%d (OpenAI base URL http://%s:%d/v1)%s%s, pid %d",
+        host,
+        port,
+        host,
+        port,
+        f", upstream {redact_url(endpoint)}" if endpoint else "",
+        ", API key required" if config.api_key else "",
+        os.getpid(),
+    )
+
+
+@contextlib.contextmanager
+def _signals_set(
+    stop: asyncio.Event, insist: Callable[[], None] | None
+) -> Iterator[None]:
+    """Let SIGINT and SIGTERM set `stop`; a second one calls `insist`."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set() and insist is not None:
+            logger.info("stopping at once")
+            insist()
+        stop.set()
+
+    installed = []
+    for signum in _SIGNALS:
+        try:
+            loop.add_signal_handler(signum, on_signal)
+        except (RuntimeError, ValueError):
+            continue  # not the main thread (tests host the server in a thread)
+        installed.append(signum)
+    try:
+        yield
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+def _serve_workers(config: ServerConfig, provider: ChatProvider) -> int:
+    """Run `config.workers` forked processes on one port; wait for them."""
+    holder = None
+    port = config.port
+    if port == 0:
+        # Reserve one free port for all workers (bound, never listening).
+        holder = _reuse_port_socket(config.host)
+        port = holder.getsockname()[1]
+    worker_config = replace(config, port=port)
+    context = multiprocessing.get_context("fork")
+    processes = [
+        context.Process(
+            target=_worker, args=(worker_config, provider), name=f"koala-serve-{n}"
+        )
+        for n in range(config.workers)
+    ]
+    for process in processes:
+        process.start()
+    signals_seen = 0
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        # The first signal asks for a graceful stop, a second one insists.
+        sent = signal.SIGTERM if signals_seen == 1 else signal.SIGKILL
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, sent)
+
+    previous = {signum: signal.signal(signum, forward) for signum in _SIGNALS}
+    try:
+        for process in processes:
+            process.join()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if holder is not None:
+            holder.close()
+    return 0 if all(process.exitcode == 0 for process in processes) else 1
+
+
+def _worker(config: ServerConfig, provider: ChatProvider) -> None:
+    """One worker process: serve until told to stop (signals never escalate)."""
+    # Ctrl-C on a terminal reaches every process of the group; the parent also
+    # forwards it. Either way each signal only asks for the graceful stop.
+    asyncio.run(serve_async(config, provider, escalate=False))
+
+
+def _reuse_port_socket(host: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, 0))
+    return sock

@@ -1,0 +1,202 @@
+"""The server's hot path: a reply streamed as OpenAI chunk events.
+
+Every event of one stream shares everything but its text, so `ChunkEncoder`
+renders the constant bytes once per stream and a content event costs one
+`orjson.dumps` of the text and one concatenation. `stream_reply` sends the
+events; the handler awaits the first piece before calling it, so early failures
+still get a real status (routes.py).
+
+Disconnects: the server runs with `handler_cancellation=True`, so aiohttp
+cancels the handler when its client goes away (as starlette's streaming response
+listens for `http.disconnect`); the cancellation closes the upstream generator
+through `aclosing` at once. A write to a closed connection ends the stream the
+same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+from aiohttp import web
+
+from ..client.cutting import ReplyCutter
+from ..client.params import CompletionRequest, prompt_tokens, tokens_for_length
+from ..client.types import CompletionUsage, FinishReason
+from ..errors import KoalaError
+from ..messages import JSONValue, text_of
+from .failures import DONE_EVENT, failure_for
+
+__all__ = ["ChunkEncoder", "RequestLog", "stream_reply"]
+
+logger = logging.getLogger("koala_chat.server")
+
+_SSE_HEADERS: Final = {
+    "Cache-Control": "no-cache",
+    # Ask reverse proxies (nginx) not to buffer the stream.
+    "X-Accel-Buffering": "no",
+}
+
+
+@dataclass(slots=True)
+class RequestLog:
+    """What the access log says about a completion request (nothing secret)."""
+
+    started: float
+    model: str | None = None
+    first_piece: float | None = None
+    pieces: int = 0
+
+    def saw_first_piece(self) -> None:
+        """Note the time of the first piece."""
+        self.first_piece = time.perf_counter()
+
+
+class ChunkEncoder:
+    """Render the `chat.completion.chunk` events of one stream as bytes.
+
+    The JSON has the keys and order of the OpenAI API (and of
+    `koala_chat.client.types.ChatCompletionChunk`).
+    """
+
+    __slots__ = ("_head", "_prefix")
+
+    _SUFFIX: Final = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+
+    def __init__(self, completion_id: str, created: int, model: str) -> None:
+        self._head = b"".join(
+            (
+                b'data: {"id":',
+                orjson.dumps(completion_id),
+                b',"object":"chat.completion.chunk","created":',
+                str(int(created)).encode(),
+                b',"model":',
+                orjson.dumps(model),
+                b',"system_fingerprint":null,"choices":',
+            )
+        )
+        self._prefix = self._head + b'[{"index":0,"delta":{"content":'
+
+    def content(self, text: str) -> bytes:
+        """Return the event that adds `text` to the reply."""
+        return self._prefix + orjson.dumps(text) + self._SUFFIX
+
+    def role(self) -> bytes:
+        """Return the first event, which names the role."""
+        return (
+            self._head
+            + b'[{"index":0,"delta":{"content":"","role":"assistant"}'
+            + self._SUFFIX[1:]
+        )
+
+    def finish(self, reason: FinishReason) -> bytes:
+        """Return the last event of the choice, with its finish reason."""
+        return b"".join(
+            (
+                self._head,
+                b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":"',
+                reason.encode(),
+                b'"}]}\n\n',
+            )
+        )
+
+    def usage(self, usage: CompletionUsage) -> bytes:
+        """Return the usage event (no choices), sent when `include_usage` asks."""
+        return b"".join(
+            (
+                self._head,
+                b'[],"usage":',
+                orjson.dumps(usage.model_dump()),
+                b"}\n\n",
+            )
+        )
+
+
+async def stream_reply(
+    request: web.Request,
+    values: AsyncGenerator[JSONValue, None],
+    first: str | None,
+    completion: CompletionRequest,
+    encoder: ChunkEncoder,
+    cutter: ReplyCutter | None,
+    log: RequestLog,
+) -> web.StreamResponse:
+    """Stream the reply whose first text piece is `first` (None: empty reply).
+
+    `values` are the rest of the provider's values; `first` was already let
+    through `cutter`. A failure after the response started becomes an error
+    event followed by `[DONE]`.
+    """
+    response = web.StreamResponse(headers=_SSE_HEADERS)
+    response.content_type = "text/event-stream"
+    response.charset = "utf-8"
+    await response.prepare(request)
+    chars = 0
+    head = encoder.role()
+    if first:
+        chars = len(first)
+        log.pieces = 1
+        head += encoder.content(first)
+    try:
+        await response.write(head)
+        if cutter is None or not cutter.done:
+            chars += await _pump(response, values, encoder, cutter, log)
+    except ConnectionResetError:
+        # The client went away; closing `values` (the caller's aclosing)
+        # cancels the upstream request.
+        return response
+    except KoalaError as exc:
+        logger.warning("upstream failed mid-stream: %s", exc)
+        await _end(response, failure_for(exc).event())
+        return response
+    tail = encoder.finish(cutter.finish_reason if cutter else "stop")
+    if completion.include_usage:
+        prompt = prompt_tokens(completion.messages)
+        done = tokens_for_length(chars)
+        tail += encoder.usage(CompletionUsage(prompt, done, prompt + done))
+    await _end(response, tail)
+    return response
+
+
+async def _pump(
+    response: web.StreamResponse,
+    values: AsyncGenerator[JSONValue, None],
+    encoder: ChunkEncoder,
+    cutter: ReplyCutter | None,
+    log: RequestLog,
+) -> int:
+    """Write an event per text piece until the reply ends; return its length."""
+    write = response.write
+    content = encoder.content
+    chars = pieces = 0
+    try:
+        async for value in values:
+            text = value if type(value) is str else text_of(value)
+            if cutter is not None:
+                text = cutter.feed(text)
+            if text:
+                chars += len(text)
+                pieces += 1
+                await write(content(text))
+            if cutter is not None and cutter.done:
+                break
+        else:
+            if cutter is not None and (text := cutter.flush()):
+                chars += len(text)
+                pieces += 1
+                await write(content(text))
+    finally:
+        log.pieces += pieces
+    return chars
+
+
+async def _end(response: web.StreamResponse, events: bytes) -> None:
+    try:
+        await response.write(events + DONE_EVENT)
+        await response.write_eof()
+    except ConnectionResetError:
+        return

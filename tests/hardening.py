@@ -21,7 +21,14 @@ import pytest
 from koala_chat import JSONValue, Koala, Messages
 from koala_chat.sandbox import RecordedRequest, default_reply
 
-__all__ = ["MESSAGES", "collect", "no_leaks", "open_resources", "reply_text"]
+__all__ = [
+    "MESSAGES",
+    "collect",
+    "collect_into",
+    "no_leaks",
+    "open_resources",
+    "reply_text",
+]
 
 MESSAGES: Messages = [{"role": "user", "content": "Hi"}]
 
@@ -30,9 +37,26 @@ async def collect(
     messages: Messages = MESSAGES, *, model: str = "", **kwargs: Any
 ) -> list[JSONValue]:
     """Return every value `Koala.create_async_generator` yields for `messages`."""
+    received: list[JSONValue] = []
+    await collect_into(received, messages, model=model, **kwargs)
+    return received
+
+
+async def collect_into(
+    received: list[JSONValue],
+    messages: Messages = MESSAGES,
+    *,
+    model: str = "",
+    **kwargs: Any,
+) -> None:
+    """Append each value Koala yields to `received` as it arrives.
+
+    What arrived before an error stays in `received`.
+    """
     stream = Koala.create_async_generator(model, messages, **kwargs)
     async with aclosing(stream) as values:
-        return [value async for value in values]
+        async for value in values:
+            received.append(value)
 
 
 def reply_text(request: RecordedRequest) -> str:

@@ -12,7 +12,6 @@ import contextlib
 import importlib
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -132,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         # Everything else is reported in one line too; --debug tells more.
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         sys.stderr.write(f"{PROG}: error: {one_line(exc)}\n")
         sys.stderr.flush()

@@ -7,7 +7,6 @@ the interactive session (`interactive.py`) uses it for every turn.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Iterator
 from contextlib import aclosing, contextmanager
@@ -244,4 +243,4 @@ def _maybe_sandbox(connection: Connection, wanted: bool) -> Iterator[Connection]
     from ..sandbox import Sandbox
 
     with Sandbox(interval=SANDBOX_INTERVAL) as sandbox:
-        yield dataclasses.replace(connection, endpoint=sandbox.api_endpoint)
+        yield connection._replace(endpoint=sandbox.api_endpoint)

@@ -14,7 +14,6 @@ prompt leaves.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -143,7 +142,7 @@ class Session:
             self._note(f"error: {one_line(exc)}")
             return False
         if argument:
-            self.connection = dataclasses.replace(self.connection, model=model)
+            self.connection = self.connection._replace(model=model)
         self._note(f"model: {model}")
         return False
 

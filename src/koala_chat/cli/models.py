@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from .options import HelpFormatter, Subparsers, add_debug
@@ -45,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     models = Koala.get_models()
     default = Koala.default_model
     if args.json:
+        import json
+
         data = {
             "default": default,
             "models": models,

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
-from typing import Any, Final, NoReturn, TypeAlias
+from typing import Any, Final, NamedTuple, NoReturn, TypeAlias
 
 __all__ = [
     "DEFAULT_RETRIES",
@@ -146,9 +145,12 @@ def connection_options() -> Parser:
     return parent
 
 
-@dataclass(frozen=True, slots=True)
-class Connection:
-    """Where and how to reach Koala, from the command line and the environment."""
+class Connection(NamedTuple):
+    """Where and how to reach Koala, from the command line and the environment.
+
+    A NamedTuple rather than a dataclass: `dataclasses` imports `inspect`, which
+    alone costs a tenth of the startup budget of `koala --help`.
+    """
 
     model: str = ""
     endpoint: str | None = None

@@ -8,7 +8,6 @@ terminals); a pipe or a file gets nothing extra.
 
 from __future__ import annotations
 
-import json
 import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
@@ -51,6 +50,8 @@ class Output:
     def emit(self, value: JSONValue) -> None:
         """Write one streamed value (or keep it, without streaming)."""
         if self.json_lines:
+            import json  # not at startup: `koala --help` needs no JSON
+
             text = json.dumps(value, ensure_ascii=False) + "\n"
         else:
             text = text_of(value)

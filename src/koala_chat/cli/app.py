@@ -40,6 +40,7 @@ examples:
   koala sandbox --port 8000                 a local Koala-protocol server
   koala check --json                        does the endpoint work? how fast?
   koala models                              the known models
+  koala serve                               an OpenAI-compatible server
   koala COMMAND --help                      the options of a command
 
 environment:
@@ -134,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        sys.stderr.write(f"{PROG}: error: {one_line(exc)}\n")
+        sys.stderr.write(f"{PROG}: error: {one_line(exc, args.command)}\n")
         sys.stderr.flush()
         return exit_code_for(exc)
 

@@ -101,12 +101,12 @@ def reason_for(exc: BaseException) -> str:
     return "error"
 
 
-def _hint(exc: KoalaError) -> str:
+def _hint(exc: KoalaError, command: str) -> str:
     """Return what the user can do about `exc`."""
     if isinstance(exc, ModelNotFoundError):
         return "`koala models` lists the known models"
     if isinstance(exc, UsageError):
-        return "see `koala COMMAND --help`"
+        return f"see `koala {command} --help`"
     if isinstance(exc, ProxyError):
         return "check that the proxy runs and the URL and credentials are right"
     if isinstance(exc, KoalaTimeoutError):
@@ -128,10 +128,13 @@ def _hint(exc: KoalaError) -> str:
     return "rerun with --debug for details"
 
 
-def one_line(exc: BaseException) -> str:
-    """Return the error as one line: what happened, then what to do."""
+def one_line(exc: BaseException, command: str = "COMMAND") -> str:
+    """Return the error as one line: what happened, then what to do.
+
+    `command` is the subcommand that failed, named in the usage hint.
+    """
     if isinstance(exc, KoalaError):
-        message, hint = str(exc), _hint(exc)
+        message, hint = str(exc), _hint(exc, command)
     elif isinstance(exc, OSError) and exc.filename is not None:
         message = f"{exc.filename}: {exc.strerror or exc}"
         hint = "check the file name and its permissions"

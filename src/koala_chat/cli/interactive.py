@@ -118,7 +118,7 @@ class Session:
             self.output.interrupted()
             # The turn did not happen: forget the question, keep the session.
             self.messages.pop()
-            self._note(f"error: {one_line(exc)}")
+            self._note(f"error: {one_line(exc, 'chat')}")
             return
         self.output.finish()
         text = "".join(text_of(value) for value in values)
@@ -139,7 +139,7 @@ class Session:
         try:
             model = Koala.get_model(argument or self.connection.model)
         except UsageError as exc:
-            self._note(f"error: {one_line(exc)}")
+            self._note(f"error: {one_line(exc, 'chat')}")
             return False
         if argument:
             self.connection = self.connection._replace(model=model)
@@ -167,7 +167,7 @@ class Session:
         try:
             path.write_text(data, encoding="utf-8")
         except OSError as exc:
-            self._note(f"error: {one_line(exc)}")
+            self._note(f"error: {one_line(exc, 'chat')}")
             return False
         self._note(f"saved {len(self.messages)} messages to {path}")
         return False
@@ -179,7 +179,7 @@ class Session:
         try:
             self.messages = load_messages(Path(argument).expanduser())
         except (OSError, UsageError) as exc:
-            self._note(f"error: {one_line(exc)}")
+            self._note(f"error: {one_line(exc, 'chat')}")
             return False
         self._note(f"loaded {len(self.messages)} messages from {argument}")
         return False
@@ -194,6 +194,9 @@ class Session:
         model = Koala.get_model(self.connection.model)
         endpoint = self.connection.endpoint or Koala.api_endpoint
         return f"model {model}, {redact_url(endpoint)}"
+
+    def _error(self, exc: Exception) -> None:
+        self._note(f"error: {one_line(exc, 'chat')}")
 
     def _note(self, text: str, *, prefix: str = "koala: ") -> None:
         sys.stderr.write(f"{prefix}{text}\n")

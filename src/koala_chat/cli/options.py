@@ -19,6 +19,7 @@ __all__ = [
     "Parser",
     "Subparsers",
     "add_debug",
+    "check_endpoint",
     "connection_options",
 ]
 
@@ -164,8 +165,13 @@ class Connection(NamedTuple):
 
         An empty `--endpoint` falls back to `KOALA_API_ENDPOINT`; an empty value
         of that falls back to the provider's endpoint.
+
+        Raises:
+            UsageError: The endpoint is not an http(s) URL.
         """
         endpoint = args.endpoint or os.environ.get(ENDPOINT_VARIABLE) or None
+        if endpoint is not None:
+            check_endpoint(endpoint)
         return cls(
             model=args.model or "",
             endpoint=endpoint,
@@ -184,3 +190,23 @@ class Connection(NamedTuple):
         if self.endpoint is not None:
             kwargs["api_endpoint"] = self.endpoint
         return kwargs
+
+
+def check_endpoint(url: str) -> None:
+    """Check that `url` is an http(s) URL, naming it without its password.
+
+    Raises:
+        UsageError: It is not.
+    """
+    from urllib.parse import urlsplit
+
+    from ..errors import UsageError
+    from ..requests import redact_url
+
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise UsageError(f"the endpoint must be an http(s) URL, not {redact_url(url)}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from contextlib import aclosing
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import ClientSession
@@ -60,7 +59,6 @@ async def probe(connection: Connection, prompt: str) -> Probe:
         UsageError: A bad endpoint, proxy or model, before any request.
     """
     endpoint = connection.endpoint or Koala.api_endpoint
-    _check_endpoint(endpoint)
     model = Koala.get_model(connection.model)
     result = Probe(endpoint=redact_url(endpoint), model=model)
     try:
@@ -132,12 +130,6 @@ async def _measure(
         span = last - start - result.first_piece_seconds
         if span > 0:
             result.pieces_per_second = (result.pieces - 1) / span
-
-
-def _check_endpoint(endpoint: str) -> None:
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"the endpoint must be an http(s) URL, not {endpoint!r}")
 
 
 def report(result: Probe) -> str:

@@ -1,0 +1,132 @@
+"""The `koala` command as a process: the installed script, signals, pipes."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from koala_chat.cli import main
+from koala_chat.cli.exits import ExitCode
+from koala_chat.sandbox import Reply, Sandbox
+
+TIMEOUT = 20
+
+
+def environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("KOALA_API_ENDPOINT", None)
+    return env
+
+
+def koala_process(*argv: str) -> subprocess.Popen[bytes]:
+    """Start `python -m koala_chat ARGV` with its output on pipes."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "koala_chat", *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment(),
+    )
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test started, killed if still running at its end."""
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.communicate(timeout=TIMEOUT)
+
+
+def test_the_installed_command(sandbox: Sandbox) -> None:
+    script = Path(sys.executable).with_name("koala")
+    assert script.exists(), "install the project: pip install -e '.[test]'"
+    sandbox.push(Reply(values=["Hi ", "there"]))
+    result = subprocess.run(
+        [str(script), "chat", "--endpoint", sandbox.api_endpoint, "Hello"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=environment(),
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "Hi there\n", "")
+    assert sandbox.requests[0].json["input"] == "Hello"
+
+
+def test_a_closed_pipe_ends_quietly(
+    sandbox: Sandbox, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    sandbox.push(Reply(values=["one\n", "two\n", "three\n"], stall_at=1))
+    process = koala_process("chat", "--endpoint", sandbox.api_endpoint, "Count")
+    processes.append(process)
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"one\n"
+    process.stdout.close()  # `| head -1` has read its line and left
+    assert sandbox.wait_stalled(TIMEOUT)
+    sandbox.release()
+    assert process.wait(TIMEOUT) == ExitCode.BROKEN_PIPE
+    assert process.stderr is not None
+    assert process.stderr.read() == b""
+
+
+def test_ctrl_c_during_a_reply_exits_130(
+    sandbox: Sandbox, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    sandbox.push(Reply(values=["one ", "two"], stall_at=1))
+    process = koala_process("chat", "--endpoint", sandbox.api_endpoint, "Count")
+    processes.append(process)
+    assert process.stdout is not None
+    assert process.stdout.read(4) == b"one "
+    process.send_signal(signal.SIGINT)
+    assert process.wait(TIMEOUT) == ExitCode.INTERRUPTED
+    assert sandbox.wait_disconnect(TIMEOUT)
+    _, err = process.communicate(timeout=TIMEOUT)
+    assert b"Traceback" not in err
+
+
+def test_sandbox_command_serves_until_ctrl_c(
+    processes: list[subprocess.Popen[bytes]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    process = koala_process("sandbox", "--port", "0", "--pieces", "12")
+    processes.append(process)
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith(b"Koala sandbox listening on http://")
+    export = process.stdout.readline().decode().strip()
+    variable, _, url = export.removeprefix("export ").partition("=")
+    assert variable == "KOALA_API_ENDPOINT"
+
+    monkeypatch.setattr("sys.stdin", io.StringIO())
+    monkeypatch.setenv(variable, url)
+    assert main(["chat", "Hi"]) == 0
+    # Ten words of summary, then filler up to twelve pieces.
+    assert capsys.readouterr().out.endswith("gpt-4o-mini. Koalas sleep\n")
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(TIMEOUT) == 0
+    _, err = process.communicate(timeout=TIMEOUT)
+    assert err == b""
+
+
+def test_python_dash_m_is_the_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "koala_chat", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    assert result.stdout.startswith("koala ")

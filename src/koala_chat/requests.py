@@ -244,6 +244,14 @@ async def translate_errors(
         raise ConnectError(
             f"could not resolve the host of {target}{via}: {_reason(exc, proxy)}"
         ) from exc
+    except aiohttp.ClientResponseError as exc:
+        # aiohttp's parser refused the status line or the headers (a header over
+        # 8190 bytes, too many headers); its "400" is its own verdict, not the
+        # server's status, so the message leaves it out.
+        detail = " ".join(str(exc.message).split())
+        raise TransportError(
+            f"{target} sent a reply head that cannot be parsed: {detail}"
+        ) from exc
     except aiohttp.ClientError as exc:
         raise TransportError(
             f"request to {target} failed: {_reason(exc, proxy)}"

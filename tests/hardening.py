@@ -66,22 +66,38 @@ def reply_text(request: RecordedRequest) -> str:
 
 
 def open_resources(loop: asyncio.AbstractEventLoop) -> list[object]:
-    """Return the sessions, connectors and client transports open on `loop`."""
-    gc.collect()
+    """Return the sessions, connectors and client transports open on `loop`.
+
+    Garbage that is not collected yet counts too: it was not closed either.
+    """
     found: list[object] = []
     for obj in gc.get_objects():
-        if isinstance(obj, aiohttp.ClientSession | aiohttp.BaseConnector):
-            if getattr(obj, "_loop", None) is loop and not obj.closed:
-                found.append(obj)
-        elif (
-            isinstance(obj, asyncio.Transport)
-            and getattr(obj, "_loop", None) is loop
+        kind = _KINDS.get(type(obj))
+        if kind is None:
+            kind = _KINDS[type(obj)] = _kind(type(obj))
+        if not kind or getattr(obj, "_loop", None) is not loop:
+            continue
+        if kind == "client":
+            is_open = not obj.closed
+        else:
             # Transports of servers a test runs on this loop (a proxy) are theirs.
-            and getattr(obj, "_server", None) is None
-            and not obj.is_closing()
-        ):
+            is_open = getattr(obj, "_server", None) is None and not obj.is_closing()
+        if is_open:
             found.append(obj)
     return found
+
+
+# The kind of each type met in the heap: a dict look-up per object keeps a scan
+# of the whole heap after every test cheap.
+_KINDS: dict[type, str] = {}
+
+
+def _kind(cls: type) -> str:
+    if issubclass(cls, aiohttp.ClientSession | aiohttp.BaseConnector):
+        return "client"
+    if issubclass(cls, asyncio.Transport):
+        return "transport"
+    return ""
 
 
 @pytest.fixture

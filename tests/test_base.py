@@ -99,7 +99,11 @@ def test_unknown_model_is_refused_with_the_valid_ones() -> None:
     with pytest.raises(ModelNotFoundError) as caught:
         Models.get_model("huge")
     error = caught.value
-    assert (error.provider, error.model, error.models) == ("Models", "huge", ("small", "large"))
+    assert (error.provider, error.model, error.models) == (
+        "Models",
+        "huge",
+        ("small", "large"),
+    )
     assert "Models" in str(error)
     assert "small, large" in str(error)
 

@@ -24,7 +24,10 @@ def test_text_parts_are_joined() -> None:
     messages = [
         {
             "role": "user",
-            "content": [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "you"}],
+            "content": [
+                {"type": "text", "text": "Hello, "},
+                {"type": "text", "text": "you"},
+            ],
         }
     ]
     assert normalize_messages(messages)[0]["content"] == "Hello, you"
@@ -39,8 +42,14 @@ def test_text_parts_are_joined() -> None:
         (["hi"], "messages[0] must be a dict"),
         ([{"content": "x"}], "messages[0] has no 'role'"),
         ([{"role": "user"}], "messages[0] has no 'content'"),
-        ([{"role": "user", "content": "a"}, {"role": "robot", "content": "b"}], "messages[1] has the unknown role 'robot'"),
-        ([{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}], "messages[0].content[0] is not a text part (type 'image_url')"),
+        (
+            [{"role": "user", "content": "a"}, {"role": "robot", "content": "b"}],
+            "messages[1] has the unknown role 'robot'",
+        ),
+        (
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}],
+            "messages[0].content[0] is not a text part (type 'image_url')",
+        ),
         ([{"role": "user", "content": 5}], "messages[0].content must be"),
     ],
 )

@@ -1,0 +1,167 @@
+"""From the bytes of a Koala event stream to JSON values, without I/O.
+
+Each event's data is one JSON value (PROTOCOL.md, "Response"); `data: [DONE]`
+ends the stream. Event types are not looked at. The event-stream layer is
+`koala_chat.sse`.
+
+    >>> decoder = JSONValueDecoder()
+    >>> decoder.feed(b'data: "Hello"\\n\\ndata: {"text": " world"}\\n\\n')
+    ['Hello', {'text': ' world'}]
+    >>> decoder.feed(b"data: [DONE]\\n\\n"), decoder.done
+    ([], True)
+"""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+
+from .errors import IncompleteEventError, InvalidJSONError, ProtocolError
+from .messages import JSONValue
+from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
+
+__all__ = ["DONE_MARKER", "JSONValueDecoder", "loads"]
+
+DONE_MARKER = "[DONE]"
+_EXCERPT_LENGTH = 80
+_DIGITS_AS_ZEROS = bytes.maketrans(b"0123456789", b"0" * 10)
+_NINETEEN_ZEROS = b"0" * 19
+
+
+def _excerpt(data: str) -> str:
+    """Return `data` cut to at most 80 characters, marked with "..." if cut."""
+    if len(data) <= _EXCERPT_LENGTH:
+        return data
+    return data[: _EXCERPT_LENGTH - 3] + "..."
+
+
+def _may_hold_big_integer(text: str) -> bool:
+    """Whether `text` has 19 ASCII digits in a row.
+
+    orjson turns an integer beyond 64 bits into a float, silently; such an
+    integer has at least 19 digits. Digits in strings count too: a false alarm
+    only costs a slower parse.
+    """
+    digits = text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ZEROS)
+    return _NINETEEN_ZEROS in digits
+
+
+def _stdlib_loads(data: str) -> JSONValue:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        excerpt = _excerpt(data)
+        raise InvalidJSONError(
+            f"event data is not JSON: {excerpt!r}", data=excerpt
+        ) from exc
+
+
+def loads(data: str) -> JSONValue:
+    """Parse one JSON value and return it, as `json.loads` would.
+
+    orjson parses; the standard library takes what orjson refuses or gets
+    wrong: NaN and Infinity, integers beyond 64 bits (orjson makes them
+    floats), numbers beyond the float range, lone surrogates.
+
+    Raises InvalidJSONError, with a short excerpt of `data`, if it is not JSON.
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _stdlib_loads(data)
+    if type(value) is str or not _may_hold_big_integer(data):
+        return value
+    try:
+        return json.loads(data)
+    except RecursionError:  # deeper than the standard library goes
+        return value
+
+
+class JSONValueDecoder:
+    """Decode the JSON value of each event of a byte stream, incrementally.
+
+    Feed it the chunks of the reply as they arrive, then call `close()` once.
+    `done` turns True when a `data: [DONE]` event arrives; from then on
+    `feed` and `close` return [] and ignore what follows.
+
+    Errors never hide values that came before them: when a chunk holds good
+    events and then a bad one, `feed` returns the good values and the next
+    call (`feed` or `close`) raises the error, as does every call after it.
+    """
+
+    def __init__(self, *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+        """Create a decoder; events over `max_event_size` characters are errors."""
+        self._events = SSEDecoder(max_event_size=max_event_size)
+        self._error: ProtocolError | None = None
+        self.done = False
+
+    def feed(self, chunk: bytes) -> list[JSONValue]:
+        """Decode `chunk` and return the values of the events it completes.
+
+        Raises InvalidJSONError for an event whose data is not JSON and
+        EventTooLargeError for an event over the size limit (after the values
+        before it were returned, see the class docstring).
+        """
+        self._check()
+        if self.done:
+            return []
+        return self._values(self._events.feed_data(chunk))
+
+    def close(self) -> list[JSONValue]:
+        """End the stream; return the value of an unterminated last event.
+
+        An event cut off before its blank line is delivered when its data is
+        complete JSON: [value], else [] if there is none. Raises
+        IncompleteEventError when the cut-off data is not JSON, and the errors
+        of `feed`.
+        """
+        self._check()
+        if self.done:
+            return []
+        event = self._events.close()
+        if event is None:
+            return []
+        if event.data == DONE_MARKER:
+            self.done = True
+            return []
+        try:
+            return [loads(event.data)]
+        except InvalidJSONError as exc:
+            excerpt = _excerpt(event.data)
+            raise IncompleteEventError(
+                f"event stream ended inside an event: {excerpt!r}", data=excerpt
+            ) from exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error.with_traceback(None)
+
+    def _values(self, datas: list[str]) -> list[JSONValue]:
+        done = DONE_MARKER in datas
+        if done:
+            datas = datas[: datas.index(DONE_MARKER)]
+        try:
+            # The whole batch at C speed.
+            values = list(map(orjson.loads, datas))
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            # Strings (Koala's pieces) cannot hide a big integer; see loads().
+            only_strings = set(map(type, values)) <= {str}
+            if only_strings or not _may_hold_big_integer("".join(datas)):
+                self.done = done
+                return values
+        # One at a time: to find the bad one, or to keep big integers exact.
+        values = []
+        for data in datas:
+            try:
+                values.append(loads(data))
+            except InvalidJSONError as exc:
+                # A [DONE] after it does not count: the stream broke first.
+                self._error = exc
+                if not values:
+                    raise
+                return values
+        self.done = done
+        return values

@@ -1,0 +1,24 @@
+"""A local server that speaks the Koala protocol over real TCP, for tests.
+
+`Sandbox` runs it on a thread of its own; `Reply` scripts what it answers next;
+`create_app` builds the aiohttp application for hosting it elsewhere; and
+`python -m koala_chat.sandbox` runs it in the foreground.
+"""
+
+from __future__ import annotations
+
+from .app import SandboxState, create_app, create_runner
+from .runner import Sandbox
+from .script import RecordedRequest, Reply, default_reply, render, validate_body
+
+__all__ = [
+    "RecordedRequest",
+    "Reply",
+    "Sandbox",
+    "SandboxState",
+    "create_app",
+    "create_runner",
+    "default_reply",
+    "render",
+    "validate_body",
+]

@@ -1,0 +1,330 @@
+"""What the sandbox answers: reply scripts, recorded requests and the default reply.
+
+Everything here is pure: `validate_body` checks a request body, `default_reply`
+computes the deterministic reply text, and `render` turns a `Reply` into the
+exact byte strings the server writes, one per write. The server (`app.py`) only
+does the I/O.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from multidict import CIMultiDictProxy
+
+from ..errors import UsageError
+from ..messages import JSONValue
+
+__all__ = [
+    "COALESCE_LIMIT",
+    "DEFAULT_MODEL",
+    "InvalidRequestError",
+    "RecordedRequest",
+    "Reply",
+    "default_reply",
+    "render",
+    "validate_body",
+]
+
+DEFAULT_MODEL = "gpt-4o-mini"
+"""The model an empty `model` field stands for (PROTOCOL.md, "Request")."""
+
+COALESCE_LIMIT = 16 * 1024
+"""Events are packed into writes of up to this many bytes when nothing needs them
+apart (no pacing, no stall, no explicit split): over TCP a reader cannot tell
+the difference, and it spares thousands of tiny writes on long replies."""
+
+# Deterministic filler that pads the default reply to `pieces` pieces.
+_FILLER = ("Koalas", "sleep", "up", "to", "twenty", "hours", "a", "day.")
+
+_DONE = b"data: [DONE]\n\n"
+
+# The request fields of PROTOCOL.md, "Request", and the JSON type each must have.
+_FIELDS: tuple[tuple[str, type], ...] = (
+    ("input", str),
+    ("inputHistory", list),
+    ("outputHistory", list),
+    ("model", str),
+)
+
+
+@dataclass
+class Reply:
+    """One scripted reply of the sandbox, queued with `Sandbox.push`.
+
+    The body is either a list of values, each sent as an event `data: <json>`
+    followed by a blank line, or raw bytes. Writes, pacing, stalls, cuts and
+    compression all apply to the body bytes as they go on the wire (after
+    compression); the chunked framing is the server's.
+
+    Attributes:
+        values: The streamed values; None streams `default_reply` of the request.
+        body: Raw body bytes instead of events (an HTML page, a malformed stream).
+        status: The HTTP status.
+        headers: Extra response headers; they override the defaults.
+        content_type: The `Content-Type` of the reply.
+        done: Append `data: [DONE]` after the values.
+        write_size: Split the body into writes of this many bytes. None: one
+            write per event (or the whole raw body), except that without pacing,
+            a stall or explicit splits consecutive events are packed into writes
+            of up to `COALESCE_LIMIT` bytes.
+        splits: Explicit byte offsets at which to split the writes; offsets at
+            or past the end of the body are ignored.
+        interval: Seconds to wait between writes, to pace the reply like a model.
+        stall_at: Before write number N (0-based) hold until `Sandbox.release()`;
+            N at or past the number of writes holds before the end of the body.
+        cut_at: After N body bytes abort the TCP connection (a reset: no final
+            chunk, no clean close). N past the body sends all of it first.
+        compress: The `Content-Encoding` of the body; every write is flushed
+            through the compressor, so each arrives decodable on its own.
+    """
+
+    values: list[JSONValue] | None = None
+    body: bytes | None = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "text/event-stream"
+    done: bool = False
+    write_size: int | None = None
+    splits: list[int] | None = None
+    interval: float = 0.0
+    stall_at: int | None = None
+    cut_at: int | None = None
+    compress: Literal["gzip", "deflate", "br"] | None = None
+
+    def __post_init__(self) -> None:
+        """Reject contradictory or impossible scripts at once, not mid-reply.
+
+        Raises:
+            UsageError: Both `values` and `body`, both `write_size` and `splits`,
+                `done` with a raw body, or a negative or zero size, offset, wait.
+        """
+        if self.values is not None and self.body is not None:
+            raise UsageError("a Reply takes values or a raw body, not both")
+        if self.done and self.body is not None:
+            raise UsageError("done appends an event; it does not apply to a raw body")
+        if self.write_size is not None and self.splits is not None:
+            raise UsageError("a Reply takes write_size or splits, not both")
+        if self.write_size is not None and self.write_size < 1:
+            raise UsageError(f"write_size must be at least 1, not {self.write_size}")
+        if self.splits is not None and (
+            any(offset < 1 for offset in self.splits)
+            or sorted(set(self.splits)) != self.splits
+        ):
+            raise UsageError("splits must be increasing positive byte offsets")
+        if self.interval < 0:
+            raise UsageError(f"interval must not be negative, not {self.interval}")
+        for name in ("stall_at", "cut_at"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise UsageError(f"{name} must not be negative, not {value}")
+        if self.compress not in (None, "gzip", "deflate", "br"):
+            raise UsageError(
+                "compress must be 'gzip', 'deflate', 'br' or None, "
+                f"not {self.compress!r}"
+            )
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request the sandbox received.
+
+    `headers` looks names up case-insensitively; `json` is the parsed body, or
+    None when the body is empty or not JSON.
+    """
+
+    method: str
+    path: str
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    json: JSONValue | None
+
+
+class InvalidRequestError(ValueError):
+    """A request body that breaks PROTOCOL.md, "Request"; the message names why."""
+
+
+def validate_body(raw: bytes) -> dict[str, JSONValue]:
+    """Return the request body as a dict after checking it against the protocol.
+
+    The body must be a JSON object with `input` (a string), `inputHistory` and
+    `outputHistory` (lists of strings) and `model` (a string). Other fields are
+    allowed and ignored.
+
+    Raises:
+        InvalidRequestError: The body is not such an object; the message names
+            the first offending field.
+    """
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"the body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequestError(
+            f"the body must be a JSON object, not {_json_type(body)}"
+        )
+    for name, kind in _FIELDS:
+        if name not in body:
+            raise InvalidRequestError(f"missing field {name!r}")
+        value = body[name]
+        if not isinstance(value, kind):
+            raise InvalidRequestError(
+                f"field {name!r} must be {_json_type(kind())}, not {_json_type(value)}"
+            )
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                if not isinstance(item, str):
+                    raise InvalidRequestError(
+                        f"field {name!r} must be a list of strings: "
+                        f"item {index} is {_json_type(item)}"
+                    )
+    return body
+
+
+def _json_type(value: object) -> str:
+    """Name the JSON type of a decoded value, with its article."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def default_reply(body: Mapping[str, Any], *, pieces: int | None = None) -> list[str]:
+    """Return the pieces of the deterministic reply to a valid request body.
+
+    The reply shows what the server understood, for instance
+    `You said: "Hi". History: 2 user, 1 assistant. Model: gpt-4o-mini.`, split
+    into words each carrying its following whitespace, so the concatenation of
+    the pieces is the text.
+
+    `pieces` makes it exactly that many pieces: fewer than the words of the
+    summary groups consecutive words (the text stays the same); more appends
+    deterministic filler words (`" Koalas"`, `" sleep"`, ...).
+
+    Raises:
+        UsageError: `pieces` is less than 1.
+    """
+    model = body.get("model") or DEFAULT_MODEL
+    text = (
+        f'You said: "{body.get("input", "")}". '
+        f"History: {len(body.get('inputHistory', ()))} user, "
+        f"{len(body.get('outputHistory', ()))} assistant. "
+        f"Model: {model}."
+    )
+    words = re.findall(r"\S+\s*", text)
+    if pieces is None:
+        return words
+    if pieces < 1:
+        raise UsageError(f"pieces must be at least 1, not {pieces}")
+    if pieces <= len(words):
+        return _group(words, pieces)
+    filler = (f" {_FILLER[i % len(_FILLER)]}" for i in range(pieces - len(words)))
+    return [*words, *filler]
+
+
+def _group(words: list[str], count: int) -> list[str]:
+    """Join consecutive words into `count` pieces of near-equal word counts."""
+    size, extra = divmod(len(words), count)
+    groups: list[str] = []
+    start = 0
+    for index in range(count):
+        end = start + size + (index < extra)
+        groups.append("".join(words[start:end]))
+        start = end
+    return groups
+
+
+def render(reply: Reply, values: list[JSONValue]) -> list[bytes]:
+    """Return the body bytes of `reply` as the list of writes to make, in order.
+
+    `values` are the values to stream when `reply.body` is None (the reply's own
+    or the default reply). See `Reply` for how the writes are split.
+
+    Raises:
+        UsageError: `compress="br"` without the `brotli` package installed.
+    """
+    units: list[bytes]
+    if reply.body is not None:
+        units = [reply.body]
+    else:
+        units = [b"data: " + orjson.dumps(value) + b"\n\n" for value in values]
+        if reply.done:
+            units.append(_DONE)
+    explicit = reply.write_size is not None or reply.splits is not None
+    if not explicit and reply.interval == 0 and reply.stall_at is None:
+        units = _coalesce(units, COALESCE_LIMIT)
+    if reply.compress is not None:
+        units = _compress(units, reply.compress)
+    if reply.write_size is not None:
+        body = b"".join(units)
+        step = reply.write_size
+        return [body[start : start + step] for start in range(0, len(body), step)]
+    if reply.splits is not None:
+        body = b"".join(units)
+        starts = [0, *(offset for offset in reply.splits if offset < len(body))]
+        ends = [*starts[1:], len(body)]
+        return [body[a:b] for a, b in zip(starts, ends, strict=True)]
+    return units
+
+
+def _coalesce(units: Iterable[bytes], limit: int) -> list[bytes]:
+    """Pack consecutive units into byte strings of up to `limit` bytes.
+
+    A unit larger than the limit stays whole: an event is never split here.
+    """
+    packed: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for unit in units:
+        if batch and size + len(unit) > limit:
+            packed.append(b"".join(batch))
+            batch, size = [], 0
+        batch.append(unit)
+        size += len(unit)
+    if batch:
+        packed.append(b"".join(batch))
+    return packed
+
+
+def _compress(units: list[bytes], coding: str) -> list[bytes]:
+    """Compress the units as one stream, flushing after each one.
+
+    A sync flush after every unit means each write can be decoded as soon as it
+    arrives, as a streaming server would send it; the end of the stream (the
+    gzip trailer, the brotli last block) rides on the last unit.
+    """
+    if coding == "br":
+        try:
+            brotli: Any = importlib.import_module("brotli")
+        except ImportError as exc:
+            raise UsageError("compress='br' needs the brotli package") from exc
+        compressor = brotli.Compressor()
+        out = [compressor.process(unit) + compressor.flush() for unit in units]
+        end: bytes = compressor.finish()
+    else:
+        # wbits 31 is the gzip container; 15 the zlib container that HTTP's
+        # "deflate" coding means (RFC 9110, section 8.4.1.2).
+        wbits = 31 if coding == "gzip" else 15
+        deflate = zlib.compressobj(wbits=wbits)
+        out = [
+            deflate.compress(unit) + deflate.flush(zlib.Z_SYNC_FLUSH) for unit in units
+        ]
+        end = deflate.flush()
+    if out:
+        out[-1] += end
+    else:
+        out.append(end)
+    return out

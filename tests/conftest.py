@@ -1,0 +1,27 @@
+"""Shared fixtures: real servers on 127.0.0.1 port 0, stopped in `finally`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from koala_chat.sandbox import Sandbox
+
+# Fixtures of the hardening tests (issue 3): real proxy servers and a leak check.
+pytest_plugins = ["hardening", "proxies"]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    """A Koala-protocol sandbox on 127.0.0.1, on a thread of its own.
+
+    Sync and async tests alike can use it; script it with `sandbox.push(Reply(...))`
+    and read what it received from `sandbox.requests`.
+    """
+    server = Sandbox()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,598 @@
+"""Tests of the sandbox: a real server on 127.0.0.1, real clients over TCP.
+
+Most tests read through aiohttp's client; the ones about write boundaries read
+the raw HTTP/1.1 exchange, where each write of the server is one chunk of the
+chunked encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import brotli
+import orjson
+import pytest
+from aiohttp import web
+
+from koala_chat.errors import UsageError
+from koala_chat.sandbox import (
+    RecordedRequest,
+    Reply,
+    Sandbox,
+    SandboxState,
+    create_runner,
+    default_reply,
+    render,
+)
+from koala_chat.sandbox.__main__ import main
+
+BODY: dict[str, Any] = {
+    "input": "How tall do koalas grow?",
+    "inputHistory": ["Hi", "Tell me about koalas"],
+    "outputHistory": ["Hello!"],
+    "model": "gpt-4o-mini",
+}
+
+
+def events(values: list[Any], *, done: bool = False) -> bytes:
+    """The event stream of `values`, as PROTOCOL.md, "Response" shows it."""
+    stream = b"".join(
+        b"data: " + json.dumps(v, separators=(",", ":")).encode() + b"\n\n"
+        for v in values
+    )
+    return stream + (b"data: [DONE]\n\n" if done else b"")
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+async def post(
+    session: aiohttp.ClientSession, sandbox: Sandbox, body: Any = BODY
+) -> tuple[aiohttp.ClientResponse, bytes]:
+    async with session.post(sandbox.api_endpoint, json=body) as response:
+        return response, await response.read()
+
+
+async def read_until_error(
+    session: aiohttp.ClientSession, sandbox: Sandbox
+) -> tuple[bytes, BaseException | None]:
+    """Read the reply's body until it ends or fails; return it and the error."""
+    received = b""
+    try:
+        async with session.post(sandbox.api_endpoint, json=BODY) as response:
+            async for chunk in response.content.iter_any():
+                received += chunk
+    except aiohttp.ClientError as exc:
+        return received, exc
+    return received, None
+
+
+async def raw_chunks(sandbox: Sandbox, body: bytes) -> tuple[bytes, list[bytes]]:
+    """POST over a raw socket; return the response head and its chunks."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", sandbox.port)
+    try:
+        writer.write(
+            b"POST /api/gpt/ HTTP/1.1\r\nHost: sandbox\r\n"
+            b"Content-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        chunks: list[bytes] = []
+        while size := int((await reader.readuntil(b"\r\n"))[:-2], 16):
+            chunks.append(await reader.readexactly(size))
+            assert await reader.readexactly(2) == b"\r\n"
+        assert await reader.readexactly(2) == b"\r\n"
+        return head, chunks
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+# The default reply
+
+
+def test_default_reply_summarises_the_request() -> None:
+    pieces = default_reply(BODY)
+    assert "".join(pieces) == (
+        'You said: "How tall do koalas grow?". History: 2 user, 1 assistant. '
+        "Model: gpt-4o-mini."
+    )
+    assert pieces[:2] == ["You ", "said: "]
+
+
+def test_default_reply_names_the_default_model_for_an_empty_one() -> None:
+    assert "".join(default_reply({**BODY, "model": ""})).endswith("gpt-4o-mini.")
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 13, 200])
+def test_default_reply_has_exactly_the_pieces_asked(count: int) -> None:
+    pieces = default_reply(BODY, pieces=count)
+    assert len(pieces) == count
+    summary = "".join(default_reply(BODY))
+    text = "".join(pieces)
+    # Fewer pieces group the words; more append filler after the whole summary.
+    assert text.startswith(summary)
+    assert text == summary or text[len(summary) :].startswith(" Koalas sleep")
+
+
+def test_default_reply_refuses_zero_pieces() -> None:
+    with pytest.raises(UsageError, match="pieces"):
+        default_reply(BODY, pieces=0)
+
+
+async def test_default_reply_over_tcp(
+    sandbox: Sandbox, session: aiohttp.ClientSession
+) -> None:
+    response, data = await post(session, sandbox)
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/event-stream"
+    assert response.headers["Transfer-Encoding"] == "chunked"
+    assert data == events(default_reply(BODY))
+
+
+async def test_pieces_and_interval_shape_the_default_reply() -> None:
+    with Sandbox(pieces=7, interval=0.001) as sandbox:
+        head, chunks = await raw_chunks(sandbox, orjson.dumps(BODY))
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    # Paced: one write, so one chunk, per piece.
+    assert chunks == [events([piece]) for piece in default_reply(BODY, pieces=7)]
+
+
+async def test_unpaced_events_are_packed_into_few_writes(sandbox: Sandbox) -> None:
+    values = [f"piece {i} " for i in range(10_000)]
+    sandbox.push(Reply(values=values, done=True))
+    _, chunks = await raw_chunks(sandbox, orjson.dumps(BODY))
+    assert b"".join(chunks) == events(values, done=True)
+    assert 1 < len(chunks) < 20
+    assert all(len(chunk) <= 16 * 1024 for chunk in chunks)
+
+
+# Scripted replies
+
+
+async def test_scripted_values_in_order_then_the_default(
+    sandbox: Sandbox, session: aiohttp.ClientSession
+) -> None:
+    first = ["Hel", "lo", {"text": " there"}, 42, None, ["a"]]
+    sandbox.push(Reply(values=first, done=True), Reply(values=[]))
+    assert (await post(session, sandbox))[1] == events(first, done=True)
+    assert (await post(session, sandbox))[1] == b""
+    assert (await post(session, sandbox))[1] == events(default_reply(BODY))
+
+
+@pytest.mark.parametrize(
+    ("reply", "header", "value"),
+    [
+        pytest.param(
+            Reply(
+                status=429,
+                body=b'{"error": "quota"}',
+                content_type="application/json",
+                headers={"Retry-After": "30"},
+            ),
+            "Retry-After",
+            "30",
+            id="rate-limit",
+        ),
+        pytest.param(
+            Reply(
+                status=500,
+                body=b"<html><body><h1>Internal Server Error</h1></body></html>",
+                content_type="text/html; charset=utf-8",
+            ),
+            "Content-Type",
+            "text/html; charset=utf-8",
+            id="server-error-page",
+        ),
+        pytest.param(
+            Reply(
+                status=403,
+                body=b"<!DOCTYPE html><html><head><title>Just a moment...</title>",
+                content_type="text/html; charset=UTF-8",
+                headers={"cf-mitigated": "challenge", "cf-ray": "8f1e2d3c4b5a6978-FRA"},
+            ),
+            "cf-mitigated",
+            "challenge",
+            id="cloudflare-challenge",
+        ),
+        pytest.param(
+            Reply(body=b"<html><title>Koala</title></html>", content_type="text/html"),
+            "Content-Type",
+            "text/html",
+            id="html-200",
+        ),
+    ],
+)
+async def test_raw_body_status_and_headers(
+    sandbox: Sandbox,
+    session: aiohttp.ClientSession,
+    reply: Reply,
+    header: str,
+    value: str,
+) -> None:
+    sandbox.push(reply)
+    response, data = await post(session, sandbox)
+    assert response.status == reply.status
+    assert response.headers[header] == value
+    assert data == reply.body
+
+
+@pytest.mark.parametrize(
+    ("reply", "sizes"),
+    [
+        (Reply(values=["ab", "cd"], write_size=5), [5, 5, 5, 5, 4]),
+        (Reply(values=["ab", "cd"], write_size=1), [1] * 24),
+        (Reply(values=["ab", "cd"], splits=[1, 10, 11]), [1, 9, 1, 13]),
+        (Reply(values=["ab", "cd"], splits=[6, 99]), [6, 18]),
+        (Reply(body=b"<html></html>", splits=[3]), [3, 10]),
+        (Reply(values=["ab", "cd"], done=True), [38]),
+    ],
+)
+async def test_writes_arrive_as_split(
+    sandbox: Sandbox, reply: Reply, sizes: list[int]
+) -> None:
+    sandbox.push(reply)
+    _, chunks = await raw_chunks(sandbox, orjson.dumps(BODY))
+    assert [len(chunk) for chunk in chunks] == sizes
+    expected = reply.body if reply.body is not None else events(["ab", "cd"])
+    assert b"".join(chunks) == expected + (b"data: [DONE]\n\n" if reply.done else b"")
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br"])
+async def test_compressed_reply(
+    sandbox: Sandbox, session: aiohttp.ClientSession, coding: Any
+) -> None:
+    values = ["Hello", " world", {"text": "!"}]
+    sandbox.push(Reply(values=values, done=True, compress=coding))
+    response, data = await post(session, sandbox)  # aiohttp decodes it
+    assert response.headers["Content-Encoding"] == coding
+    assert data == events(values, done=True)
+
+
+@pytest.mark.parametrize(
+    ("coding", "decode"),
+    [
+        ("gzip", gzip.decompress),
+        ("deflate", zlib.decompress),
+        ("br", brotli.decompress),
+    ],
+)
+async def test_compressed_writes_decode_one_by_one(
+    sandbox: Sandbox, coding: Any, decode: Any
+) -> None:
+    values = ["Hello", " world"]
+    sandbox.push(Reply(values=values, compress=coding, interval=0.001))
+    _, chunks = await raw_chunks(sandbox, orjson.dumps(BODY))
+    assert len(chunks) == 2
+    assert decode(b"".join(chunks)) == events(values)
+    # A sync flush after each event: the first write alone decodes to it.
+    partial = zlib.decompressobj(wbits=47) if coding != "br" else brotli.Decompressor()
+    first = (
+        partial.decompress(chunks[0]) if coding != "br" else partial.process(chunks[0])
+    )
+    assert first == events(values[:1])
+
+
+# Stalls, cuts and disconnects
+
+
+async def test_stall_holds_until_release(
+    sandbox: Sandbox, session: aiohttp.ClientSession
+) -> None:
+    sandbox.push(Reply(values=["one ", "two"], stall_at=1))
+    async with session.post(sandbox.api_endpoint, json=BODY) as response:
+        first = await response.content.readexactly(len(events(["one "])))
+        assert await sandbox.wait_stalled_async()
+        assert first == events(["one "])
+        sandbox.release()
+        assert await response.read() == events(["two"])
+    assert sandbox.disconnects == 0
+
+
+async def test_stall_before_the_first_write_still_sends_the_head(
+    sandbox: Sandbox, session: aiohttp.ClientSession
+) -> None:
+    sandbox.push(Reply(status=201, values=["x"], stall_at=0))
+    async with session.post(sandbox.api_endpoint, json=BODY) as response:
+        assert response.status == 201
+        assert await sandbox.wait_stalled_async()
+        sandbox.release()
+        assert await response.read() == events(["x"])
+
+
+async def test_wait_stalled_counts_replies_held_at_once(
+    sandbox: Sandbox, session: aiohttp.ClientSession
+) -> None:
+    sandbox.push(Reply(values=["a"], stall_at=0), Reply(values=["b"], stall_at=1))
+    requests = [asyncio.create_task(post(session, sandbox)) for _ in range(2)]
+    assert await sandbox.wait_stalled_async(count=2)
+    sandbox.release()
+    bodies = sorted(data for _, data in await asyncio.gather(*requests))
+    assert bodies == [events(["a"]), events(["b"])]
+    assert not await sandbox.wait_stalled_async(0.01)
+
+
+async def test_a_release_before_the_stall_is_not_lost(
+    sandbox: Sandbox, session: aiohttp.ClientSession
+) -> None:
+    sandbox.push(Reply(values=["a"], stall_at=0))
+    sandbox.release()
+    assert (await post(session, sandbox))[1] == events(["a"])
+
+
+@pytest.mark.parametrize("cut_at", [0, 1, 7, 13, 20, 39, 500])
+async def test_cut_aborts_after_exactly_n_bytes(
+    sandbox: Sandbox, session: aiohttp.ClientSession, cut_at: int
+) -> None:
+    values = ["abc", "def", "ghi"]
+    sandbox.push(Reply(values=values, cut_at=cut_at))
+    received, error = await read_until_error(session, sandbox)
+    assert isinstance(error, aiohttp.ClientPayloadError | aiohttp.ClientOSError)
+    assert received == events(values)[:cut_at]
+    assert sandbox.disconnects == 0
+
+
+async def test_cut_of_a_raw_body(
+    sandbox: Sandbox, session: aiohttp.ClientSession
+) -> None:
+    sandbox.push(Reply(body=b'data: "cut here', write_size=4, cut_at=9))
+    received, error = await read_until_error(session, sandbox)
+    assert error is not None
+    assert received == b'data: "cu'
+
+
+async def test_client_leaving_during_a_stall_is_seen(
+    sandbox: Sandbox, session: aiohttp.ClientSession
+) -> None:
+    sandbox.push(Reply(values=["one ", "two"], stall_at=1))
+    async with session.post(sandbox.api_endpoint, json=BODY) as response:
+        await response.content.readexactly(len(events(["one "])))
+        assert await sandbox.wait_stalled_async()
+        response.close()
+    assert await sandbox.wait_disconnect_async()
+    assert sandbox.disconnects == 1
+    # The handler let go of its stall: nothing is held any more.
+    assert not await sandbox.wait_stalled_async(0.01)
+
+
+async def test_client_leaving_a_paced_reply_is_seen(
+    sandbox: Sandbox, session: aiohttp.ClientSession
+) -> None:
+    sandbox.push(Reply(values=["word "] * 100_000, interval=0.001))
+    async with session.post(sandbox.api_endpoint, json=BODY) as response:
+        await response.content.readexactly(len(events(["word "])) * 3)
+    assert await sandbox.wait_disconnect_async()
+    assert sandbox.disconnects == 1
+
+
+async def test_stop_does_not_hang_on_a_stalled_reply(
+    session: aiohttp.ClientSession,
+) -> None:
+    sandbox = Sandbox()
+    sandbox.start()
+    try:
+        sandbox.push(Reply(values=["a", "b"], stall_at=1))
+        async with session.post(sandbox.api_endpoint, json=BODY) as response:
+            assert await sandbox.wait_stalled_async()
+            await asyncio.to_thread(sandbox.stop)
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+    finally:
+        sandbox.stop()
+    sandbox.stop()  # idempotent
+    assert sandbox.disconnects == 0  # closing is no client disconnect
+
+
+# Request validation and recording
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "JSON object, not an array"),
+        (b"null", "JSON object, not null"),
+        (orjson.dumps({**BODY, "input": 3}), "'input' must be a string, not a number"),
+        (orjson.dumps({**BODY, "model": None}), "'model' must be a string, not null"),
+        (orjson.dumps({**BODY, "inputHistory": "Hi"}), "'inputHistory' must be an"),
+        (
+            orjson.dumps({**BODY, "outputHistory": [1]}),
+            "'outputHistory' must be a list",
+        ),
+        *[
+            (orjson.dumps({k: v for k, v in BODY.items() if k != field}), repr(field))
+            for field in BODY
+        ],
+    ],
+)
+async def test_invalid_requests_get_400(
+    sandbox: Sandbox, session: aiohttp.ClientSession, body: bytes, named: str
+) -> None:
+    sandbox.push(Reply(values=["kept for the next valid request"]))
+    async with session.post(sandbox.api_endpoint, data=body) as response:
+        assert response.status == 400
+        error = (await response.json())["error"]
+    assert named in error
+    assert sandbox.requests[-1].body == body
+    assert (await post(session, sandbox))[1] == events(
+        ["kept for the next valid request"]
+    )
+
+
+async def test_other_methods_get_405(
+    sandbox: Sandbox, session: aiohttp.ClientSession
+) -> None:
+    async with session.get(sandbox.api_endpoint) as response:
+        assert response.status == 405
+        assert response.headers["Allow"] == "POST"
+    assert sandbox.requests[0].method == "GET"
+
+
+async def test_requests_are_recorded(
+    sandbox: Sandbox, session: aiohttp.ClientSession
+) -> None:
+    headers = {"Visitor-ID": "abcdefghij0123456789", "Accept": "text/event-stream"}
+    async with session.post(sandbox.api_endpoint, json=BODY, headers=headers) as r:
+        await r.read()
+    (request,) = sandbox.requests
+    assert isinstance(request, RecordedRequest)
+    assert (request.method, request.path) == ("POST", "/api/gpt/")
+    assert request.headers["visitor-id"] == "abcdefghij0123456789"
+    assert request.headers["ACCEPT"] == "text/event-stream"
+    assert request.json == BODY
+    assert orjson.loads(request.body) == BODY
+
+
+async def test_health(sandbox: Sandbox, session: aiohttp.ClientSession) -> None:
+    sandbox.push(Reply(values=[]))
+    for path in ("/", "/health"):
+        async with session.get(sandbox.url + path) as response:
+            assert response.status == 200
+            status = await response.json()
+        assert status["status"] == "ok"
+        assert status["endpoint"] == "/api/gpt/"
+        assert status["queued"] == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"values": [], "body": b""}, "not both"),
+        ({"body": b"", "done": True}, "raw body"),
+        ({"write_size": 2, "splits": [1]}, "not both"),
+        ({"write_size": 0}, "write_size"),
+        ({"splits": [3, 2]}, "increasing"),
+        ({"splits": [0]}, "positive"),
+        ({"interval": -1.0}, "interval"),
+        ({"stall_at": -1}, "stall_at"),
+        ({"cut_at": -1}, "cut_at"),
+        ({"compress": "zstd"}, "compress"),
+    ],
+)
+def test_impossible_replies_are_refused(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        Reply(**options)
+
+
+def test_render_is_the_body_split_into_writes() -> None:
+    reply = Reply(values=["a", "b"], splits=[2, 11])
+    assert render(reply, ["a", "b"]) == [b"da", b'ta: "a"\n\n', b'data: "b"\n\n']
+
+
+# Hosting
+
+
+def test_the_fixture_works_from_sync_code(sandbox: Sandbox) -> None:
+    sandbox.push(Reply(values=["held"], stall_at=0))
+    replies: list[bytes] = []
+
+    def fetch() -> None:
+        request = urllib.request.Request(
+            sandbox.api_endpoint,
+            data=orjson.dumps(BODY),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            replies.append(response.read())
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    assert sandbox.wait_stalled()
+    sandbox.release()
+    thread.join(10)
+    fetch()
+    assert replies == [events(["held"]), events(default_reply(BODY))]
+    assert [r.json for r in sandbox.requests] == [BODY, BODY]
+
+
+def test_sandbox_url_needs_start() -> None:
+    sandbox = Sandbox()
+    with pytest.raises(UsageError, match="start"):
+        _ = sandbox.url
+    sandbox.stop()  # stopping an unstarted sandbox is harmless
+
+
+def test_a_taken_port_fails_start() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        sandbox = Sandbox(port=taken.getsockname()[1])
+        with pytest.raises(OSError, match="address already in use"):
+            sandbox.start()
+        sandbox.stop()
+
+
+async def test_create_runner_hosts_it_on_the_callers_loop(
+    session: aiohttp.ClientSession,
+) -> None:
+    state = SandboxState(pieces=3)
+    runner = create_runner(state)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        async with session.post(
+            f"http://127.0.0.1:{port}/api/gpt/", json=BODY
+        ) as response:
+            assert await response.read() == events(default_reply(BODY, pieces=3))
+    finally:
+        state.close()
+        await runner.cleanup()
+    assert len(state.requests) == 1
+
+
+def test_main_reports_a_taken_port_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        status = main(["--port", str(taken.getsockname()[1])])
+    assert status == 1
+    error = capsys.readouterr().err
+    assert error.startswith("koala sandbox: ")
+    assert error.count("\n") == 1
+
+
+def test_command_serves_until_interrupted() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "koala_chat.sandbox", "--port", "0", "--pieces", "3"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        try:
+            listening = process.stdout.readline()
+            export = process.stdout.readline()
+            assert listening.startswith("Koala sandbox listening on http://127.0.0.1:")
+            url = listening.split()[-1]
+            assert export == f"export KOALA_API_ENDPOINT={url}/api/gpt/\n"
+            request = urllib.request.Request(
+                f"{url}/api/gpt/",
+                data=orjson.dumps(BODY),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.read() == events(default_reply(BODY, pieces=3))
+            process.send_signal(signal.SIGINT)
+            assert process.wait(10) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

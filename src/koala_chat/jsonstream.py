@@ -91,7 +91,10 @@ class JSONValueDecoder:
     """
 
     def __init__(self, *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
-        """Create a decoder; events over `max_event_size` characters are errors."""
+        """Create a decoder; events over `max_event_size` characters are errors.
+
+        Raises UsageError if `max_event_size` is below 1.
+        """
         self._events = SSEDecoder(max_event_size=max_event_size)
         self._error: ProtocolError | None = None
         self.done = False

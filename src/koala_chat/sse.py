@@ -311,6 +311,7 @@ class SSEDecoder:
 
         Faster when only the data matters: no event objects are built. Event
         types are dropped; `last_event_id` and `retry` are kept up to date.
+        Raises as `feed` does.
         """
         runs = self._decode(chunk)
         if len(runs) == 1:

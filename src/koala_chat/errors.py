@@ -199,7 +199,7 @@ class IncompleteEventError(ProtocolError):
 
 
 class EventTooLargeError(ProtocolError):
-    """One event grew past `limit` bytes."""
+    """One event (or line) grew past `limit` characters."""
 
     def __init__(self, message: str = "", *, limit: int = 0, attempts: int = 1) -> None:
         super().__init__(message, attempts=attempts)

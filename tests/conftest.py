@@ -8,8 +8,9 @@ import pytest
 
 from koala_chat.sandbox import Sandbox
 
-# Fixtures of the hardening tests (issue 3): real proxy servers and a leak check.
-pytest_plugins = ["hardening", "proxies"]
+# Fixtures of the hardening tests (issue 3): real proxy servers and a leak check;
+# of the OpenAI-compatible server (issue 5): `koala serve` on a thread.
+pytest_plugins = ["hardening", "proxies", "server_fixtures"]
 
 
 @pytest.fixture

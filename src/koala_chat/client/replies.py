@@ -8,13 +8,13 @@ The async core of `Client` and `AsyncClient`: `complete` returns a whole
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..helper import get_random_string
 from .cutting import ReplyCutter
 from .params import CompletionRequest, prompt_tokens, tokens_for_length
 from .provider import ChatProvider, text_pieces
@@ -34,7 +34,7 @@ __all__ = ["complete", "new_completion_id", "stream_chunks"]
 
 def new_completion_id() -> str:
     """Return a fresh completion id in the OpenAI style (`chatcmpl-...`)."""
-    return "chatcmpl-" + get_random_string(24)
+    return "chatcmpl-" + secrets.token_hex(12)
 
 
 @dataclass(slots=True)

@@ -102,7 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long open streams may finish after Ctrl-C or SIGTERM (10)",
     )
     listen.add_argument(
-        "--quiet", action="store_true", help="no access log, only warnings"
+        "--quiet",
+        action="store_true",
+        help="no access log (start, stop and errors only)",
     )
     upstream = parser.add_argument_group("upstream (passed to the Koala provider)")
     upstream.add_argument(
@@ -137,14 +139,17 @@ def run(args: argparse.Namespace) -> int:
         UsageError: a bad setting, or a non-loopback host without an API key.
         OSError: the address cannot be bound.
     """
+    from .app import ACCESS_LOGGER
     from .config import ServerConfig
     from .runner import serve
 
     logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
+        level=logging.INFO,
         format="%(asctime)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.quiet:
+        logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
     options = {
         "api_endpoint": args.endpoint or None,
         "proxy": args.proxy or None,

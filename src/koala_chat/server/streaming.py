@@ -29,6 +29,7 @@ from ..client.params import CompletionRequest, prompt_tokens, tokens_for_length
 from ..client.types import CompletionUsage, FinishReason
 from ..errors import KoalaError
 from ..messages import JSONValue, text_of
+from .coalesce import Coalescer
 from .failures import DONE_EVENT, failure_for
 
 __all__ = ["ChunkEncoder", "RequestLog", "stream_reply"]
@@ -135,42 +136,64 @@ async def stream_reply(
     response.content_type = "text/event-stream"
     response.charset = "utf-8"
     await response.prepare(request)
-    chars = 0
     head = encoder.role()
     if first:
-        chars = len(first)
         log.pieces = 1
         head += encoder.content(first)
     try:
-        await response.write(head)
-        if cutter is None or not cutter.done:
-            chars += await _pump(response, values, encoder, cutter, log)
+        async with Coalescer(response) as out:
+            out.push(head)
+            out.push(
+                await _rest(out, values, first, completion, encoder, cutter, log)
+                + DONE_EVENT
+            )
+        await response.write_eof()
     except ConnectionResetError:
         # The client went away; closing `values` (the caller's aclosing)
         # cancels the upstream request.
-        return response
+        pass
+    return response
+
+
+async def _rest(
+    out: Coalescer,
+    values: AsyncGenerator[JSONValue, None],
+    first: str | None,
+    completion: CompletionRequest,
+    encoder: ChunkEncoder,
+    cutter: ReplyCutter | None,
+    log: RequestLog,
+) -> bytes:
+    """Push the remaining pieces; return the closing events (or an error event)."""
+    try:
+        chars = len(first or "")
+        if cutter is None or not cutter.done:
+            chars += await _pump(out, values, encoder, cutter, log)
     except KoalaError as exc:
         logger.warning("upstream failed mid-stream: %s", exc)
-        await _end(response, failure_for(exc).event())
-        return response
+        return failure_for(exc).event()
+    except ConnectionResetError:
+        raise
+    except Exception as exc:
+        logger.exception("unexpected error mid-stream")
+        return failure_for(exc).event()
     tail = encoder.finish(cutter.finish_reason if cutter else "stop")
     if completion.include_usage:
         prompt = prompt_tokens(completion.messages)
         done = tokens_for_length(chars)
         tail += encoder.usage(CompletionUsage(prompt, done, prompt + done))
-    await _end(response, tail)
-    return response
+    return tail
 
 
 async def _pump(
-    response: web.StreamResponse,
+    out: Coalescer,
     values: AsyncGenerator[JSONValue, None],
     encoder: ChunkEncoder,
     cutter: ReplyCutter | None,
     log: RequestLog,
 ) -> int:
-    """Write an event per text piece until the reply ends; return its length."""
-    write = response.write
+    """Push an event per text piece until the reply ends; return its length."""
+    push = out.push
     content = encoder.content
     chars = pieces = 0
     try:
@@ -181,22 +204,15 @@ async def _pump(
             if text:
                 chars += len(text)
                 pieces += 1
-                await write(content(text))
+                if push(content(text)):
+                    await out.wait()
             if cutter is not None and cutter.done:
                 break
         else:
             if cutter is not None and (text := cutter.flush()):
                 chars += len(text)
                 pieces += 1
-                await write(content(text))
+                push(content(text))
     finally:
         log.pieces += pieces
     return chars
-
-
-async def _end(response: web.StreamResponse, events: bytes) -> None:
-    try:
-        await response.write(events + DONE_EVENT)
-        await response.write_eof()
-    except ConnectionResetError:
-        return

@@ -1,0 +1,116 @@
+"""Fixtures for `koala serve`: the server on 127.0.0.1 port 0, in a thread.
+
+The server runs on an event loop of its own in a daemon thread (as the sandbox
+does), so sync tests (the openai SDK's blocking client) and async tests (whose
+loop runs the client) can both talk to it. conftest.py imports the fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from koala_chat.client.provider import ChatProvider
+from koala_chat.providers import Koala
+from koala_chat.sandbox import Sandbox
+from koala_chat.server.config import ServerConfig
+from koala_chat.server.runner import serve_async
+
+_START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 15.0
+
+
+class ServerThread:
+    """`koala serve` on a thread of its own; `url` once started."""
+
+    def __init__(self, config: ServerConfig, provider: ChatProvider = Koala) -> None:
+        self.config = config
+        self.provider = provider
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL, `http://127.0.0.1:PORT`."""
+        return f"http://{self.config.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL, `url + "/v1"`."""
+        return self.url + "/v1"
+
+    def start(self) -> None:
+        """Start serving; return once the server listens."""
+        ready: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._serve(ready),), daemon=True
+        )
+        self._thread.start()
+        self.port = ready.result(_START_TIMEOUT)
+
+    async def _serve(self, ready: concurrent.futures.Future[int]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            await serve_async(
+                self.config, self.provider, stop=self._stop, started=ready.set_result
+            )
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    def stop(self) -> None:
+        """Stop gracefully and join the thread; harmless twice."""
+        if self._thread is None:
+            return
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(_STOP_TIMEOUT)
+        assert not self._thread.is_alive(), "the server thread did not stop"
+        self._thread = None
+
+
+def server_config(sandbox: Sandbox, **changes: Any) -> ServerConfig:
+    """Return a test config: port 0, the sandbox upstream, no retries."""
+    options = {"api_endpoint": sandbox.api_endpoint, "max_retries": 0}
+    options.update(changes.pop("provider_options", {}))
+    config = ServerConfig(port=0, grace=2.0, provider_options=options)
+    return replace(config, **changes)
+
+
+@pytest.fixture
+def start_server(
+    sandbox: Sandbox,
+) -> Iterator[Callable[..., ServerThread]]:
+    """Return a function that starts a server: `start_server(**config_changes)`.
+
+    `provider=` picks another provider class; every server is stopped at the end.
+    """
+    servers: list[ServerThread] = []
+
+    def start(provider: ChatProvider = Koala, **changes: Any) -> ServerThread:
+        server = ServerThread(server_config(sandbox, **changes), provider)
+        server.start()
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def koala_server(start_server: Callable[..., ServerThread]) -> ServerThread:
+    """A server with the default settings in front of the sandbox."""
+    return start_server()

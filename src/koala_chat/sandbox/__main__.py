@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     parser.add_argument(
-        "--port", type=int, default=8000, help="default: 8000; 0 picks a free port"
+        "--port", type=_port, default=8000, help="default: 8000; 0 picks a free port"
     )
     parser.add_argument(
         "--pieces", type=int, default=None, help="pieces in the default reply"
@@ -69,6 +69,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(text: str) -> int:
+    """Parse a TCP port number for argparse."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0 to 65535): {text!r}")
+    return port
+
+
 async def _serve(state: SandboxState, host: str, port: int) -> None:
     """Serve until SIGTERM or cancellation (asyncio.run's answer to Ctrl-C)."""
     runner = create_runner(state)
@@ -76,16 +87,17 @@ async def _serve(state: SandboxState, host: str, port: int) -> None:
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
+        stop = asyncio.Event()
+        # Not every platform lets a loop handle signals; Ctrl-C works regardless.
+        with contextlib.suppress(NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        # Announce only once a signal would be handled.
         url = format_url(host, int(runner.addresses[0][1]))
         sys.stdout.write(
             f"Koala sandbox listening on {url}\n"
             f"export KOALA_API_ENDPOINT={url}/api/gpt/\n"
         )
         sys.stdout.flush()
-        stop = asyncio.Event()
-        # Not every platform lets a loop handle signals; Ctrl-C works regardless.
-        with contextlib.suppress(NotImplementedError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
     finally:
         state.close()

@@ -17,22 +17,25 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import math
 import socket
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ..errors import UsageError
 from ..messages import JSONValue
 from .script import (
     InvalidRequestError,
     RecordedRequest,
     Reply,
     default_reply,
+    default_writes,
     render,
     validate_body,
 )
@@ -63,20 +66,21 @@ class _Gauge:
 
     def set(self, value: int) -> None:
         """Set the value and wake the waiters whose target it reaches."""
+        self._change(lambda _: value)
+
+    def add(self, delta: int) -> None:
+        """Change the value by `delta`."""
+        self._change(lambda value: value + delta)
+
+    def _change(self, update: Callable[[int], int]) -> None:
         with self._lock:
-            self._value = value
+            value = self._value = update(self._value)
             ready = [fut for target, fut in self._waiters if value >= target]
             self._waiters = [(t, f) for t, f in self._waiters if value < t]
         for fut in ready:
             # A waiter may have been cancelled on another thread meanwhile.
             if fut.set_running_or_notify_cancel():
                 fut.set_result(True)
-
-    def add(self, delta: int) -> None:
-        """Change the value by `delta`."""
-        with self._lock:
-            value = self._value + delta
-        self.set(value)
 
     def wait(self, target: int, timeout: float) -> bool:
         """Block until the value is at least `target`; False after `timeout`."""
@@ -164,6 +168,37 @@ def _resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+class _Timers:
+    """Sleeps that share their timers, for many paced replies on one loop.
+
+    A thousand replies sleeping on a thousand timers cost a timer heap operation
+    each per piece. Here every wake-up time is rounded up to the millisecond
+    (the resolution of the loop's epoll wait in any case) and replies due in the
+    same millisecond share one timer, so a sleep costs little more than a list
+    append, and never ends early.
+    """
+
+    def __init__(self) -> None:
+        self._slots: dict[int, list[asyncio.Future[None]]] = {}
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait at least `seconds`."""
+        loop = asyncio.get_running_loop()
+        slot = math.ceil((loop.time() + seconds) * 1000)
+        fut = loop.create_future()
+        waiters = self._slots.get(slot)
+        if waiters is None:
+            waiters = self._slots[slot] = []
+            loop.call_at(slot / 1000, self._fire, slot)
+        waiters.append(fut)
+        await fut
+
+    def _fire(self, slot: int) -> None:
+        for fut in self._slots.pop(slot):
+            if not fut.done():  # a cancelled handler's future is done
+                fut.set_result(None)
+
+
 class SandboxState:
     """What a sandbox server shares with the test that scripts it.
 
@@ -179,11 +214,11 @@ class SandboxState:
         interval: float = 0.0,
         keep_requests: int | None = None,
     ) -> None:
-        if pieces is not None:
-            default_reply({}, pieces=pieces)  # raises UsageError if pieces < 1
+        if pieces is not None and pieces < 1:
+            raise UsageError(f"pieces must be at least 1, not {pieces}")
         self.pieces = pieces
         self.interval = interval
-        Reply(interval=interval)  # raises UsageError if interval < 0
+        self.default = Reply(interval=interval)  # raises UsageError if negative
         self._replies: collections.deque[Reply] = collections.deque()
         self._requests: collections.deque[RecordedRequest] = collections.deque(
             maxlen=keep_requests
@@ -199,12 +234,12 @@ class SandboxState:
         """Queue replies for the next requests, in order."""
         self._replies.extend(replies)
 
-    def next_reply(self) -> Reply:
-        """Take the next queued reply, or the default one when none is queued."""
+    def next_reply(self) -> Reply | None:
+        """Take the next queued reply; None when none is queued (the default)."""
         try:
             return self._replies.popleft()
         except IndexError:
-            return Reply(interval=self.interval)
+            return None
 
     @property
     def queued(self) -> int:
@@ -289,6 +324,7 @@ class SandboxState:
 
 
 STATE_KEY = web.AppKey("koala_chat.sandbox.state", SandboxState)
+_TIMERS_KEY = web.AppKey("koala_chat.sandbox.timers", _Timers)
 
 
 def create_app(state: SandboxState) -> web.Application:
@@ -299,6 +335,7 @@ def create_app(state: SandboxState) -> web.Application:
     """
     app = web.Application(middlewares=[_record], client_max_size=_MAX_REQUEST_SIZE)
     app[STATE_KEY] = state
+    app[_TIMERS_KEY] = _Timers()
     app.router.add_route("*", API_PATH, _handle_api)
     app.router.add_get("/", _handle_health)
     app.router.add_get("/health", _handle_health)
@@ -336,6 +373,7 @@ async def _record(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def _handle_health(request: web.Request) -> web.Response:
+    """Report that the sandbox is up, with a few counts."""
     state = request.app[STATE_KEY]
     return web.json_response(
         {
@@ -360,6 +398,7 @@ async def _handle_api(request: web.Request) -> web.StreamResponse:
             {"error": f"{request.method} is not allowed: use POST"},
             status=405,
             headers={"Allow": "POST"},
+            dumps=_dumps,
         )
     try:
         body = validate_body(await request.read())
@@ -367,11 +406,14 @@ async def _handle_api(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": str(exc)}, status=400, dumps=_dumps)
     state = request.app[STATE_KEY]
     reply = state.next_reply()
-    if reply.values is None and reply.body is None:
-        values = default_reply(body, pieces=state.pieces)
+    writes: Sequence[bytes]
+    if reply is None:
+        reply = state.default
+        writes = default_writes(body, pieces=state.pieces, interval=reply.interval)
+    elif reply.values is None and reply.body is None:
+        writes = render(reply, default_reply(body, pieces=state.pieces))
     else:
-        values = reply.values or []
-    writes = render(reply, values)
+        writes = render(reply, reply.values or [])
     headers = CIMultiDict({"Content-Type": reply.content_type})
     if reply.content_type.startswith("text/event-stream"):
         headers["Cache-Control"] = "no-cache"
@@ -393,7 +435,7 @@ async def _stream(
     request: web.Request,
     response: web.StreamResponse,
     reply: Reply,
-    writes: list[bytes],
+    writes: Sequence[bytes],
     state: SandboxState,
 ) -> None:
     """Send the response, counting a client that leaves before its end."""
@@ -417,18 +459,19 @@ async def _send(
     request: web.Request,
     response: web.StreamResponse,
     reply: Reply,
-    writes: list[bytes],
+    writes: Sequence[bytes],
     state: SandboxState,
 ) -> None:
     """Make the writes as `reply` paces, stalls and cuts them."""
     # Send the head at once, as streaming servers do, so that the client has the
     # status even while the first write is held or paced.
     await response.write(b"")
+    timers = request.app[_TIMERS_KEY]
     stall_at = None if reply.stall_at is None else min(reply.stall_at, len(writes))
     sent = 0
     for index, chunk in enumerate(_with_end(writes)):
         if index and reply.interval and chunk is not None:
-            await asyncio.sleep(reply.interval)
+            await timers.sleep(reply.interval)
         if index == stall_at:
             await state.hold()
         if reply.cut_at is not None and (

@@ -42,6 +42,8 @@ class Sandbox:
         ...     Koala.create_completion(..., api_endpoint=sandbox.api_endpoint)
 
     `pieces` and `interval` shape the default reply (see `default_reply`).
+    `state` is the `SandboxState` the server shares with the test; the methods
+    here delegate to it, and all of them are safe to call from any thread.
     """
 
     def __init__(

@@ -8,6 +8,7 @@ does the I/O.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 import zlib
@@ -28,6 +29,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "default_reply",
+    "default_writes",
     "render",
     "validate_body",
 ]
@@ -64,7 +66,8 @@ class Reply:
     compression); the chunked framing is the server's.
 
     Attributes:
-        values: The streamed values; None streams `default_reply` of the request.
+        values: The streamed values; None streams the default reply to the
+            request (`default_reply`, as long as the sandbox's `pieces` says).
         body: Raw body bytes instead of events (an HTML page, a malformed stream).
         status: The HTTP status.
         headers: Extra response headers; they override the defaults.
@@ -217,22 +220,58 @@ def default_reply(body: Mapping[str, Any], *, pieces: int | None = None) -> list
     Raises:
         UsageError: `pieces` is less than 1.
     """
-    model = body.get("model") or DEFAULT_MODEL
-    text = (
-        f'You said: "{body.get("input", "")}". '
-        f"History: {len(body.get('inputHistory', ()))} user, "
-        f"{len(body.get('outputHistory', ()))} assistant. "
+    return list(_default_pieces(*_summary_key(body), pieces))
+
+
+def default_writes(
+    body: Mapping[str, Any], *, pieces: int | None = None, interval: float = 0.0
+) -> tuple[bytes, ...]:
+    """Return the writes of the default reply, as `render` makes them.
+
+    The result is cached: a benchmark's thousand identical requests, or its
+    reply of 100,000 pieces asked for again, are rendered once.
+
+    Raises:
+        UsageError: `pieces` is less than 1.
+    """
+    return _default_writes(*_summary_key(body), pieces, interval)
+
+
+def _summary_key(body: Mapping[str, Any]) -> tuple[str, int, int, str]:
+    """What the default reply depends on: input, history lengths, model."""
+    return (
+        str(body.get("input", "")),
+        len(body.get("inputHistory", ())),
+        len(body.get("outputHistory", ())),
+        str(body.get("model") or DEFAULT_MODEL),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _default_writes(
+    text: str, users: int, assistants: int, model: str, pieces: int | None, pace: float
+) -> tuple[bytes, ...]:
+    values = list(_default_pieces(text, users, assistants, model, pieces))
+    return tuple(render(Reply(interval=pace), values))
+
+
+@functools.lru_cache(maxsize=64)
+def _default_pieces(
+    text: str, users: int, assistants: int, model: str, pieces: int | None
+) -> tuple[str, ...]:
+    summary = (
+        f'You said: "{text}". History: {users} user, {assistants} assistant. '
         f"Model: {model}."
     )
-    words = re.findall(r"\S+\s*", text)
+    words = re.findall(r"\S+\s*", summary)
     if pieces is None:
-        return words
+        return tuple(words)
     if pieces < 1:
         raise UsageError(f"pieces must be at least 1, not {pieces}")
     if pieces <= len(words):
-        return _group(words, pieces)
+        return tuple(_group(words, pieces))
     filler = (f" {_FILLER[i % len(_FILLER)]}" for i in range(pieces - len(words)))
-    return [*words, *filler]
+    return (*words, *filler)
 
 
 def _group(words: list[str], count: int) -> list[str]:

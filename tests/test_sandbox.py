@@ -21,10 +21,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import brotli
+import brotli  # type: ignore[import-untyped]
 import orjson
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from koala_chat.errors import UsageError
 from koala_chat.sandbox import (
@@ -162,6 +163,17 @@ async def test_unpaced_events_are_packed_into_few_writes(sandbox: Sandbox) -> No
     assert all(len(chunk) <= 16 * 1024 for chunk in chunks)
 
 
+def test_state_keeps_the_latest_requests_when_bounded() -> None:
+    state = SandboxState(keep_requests=2)
+    for number in range(3):
+        state.record(
+            RecordedRequest(
+                "POST", f"/{number}", CIMultiDictProxy(CIMultiDict()), b"", None
+            )
+        )
+    assert [request.path for request in state.requests] == ["/1", "/2"]
+
+
 # Scripted replies
 
 
@@ -173,6 +185,14 @@ async def test_scripted_values_in_order_then_the_default(
     assert (await post(session, sandbox))[1] == events(first, done=True)
     assert (await post(session, sandbox))[1] == b""
     assert (await post(session, sandbox))[1] == events(default_reply(BODY))
+
+
+async def test_a_scripted_reply_without_values_is_the_default_one() -> None:
+    with Sandbox(pieces=20) as sandbox:
+        sandbox.push(Reply(done=True, status=201))
+        head, chunks = await raw_chunks(sandbox, orjson.dumps(BODY))
+    assert head.startswith(b"HTTP/1.1 201 Created\r\n")
+    assert b"".join(chunks) == events(default_reply(BODY, pieces=20), done=True)
 
 
 @pytest.mark.parametrize(
@@ -281,10 +301,10 @@ async def test_compressed_writes_decode_one_by_one(
     assert len(chunks) == 2
     assert decode(b"".join(chunks)) == events(values)
     # A sync flush after each event: the first write alone decodes to it.
-    partial = zlib.decompressobj(wbits=47) if coding != "br" else brotli.Decompressor()
-    first = (
-        partial.decompress(chunks[0]) if coding != "br" else partial.process(chunks[0])
-    )
+    if coding == "br":
+        first = brotli.Decompressor().process(chunks[0])
+    else:
+        first = zlib.decompressobj(wbits=47).decompress(chunks[0])  # gzip or zlib
     assert first == events(values[:1])
 
 
@@ -568,6 +588,14 @@ def test_main_reports_a_taken_port_in_one_line(
     error = capsys.readouterr().err
     assert error.startswith("koala sandbox: ")
     assert error.count("\n") == 1
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_main_refuses_a_bad_port(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--port", port])
+    assert exit_info.value.code == 2
+    assert "not a port number" in capsys.readouterr().err
 
 
 def test_command_serves_until_interrupted() -> None:

@@ -6,8 +6,11 @@ import asyncio
 import io
 import logging
 import queue
+import re
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -518,3 +521,126 @@ def test_chunk_encoder_matches_the_typed_chunk(text: str) -> None:
     expected["system_fingerprint"] = None
     expected["choices"][0].update(logprobs=None, finish_reason=None)
     assert orjson.loads(event[6:]) == expected
+
+
+# --- the process: graceful stop and workers ----------------------------------------
+
+
+class ServerProcess:
+    """`python -m koala_chat.server` in a subprocess, its log lines in a queue."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "koala_chat.server", "--port", "0", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.put(line)
+
+    async def wait_for(self, pattern: str) -> re.Match[str]:
+        """Return the match of the next log line matching `pattern` (5 s)."""
+        while True:
+            line = await asyncio.to_thread(self.lines.get, True, 5.0)
+            if match := re.search(pattern, line):
+                return match
+
+    async def port(self) -> int:
+        match = await self.wait_for(r"listening on http://127\.0\.0\.1:(\d+)")
+        return int(match.group(1))
+
+    async def exit_code(self) -> int:
+        return await asyncio.to_thread(self.process.wait, 15.0)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(15.0)
+        self._reader.join(15.0)
+        assert self.process.stderr is not None
+        self.process.stderr.close()
+
+
+@pytest.fixture
+def server_process() -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(*args: str) -> ServerProcess:
+        started.append(ServerProcess(*args))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.close()
+
+
+async def test_sigterm_lets_open_streams_finish(
+    http: aiohttp.ClientSession,
+    sandbox: Sandbox,
+    server_process: Callable[..., ServerProcess],
+) -> None:
+    server = server_process("--endpoint", sandbox.api_endpoint, "--grace", "10")
+    url = f"http://127.0.0.1:{await server.port()}"
+    sandbox.push(Reply(values=["before ", "after"], stall_at=1))
+    async with http.post(
+        url + "/v1/chat/completions", json=completion(stream=True)
+    ) as response:
+        assert b"before" in await response.content.readuntil(b"before")
+        await response.content.readuntil(b"\n\n")  # the rest of that event
+        assert await sandbox.wait_stalled_async(5.0)
+        server.process.send_signal(signal.SIGTERM)
+        await server.wait_for("no longer accepting; 1 open completion")
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await http.get(url + "/health")
+        sandbox.release()
+        rest = events(await response.text())
+    assert rest[-1] == "[DONE]"
+    assert rest[0]["choices"][0]["delta"]["content"] == "after"
+    assert await server.exit_code() == 0
+
+
+async def test_streams_are_cut_after_the_grace_period(
+    http: aiohttp.ClientSession,
+    sandbox: Sandbox,
+    server_process: Callable[..., ServerProcess],
+) -> None:
+    server = server_process("--endpoint", sandbox.api_endpoint, "--grace", "0.2")
+    url = f"http://127.0.0.1:{await server.port()}"
+    sandbox.push(Reply(values=["before ", "never"], stall_at=1))
+    async with http.post(
+        url + "/v1/chat/completions", json=completion(stream=True)
+    ) as response:
+        assert b"before" in await response.content.readuntil(b"before")
+        server.process.send_signal(signal.SIGTERM)
+        assert await server.exit_code() == 0
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read()
+    assert await sandbox.wait_disconnect_async(5.0)
+    sandbox.release()
+
+
+async def test_workers_share_one_port(
+    http: aiohttp.ClientSession,
+    sandbox: Sandbox,
+    server_process: Callable[..., ServerProcess],
+) -> None:
+    server = server_process("--endpoint", sandbox.api_endpoint, "--workers", "2")
+    first = await server.wait_for(r"listening on http://127\.0\.0\.1:(\d+).*pid (\d+)")
+    second = await server.wait_for(r"listening on http://127\.0\.0\.1:(\d+).*pid (\d+)")
+    assert first.group(1) == second.group(1)
+    assert first.group(2) != second.group(2)
+    url = f"http://127.0.0.1:{first.group(1)}/v1/chat/completions"
+    for _ in range(4):
+        async with http.post(url, json=completion()) as response:
+            assert response.status == 200
+    server.process.send_signal(signal.SIGTERM)
+    assert await server.exit_code() == 0

@@ -90,8 +90,10 @@ async def serve_async(
             if started is not None:
                 started(port)
             await stop.wait()
+            await site.stop()  # closes the listening socket at once
             logger.info(
-                "stopping: %d open completion(s) get up to %g s to finish",
+                "stopping: no longer accepting; %d open completion(s) get up to "
+                "%g s to finish",
                 len(state.tasks),
                 config.grace,
             )

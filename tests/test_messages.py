@@ -51,6 +51,11 @@ def test_text_parts_are_joined() -> None:
             "messages[0].content[0] is not a text part (type 'image_url')",
         ),
         ([{"role": "user", "content": 5}], "messages[0].content must be"),
+        ([{"role": ["user"], "content": "x"}], "messages[0] has the unknown role"),
+        (
+            [{"role": "user", "content": [{"type": "text", "text": 3}]}],
+            "messages[0].content[0] is a text part whose 'text' is not a string",
+        ),
     ],
 )
 def test_bad_messages_are_usage_errors(messages: object, fragment: str) -> None:

@@ -8,7 +8,7 @@ list-of-parts content into plain text.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
+from typing import Any, Literal, NotRequired, TypeAlias, TypedDict, cast
 
 from .errors import UsageError
 
@@ -84,12 +84,12 @@ def _normalize_message(index: int, item: object) -> NormalizedMessage:
     if "content" not in item:
         raise UsageError(f"{where} has no 'content'")
     role = item["role"]
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise UsageError(
             f"{where} has the unknown role {role!r}; "
             "use 'system', 'user' or 'assistant'"
         )
-    return {"role": role, "content": _content_text(where, item["content"])}
+    return {"role": cast(Role, role), "content": _content_text(where, item["content"])}
 
 
 def _content_text(where: str, content: object) -> str:
@@ -98,24 +98,30 @@ def _content_text(where: str, content: object) -> str:
     if isinstance(content, list):
         texts: list[str] = []
         for number, part in enumerate(content):
-            if (
-                not isinstance(part, Mapping)
-                or part.get("type") != "text"
-                or not isinstance(part.get("text"), str)
-            ):
-                kind = part.get("type") if isinstance(part, Mapping) else None
-                raise UsageError(
-                    f"{where}.content[{number}] is not a text part"
-                    + (f" (type {kind!r})" if kind is not None else "")
-                    + ": Koala accepts text only"
-                )
-            texts.append(part["text"])
+            texts.append(_part_text(f"{where}.content[{number}]", part))
         # OpenAI joins text parts without a separator; so do we.
         return "".join(texts)
     raise UsageError(
         f"{where}.content must be a string or a list of text parts, "
         f"not {type(content).__name__}"
     )
+
+
+def _part_text(where: str, part: object) -> str:
+    if not isinstance(part, Mapping) or part.get("type") != "text":
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        raise UsageError(
+            f"{where} is not a text part"
+            + (f" (type {kind!r})" if kind is not None else "")
+            + ": Koala accepts text only"
+        )
+    text = part.get("text")
+    if not isinstance(text, str):
+        raise UsageError(
+            f"{where} is a text part whose 'text' is not a string "
+            f"but {type(text).__name__}"
+        )
+    return text
 
 
 def text_of(value: JSONValue) -> str:

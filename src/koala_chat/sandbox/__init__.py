@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
-from .app import SandboxState, create_app, create_runner
+from .app import create_app, create_runner
 from .runner import Sandbox
 from .script import RecordedRequest, Reply, default_reply, render, validate_body
+from .state import SandboxState
 
 __all__ = [
     "RecordedRequest",

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from ..errors import UsageError
-from .app import SandboxState, create_runner
+from .app import create_runner
 from .runner import format_url
+from .state import SandboxState
 
 __all__ = ["main"]
 

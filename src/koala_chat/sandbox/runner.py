@@ -16,8 +16,9 @@ from types import TracebackType
 from aiohttp import web
 
 from ..errors import UsageError
-from .app import SandboxState, create_runner
+from .app import create_runner
 from .script import RecordedRequest, Reply
+from .state import SandboxState
 
 __all__ = ["Sandbox", "format_url"]
 

@@ -58,6 +58,11 @@ def main() -> None:
         results[name] = measure(command, args.runs, env)
         print(f"  {results[name] * 1000:7.1f} ms  {name}")
     helps = [t for name, t in results.items() if "--help" in name]
+    baseline = next(iter(results.values()))
+    # On a busy machine every figure grows; the part above the bare interpreter
+    # is what the command itself costs.
+    extra = (max(helps) - baseline) * 1000
+    print(f"koala --help above the bare interpreter: {extra:.1f} ms")
     verdict = "met" if max(helps) < GOAL else "NOT met"
     print(f"goal: koala --help under {GOAL * 1000:.0f} ms: {verdict}")
 

@@ -154,7 +154,7 @@ def test_sandbox_option_answers_offline(
     stdin: io.StringIO,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("KOALA_API_ENDPOINT", closed_port_url())
+    monkeypatch.setenv("KOALA_API_ENDPOINT", "not even a URL")
     code, out, _ = koala(capsys, "chat", "--sandbox", "Hi")
     assert code == 0
     assert out.startswith('You said: "Hi".')

@@ -124,7 +124,7 @@ def run_chat(args: argparse.Namespace) -> int:
     """Run `koala chat`; return the exit code."""
     if args.sandbox and args.endpoint:
         raise UsageError("--sandbox and --endpoint exclude each other: choose one")
-    connection = Connection.from_args(args)
+    connection = Connection.from_args(args, environment=not args.sandbox)
     systems: Messages = [{"role": "system", "content": text} for text in args.system]
     output = _output(args)
     prompt = read_prompt(args.prompt, sys.stdin)

@@ -160,16 +160,20 @@ class Connection(NamedTuple):
     retries: int = DEFAULT_RETRIES
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Connection:
+    def from_args(
+        cls, args: argparse.Namespace, *, environment: bool = True
+    ) -> Connection:
         """Return the connection the parsed options describe.
 
-        An empty `--endpoint` falls back to `KOALA_API_ENDPOINT`; an empty value
-        of that falls back to the provider's endpoint.
+        An empty `--endpoint` falls back to `KOALA_API_ENDPOINT` (unless
+        `environment` is false); an empty value of that falls back to the
+        provider's endpoint.
 
         Raises:
             UsageError: The endpoint is not an http(s) URL.
         """
-        endpoint = args.endpoint or os.environ.get(ENDPOINT_VARIABLE) or None
+        configured = os.environ.get(ENDPOINT_VARIABLE) if environment else None
+        endpoint = args.endpoint or configured or None
         if endpoint is not None:
             check_endpoint(endpoint)
         return cls(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -50,6 +51,10 @@ def serve(config: ServerConfig, provider: ChatProvider = Koala) -> int:
         OSError: the address cannot be bound.
     """
     config.check_exposure()
+    # Everything alive now (the modules) lives as long as the process: keep it
+    # out of the collector's full passes, which otherwise cost a busy server
+    # about a tenth of its CPU time.
+    gc.freeze()
     if config.workers == 1:
         asyncio.run(serve_async(config, provider))
         return 0

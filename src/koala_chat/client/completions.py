@@ -12,7 +12,7 @@ ignored or refused is listed in `koala_chat.client.params`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
 from .._sync import iterate_sync, run_sync
@@ -22,7 +22,8 @@ from ..providers import Koala
 from .params import CompletionRequest, parse_request
 from .provider import ChatProvider, provider_options
 from .replies import complete, stream_chunks
-from .types import ChatCompletion, ChatCompletionChunk, Model, ModelList
+from .streams import AsyncStream, Stream
+from .types import ChatCompletion, Model, ModelList
 
 __all__ = [
     "AsyncClient",
@@ -106,80 +107,6 @@ class Models:
                 models=tuple(models),
             )
         return Model(model)
-
-
-class Stream:
-    """The chunks of a streamed completion, for synchronous code.
-
-    Iterate over it; `close()` (or leaving a `with` block) ends the request at
-    once, and so does stopping early once the stream is garbage.
-    """
-
-    def __init__(
-        self, chunks: Iterator[ChatCompletionChunk], first: ChatCompletionChunk
-    ) -> None:
-        self._chunks = chunks
-        self._first: ChatCompletionChunk | None = first
-
-    def __iter__(self) -> Iterator[ChatCompletionChunk]:
-        return self
-
-    def __next__(self) -> ChatCompletionChunk:
-        if self._first is not None:
-            first, self._first = self._first, None
-            return first
-        return next(self._chunks)
-
-    def close(self) -> None:
-        """Stop the request and release its connection; harmless when done."""
-        self._first = None
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
-
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-class AsyncStream:
-    """The chunks of a streamed completion, for async code.
-
-    Iterate with `async for`; `await stream.close()` (or leaving an `async with`
-    block) ends the request at once.
-    """
-
-    def __init__(
-        self,
-        chunks: AsyncGenerator[ChatCompletionChunk, None],
-        first: ChatCompletionChunk,
-    ) -> None:
-        self._chunks = chunks
-        self._first: ChatCompletionChunk | None = first
-
-    def __aiter__(self) -> AsyncStream:
-        return self
-
-    async def __anext__(self) -> ChatCompletionChunk:
-        if self._first is not None:
-            first, self._first = self._first, None
-            return first
-        return await anext(self._chunks)
-
-    async def close(self) -> None:
-        """Stop the request and release its connection; harmless when done."""
-        self._first = None
-        await self._chunks.aclose()
-
-    aclose = close
-
-    async def __aenter__(self) -> AsyncStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
 
 class Completions:

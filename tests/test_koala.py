@@ -139,10 +139,16 @@ async def test_endpoint_from_the_environment(
     assert len(sandbox.requests) == 1
 
 
-async def test_a_bad_endpoint_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="http"):
-        async for _ in Koala.create_async_generator("", SEED, api_endpoint="ftp://x/"):
-            pass
+@pytest.mark.parametrize("endpoint", ["ftp://u:s3cret@x/", "http://", 42])
+async def test_a_bad_endpoint_is_a_usage_error_without_secrets(endpoint: Any) -> None:
+    with pytest.raises(UsageError, match="http") as caught:
+        await collect_all(api_endpoint=endpoint)
+    assert "s3cret" not in str(caught.value)
+
+
+async def collect_all(**kwargs: Any) -> list[Any]:
+    async with aclosing(Koala.create_async_generator("", SEED, **kwargs)) as stream:
+        return [value async for value in stream]
 
 
 # --- the reply ---------------------------------------------------------------

@@ -31,11 +31,11 @@ from .errors import (
     TransportError,
     UsageError,
 )
-from .helper import get_random_string
 from .messages import JSONValue, Message, Messages, text_of
 
 if TYPE_CHECKING:
     from .client import AsyncClient, Client
+    from .helper import get_random_string
     from .providers import AsyncGeneratorProvider, Koala, ProviderModelMixin
     from .requests import get_connector, raise_for_status
 
@@ -82,6 +82,7 @@ _LAZY = {
     "Koala": ".providers",
     "ProviderModelMixin": ".providers",
     "get_connector": ".requests",
+    "get_random_string": ".helper",
     "raise_for_status": ".requests",
 }
 

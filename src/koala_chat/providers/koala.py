@@ -360,11 +360,17 @@ def _seconds(kwargs: dict[str, Any], name: str, default: float) -> float:
     return float(value)
 
 
-def _endpoint(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"the API endpoint must be an http(s) URL, not {url!r}")
-    return url
+def _endpoint(url: object) -> str:
+    if isinstance(url, str):
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            parts = None
+        if parts and parts.scheme in ("http", "https") and parts.hostname:
+            return url
+    raise UsageError(
+        f"the API endpoint must be an http(s) URL, not {redact_url(url)!r}"
+    )
 
 
 def _http_proxy(proxy: str | None, connector: BaseConnector | None) -> str | None:

@@ -316,6 +316,15 @@ async def test_upstream_timeout_is_504(
     assert_error(answer, "upstream_timeout")
 
 
+async def test_provider_refusing_the_servers_options_is_500(
+    http: aiohttp.ClientSession, start_server: StartServer
+) -> None:
+    server = start_server(provider_options={"api_endpoint": "ftp://example.org/"})
+    status, _, answer = await post(http, server, completion())
+    assert status == 500
+    assert_error(answer, "server_misconfigured", "http(s) URL")
+
+
 async def test_model_the_provider_rejects_is_404(
     http: aiohttp.ClientSession, start_server: StartServer, sandbox: Sandbox
 ) -> None:
@@ -489,6 +498,13 @@ def test_serve_command_refuses_exposure_in_one_line(
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert "refusing to listen on 0.0.0.0 without an API key" in error
+
+
+def test_serve_command_checks_the_endpoint_at_start(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert server_main(["--port", "0", "--endpoint", "ftp://example.org/"]) == 2
+    assert "the endpoint must be an http(s) URL" in capsys.readouterr().err
 
 
 def test_cli_module_does_not_import_aiohttp() -> None:

@@ -37,6 +37,7 @@ from ..client.types import (
     Model,
     ModelList,
 )
+from ..errors import ModelNotFoundError, UsageError
 from ..messages import JSONValue, text_of
 from .accesslog import LOG_KEY
 from .config import ServerConfig
@@ -136,7 +137,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 if completion.needs_cutting
                 else None
             )
-            first = await _first_text(values, cutter)
+            try:
+                first = await _first_text(values, cutter)
+            except ModelNotFoundError:
+                raise
+            except UsageError as exc:
+                # The request was checked above, so the provider refusing now
+                # means the server's own options are wrong, not the client.
+                raise FailureError(_misconfigured(exc)) from exc
             log.saw_first_piece()
             if not completion.stream:
                 return await _whole(values, first, completion, model, cutter, log)
@@ -171,6 +179,12 @@ async def _read_object(request: web.Request, limit: int) -> dict[str, JSONValue]
     if not isinstance(body, dict):
         raise FailureError(bad_request("the request body must be a JSON object"))
     return body
+
+
+def _misconfigured(exc: UsageError) -> Failure:
+    return Failure(
+        500, "server_error", "server_misconfigured", f"the server's setup: {exc}"
+    )
 
 
 def _too_large(limit: int) -> Failure:

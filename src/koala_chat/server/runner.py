@@ -24,12 +24,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from types import FrameType
 from typing import Final
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from ..client.provider import ChatProvider
+from ..errors import UsageError
 from ..providers import Koala
-from ..requests import redact_url
+from ..requests import proxy_scheme, redact_url
 from .app import create_app, create_runner
 from .config import ServerConfig
 from .routes import STATE_KEY
@@ -51,6 +53,7 @@ def serve(config: ServerConfig, provider: ChatProvider = Koala) -> int:
         OSError: the address cannot be bound.
     """
     config.check_exposure()
+    _check_upstream(config)
     # Everything alive now (the modules) lives as long as the process: keep it
     # out of the collector's full passes, which otherwise cost a busy server
     # about a tenth of its CPU time.
@@ -105,6 +108,24 @@ async def serve_async(
         finally:
             await runner.cleanup()
     logger.info("stopped")
+
+
+def _check_upstream(config: ServerConfig) -> None:
+    """Refuse a bad endpoint or proxy now rather than on every request.
+
+    Raises:
+        UsageError: the endpoint is not an http(s) URL, or the proxy URL is bad.
+    """
+    endpoint = config.provider_options.get("api_endpoint")
+    if endpoint is not None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(
+                f"the endpoint must be an http(s) URL, not {redact_url(endpoint)!r}"
+            )
+    proxy = config.provider_options.get("proxy")
+    if proxy is not None:
+        proxy_scheme(proxy)
 
 
 def _log_start(config: ServerConfig, port: int) -> None:

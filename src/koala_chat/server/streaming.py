@@ -3,8 +3,9 @@
 Every event of one stream shares everything but its text, so `ChunkEncoder`
 renders the constant bytes once per stream and a content event costs one
 `orjson.dumps` of the text and one concatenation. `stream_reply` sends the
-events; the handler awaits the first piece before calling it, so early failures
-still get a real status (routes.py).
+events, those made during one turn of the event loop in one write
+(`coalesce.py`); the handler awaits the first piece before calling it, so early
+failures still get a real status (routes.py).
 
 Disconnects: the server runs with `handler_cancellation=True`, so aiohttp
 cancels the handler when its client goes away (as starlette's streaming response
@@ -145,11 +146,9 @@ async def stream_reply(
         # the loop less before the client sees the first piece.
         await response.write(head)
         async with Coalescer(response) as out:
-            out.push(
-                await _rest(out, values, first, completion, encoder, cutter, log)
-                + DONE_EVENT
-            )
-        await response.write_eof()
+            tail = await _rest(out, values, first, completion, encoder, cutter, log)
+        # The last events ride with the end of the chunked body: one send.
+        await response.write_eof(tail + DONE_EVENT)
     except ConnectionResetError:
         # The client went away; closing `values` (the caller's aclosing)
         # cancels the upstream request.

@@ -29,13 +29,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import aiohttp
-import orjson
+import msgspec
 
 PIECES = 200
-KOALA_BODY = orjson.dumps(
+KOALA_BODY = msgspec.json.encode(
     {"input": "Hi", "inputHistory": [], "outputHistory": [], "model": ""}
 )
-OPENAI_BODY = orjson.dumps(
+OPENAI_BODY = msgspec.json.encode(
     {
         "model": "gpt-4o-mini",
         "stream": True,

@@ -160,7 +160,7 @@ def test_help_imports_neither_aiohttp_nor_asyncio() -> None:
         "from koala_chat.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    assert main(['--help']) == 0\n"
-        "heavy = {'aiohttp', 'asyncio', 'orjson', 'koala_chat.providers'}\n"
+        "heavy = {'aiohttp', 'asyncio', 'msgspec', 'koala_chat.providers'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
     result = subprocess.run(

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import orjson
+import msgspec
 import pytest
 from aiohttp.compression_utils import HAS_BROTLI
 
@@ -38,7 +38,9 @@ ONCE: dict[str, Any] = {"max_retries": 0}
 
 def events(*values: JSONValue) -> bytes:
     """Return the event-stream bytes the sandbox sends for `values`."""
-    return b"".join(b"data: " + orjson.dumps(value) + b"\n\n" for value in values)
+    return b"".join(
+        b"data: " + msgspec.json.encode(value) + b"\n\n" for value in values
+    )
 
 
 async def test_connection_refused() -> None:

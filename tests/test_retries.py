@@ -14,7 +14,7 @@ import socket
 from typing import Any
 
 import aiohttp
-import orjson
+import msgspec
 import pytest
 
 from hardening import MESSAGES, collect, collect_into, reply_text
@@ -47,7 +47,9 @@ def rate_limited(status: int = 429, retry_after: str | None = None) -> Reply:
 
 def event_bytes(values: list[JSONValue]) -> int:
     """Return how many body bytes the sandbox sends for these events."""
-    return sum(len(b"data: " + orjson.dumps(value) + b"\n\n") for value in values)
+    return sum(
+        len(b"data: " + msgspec.json.encode(value) + b"\n\n") for value in values
+    )
 
 
 async def test_rate_limited_twice_then_success_yields_the_reply_once(

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 import brotli  # type: ignore[import-untyped]
-import orjson
+import msgspec
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -148,7 +148,7 @@ async def test_default_reply_over_tcp(
 
 async def test_pieces_and_interval_shape_the_default_reply() -> None:
     with Sandbox(pieces=7, interval=0.001) as sandbox:
-        head, chunks = await raw_chunks(sandbox, orjson.dumps(BODY))
+        head, chunks = await raw_chunks(sandbox, msgspec.json.encode(BODY))
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     # Paced: one write, so one chunk, per piece.
     assert chunks == [events([piece]) for piece in default_reply(BODY, pieces=7)]
@@ -157,7 +157,7 @@ async def test_pieces_and_interval_shape_the_default_reply() -> None:
 async def test_unpaced_events_are_packed_into_few_writes(sandbox: Sandbox) -> None:
     values = [f"piece {i} " for i in range(10_000)]
     sandbox.push(Reply(values=values, done=True))
-    _, chunks = await raw_chunks(sandbox, orjson.dumps(BODY))
+    _, chunks = await raw_chunks(sandbox, msgspec.json.encode(BODY))
     assert b"".join(chunks) == events(values, done=True)
     assert 1 < len(chunks) < 20
     assert all(len(chunk) <= 16 * 1024 for chunk in chunks)
@@ -190,7 +190,7 @@ async def test_scripted_values_in_order_then_the_default(
 async def test_a_scripted_reply_without_values_is_the_default_one() -> None:
     with Sandbox(pieces=20) as sandbox:
         sandbox.push(Reply(done=True, status=201))
-        head, chunks = await raw_chunks(sandbox, orjson.dumps(BODY))
+        head, chunks = await raw_chunks(sandbox, msgspec.json.encode(BODY))
     assert head.startswith(b"HTTP/1.1 201 Created\r\n")
     assert b"".join(chunks) == events(default_reply(BODY, pieces=20), done=True)
 
@@ -267,7 +267,7 @@ async def test_writes_arrive_as_split(
     sandbox: Sandbox, reply: Reply, sizes: list[int]
 ) -> None:
     sandbox.push(reply)
-    _, chunks = await raw_chunks(sandbox, orjson.dumps(BODY))
+    _, chunks = await raw_chunks(sandbox, msgspec.json.encode(BODY))
     assert [len(chunk) for chunk in chunks] == sizes
     expected = reply.body if reply.body is not None else events(["ab", "cd"])
     assert b"".join(chunks) == expected + (b"data: [DONE]\n\n" if reply.done else b"")
@@ -297,7 +297,7 @@ async def test_compressed_writes_decode_one_by_one(
 ) -> None:
     values = ["Hello", " world"]
     sandbox.push(Reply(values=values, compress=coding, interval=0.001))
-    _, chunks = await raw_chunks(sandbox, orjson.dumps(BODY))
+    _, chunks = await raw_chunks(sandbox, msgspec.json.encode(BODY))
     assert len(chunks) == 2
     assert decode(b"".join(chunks)) == events(values)
     # A sync flush after each event: the first write alone decodes to it.
@@ -427,15 +427,27 @@ async def test_stop_does_not_hang_on_a_stalled_reply(
         (b"{not json", "not JSON"),
         (b"[1, 2]", "JSON object, not an array"),
         (b"null", "JSON object, not null"),
-        (orjson.dumps({**BODY, "input": 3}), "'input' must be a string, not a number"),
-        (orjson.dumps({**BODY, "model": None}), "'model' must be a string, not null"),
-        (orjson.dumps({**BODY, "inputHistory": "Hi"}), "'inputHistory' must be an"),
         (
-            orjson.dumps({**BODY, "outputHistory": [1]}),
+            msgspec.json.encode({**BODY, "input": 3}),
+            "'input' must be a string, not a number",
+        ),
+        (
+            msgspec.json.encode({**BODY, "model": None}),
+            "'model' must be a string, not null",
+        ),
+        (
+            msgspec.json.encode({**BODY, "inputHistory": "Hi"}),
+            "'inputHistory' must be an",
+        ),
+        (
+            msgspec.json.encode({**BODY, "outputHistory": [1]}),
             "'outputHistory' must be a list",
         ),
         *[
-            (orjson.dumps({k: v for k, v in BODY.items() if k != field}), repr(field))
+            (
+                msgspec.json.encode({k: v for k, v in BODY.items() if k != field}),
+                repr(field),
+            )
             for field in BODY
         ],
     ],
@@ -475,7 +487,7 @@ async def test_requests_are_recorded(
     assert request.headers["visitor-id"] == "abcdefghij0123456789"
     assert request.headers["ACCEPT"] == "text/event-stream"
     assert request.json == BODY
-    assert orjson.loads(request.body) == BODY
+    assert msgspec.json.decode(request.body) == BODY
 
 
 async def test_health(sandbox: Sandbox, session: aiohttp.ClientSession) -> None:
@@ -524,7 +536,7 @@ def test_the_fixture_works_from_sync_code(sandbox: Sandbox) -> None:
     def fetch() -> None:
         request = urllib.request.Request(
             sandbox.api_endpoint,
-            data=orjson.dumps(BODY),
+            data=msgspec.json.encode(BODY),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -613,7 +625,7 @@ def test_command_serves_until_interrupted() -> None:
             assert export == f"export KOALA_API_ENDPOINT={url}/api/gpt/\n"
             request = urllib.request.Request(
                 f"{url}/api/gpt/",
-                data=orjson.dumps(BODY),
+                data=msgspec.json.encode(BODY),
                 headers={"Content-Type": "application/json"},
             )
             with urllib.request.urlopen(request, timeout=10) as response:

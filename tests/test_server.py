@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
-import orjson
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -54,7 +54,7 @@ def events(body: str) -> list[Any]:
             continue
         assert block.startswith("data: "), block
         data = block[len("data: ") :]
-        result.append(data if data == "[DONE]" else orjson.loads(data))
+        result.append(data if data == "[DONE]" else msgspec.json.decode(data))
     return result
 
 
@@ -62,14 +62,14 @@ async def post(
     http: aiohttp.ClientSession, server: ServerThread, body: Any, **kwargs: Any
 ) -> tuple[int, dict[str, str], Any]:
     """POST a completion; return the status, headers and JSON or event list."""
-    data = body if isinstance(body, bytes | io.BytesIO) else orjson.dumps(body)
+    data = body if isinstance(body, bytes | io.BytesIO) else msgspec.json.encode(body)
     async with http.post(
         server.base_url + "/chat/completions", data=data, **kwargs
     ) as response:
         text = await response.text()
         if response.content_type == "text/event-stream":
             return response.status, dict(response.headers), events(text)
-        return response.status, dict(response.headers), orjson.loads(text)
+        return response.status, dict(response.headers), msgspec.json.decode(text)
 
 
 def assert_error(body: Any, code: str | None, *words: str) -> None:
@@ -251,7 +251,9 @@ async def test_body_over_one_mib_is_413(
 ) -> None:
     big = completion(messages=[{"role": "user", "content": "x" * (1024 * 1024)}])
     # A file-like body: aiohttp warns about sending large bytes in one piece.
-    status, _, answer = await post(http, koala_server, io.BytesIO(orjson.dumps(big)))
+    status, _, answer = await post(
+        http, koala_server, io.BytesIO(msgspec.json.encode(big))
+    )
     assert status == 413
     assert_error(answer, "request_too_large", "1048576")
     assert sandbox.requests == []
@@ -536,7 +538,7 @@ def test_chunk_encoder_matches_the_typed_chunk(text: str) -> None:
     ).model_dump(exclude_none=True)
     expected["system_fingerprint"] = None
     expected["choices"][0].update(logprobs=None, finish_reason=None)
-    assert orjson.loads(event[6:]) == expected
+    assert msgspec.json.decode(event[6:]) == expected
 
 
 # --- the process: graceful stop and workers ----------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-import orjson
+import msgspec
 
 from .errors import IncompleteEventError, InvalidJSONError, ProtocolError
 from .messages import JSONValue
@@ -25,8 +25,9 @@ __all__ = ["DONE_MARKER", "JSONValueDecoder", "loads"]
 
 DONE_MARKER = "[DONE]"
 _EXCERPT_LENGTH = 80
-_DIGITS_AS_ZEROS = bytes.maketrans(b"0123456789", b"0" * 10)
-_NINETEEN_ZEROS = b"0" * 19
+# msgspec parses exactly (integers of any size included) and fast; one decoder
+# object serves every call.
+_fast_loads = msgspec.json.Decoder().decode
 
 
 def _excerpt(data: str) -> str:
@@ -36,18 +37,21 @@ def _excerpt(data: str) -> str:
     return data[: _EXCERPT_LENGTH - 3] + "..."
 
 
-def _may_hold_big_integer(text: str) -> bool:
-    """Whether `text` has 19 ASCII digits in a row.
+def loads(data: str) -> JSONValue:
+    """Parse one JSON value and return it, as `json.loads` would.
 
-    orjson turns an integer beyond 64 bits into a float, silently; such an
-    integer has at least 19 digits. Digits in strings count too: a false alarm
-    only costs a slower parse.
+    msgspec parses; the standard library takes what msgspec refuses but
+    `json.loads` accepts: NaN and Infinity, numbers beyond the float range,
+    lone surrogates.
+
+    Raises InvalidJSONError, with a short excerpt of `data`, if it is not JSON.
     """
-    digits = text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ZEROS)
-    return _NINETEEN_ZEROS in digits
-
-
-def _stdlib_loads(data: str) -> JSONValue:
+    try:
+        return _fast_loads(data)
+    except (ValueError, RecursionError):
+        # msgspec.DecodeError is a ValueError, as is the UnicodeEncodeError of
+        # a lone surrogate in `data`; nesting too deep is a RecursionError.
+        pass
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:
@@ -55,27 +59,6 @@ def _stdlib_loads(data: str) -> JSONValue:
         raise InvalidJSONError(
             f"event data is not JSON: {excerpt!r}", data=excerpt
         ) from exc
-
-
-def loads(data: str) -> JSONValue:
-    """Parse one JSON value and return it, as `json.loads` would.
-
-    orjson parses; the standard library takes what orjson refuses or gets
-    wrong: NaN and Infinity, integers beyond 64 bits (orjson makes them
-    floats), numbers beyond the float range, lone surrogates.
-
-    Raises InvalidJSONError, with a short excerpt of `data`, if it is not JSON.
-    """
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return _stdlib_loads(data)
-    if type(value) is str or not _may_hold_big_integer(data):
-        return value
-    try:
-        return json.loads(data)
-    except RecursionError:  # deeper than the standard library goes
-        return value
 
 
 class JSONValueDecoder:
@@ -146,16 +129,13 @@ class JSONValueDecoder:
             datas = datas[: datas.index(DONE_MARKER)]
         try:
             # The whole batch at C speed.
-            values = list(map(orjson.loads, datas))
-        except orjson.JSONDecodeError:
+            values = list(map(_fast_loads, datas))
+        except (ValueError, RecursionError):
             pass
         else:
-            # Strings (Koala's pieces) cannot hide a big integer; see loads().
-            only_strings = set(map(type, values)) <= {str}
-            if only_strings or not _may_hold_big_integer("".join(datas)):
-                self.done = done
-                return values
-        # One at a time: to find the bad one, or to keep big integers exact.
+            self.done = done
+            return values
+        # One at a time: to find the bad one, or what only json.loads takes.
         values = []
         for data in datas:
             try:

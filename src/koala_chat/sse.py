@@ -72,17 +72,16 @@ def _plain_events(block: str, max_data: int) -> list[str] | None:
     A plain event is `data: X` and a blank line, the usual shape of a stream;
     `block` must start at the start of an event, end with a blank line and hold
     no CR. Return None for any other shape, or if an X is over `max_data`.
-    Counting is enough to know the shape: occurrences of LF LF "data: " cannot
-    share a LF, so if there are n - 1 of them and the block, which starts with
-    "data: " and ends with LF LF, holds exactly 2n LFs, every LF is in one of
-    those pairs or in the last one, and no X holds a LF.
+    Cut between "data: " and the final LF LF at each LF LF "data: ", the block
+    is plain exactly when no piece holds a LF: every LF is then in a separator
+    or in the final blank line. (Searching the joined pieces for a LF is a
+    memchr; counting the LFs of the block is several times slower.)
     """
     if not block.startswith(_DATA_PREFIX):
         return None
-    count = block.count(_NEXT_PLAIN_EVENT) + 1
-    if block.count("\n") != 2 * count:
-        return None
     datas = block[len(_DATA_PREFIX) : -2].split(_NEXT_PLAIN_EVENT)
+    if "\n" in "".join(datas):
+        return None
     if len(block) > max_data and max(map(len, datas)) > max_data:
         return None
     return datas

@@ -14,7 +14,7 @@ import asyncio
 from contextlib import aclosing
 from dataclasses import dataclass
 
-import orjson
+import msgspec
 from aiohttp import ClientSession
 
 from ..errors import KoalaError, NotEventStreamError, UsageError
@@ -99,7 +99,7 @@ async def _measure(
         translate_errors(endpoint, timeouts, connection.proxy),
         session.post(
             endpoint,
-            data=orjson.dumps(body),
+            data=msgspec.json.encode(body),
             headers=headers,
             proxy=http_proxy,
             timeout=timeouts.client_timeout(timeouts.total),

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Literal, TypeAlias
 
-import orjson
+import msgspec
 
 from ..messages import JSONValue
 
@@ -50,7 +50,7 @@ class _OpenAIObject:
 
     def model_dump_json(self, *, exclude_none: bool = False) -> str:
         """Return the object as OpenAI API JSON text."""
-        return orjson.dumps(self.model_dump(exclude_none=exclude_none)).decode()
+        return msgspec.json.encode(self.model_dump(exclude_none=exclude_none)).decode()
 
 
 def _dump(value: object, exclude_none: bool) -> JSONValue:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
-import orjson
+import msgspec
 from aiohttp import BaseConnector, ClientResponse, ClientSession
 from aiohttp.compression_utils import HAS_BROTLI
 
@@ -127,7 +127,9 @@ class Koala(AsyncGeneratorProvider, ProviderModelMixin):
             connector=get_connector(connector, proxy),
             connector_owner=connector is None,
         ) as session:
-            request = _Request(session, endpoint, orjson.dumps(body), http_proxy, proxy)
+            request = _Request(
+                session, endpoint, msgspec.json.encode(body), http_proxy, proxy
+            )
             # The layers below pass on lists of values (all that one chunk of
             # the reply completes): one generator hop per value, not four,
             # keeps many streams cheap (benchmarks/bench_load.py).

@@ -18,7 +18,7 @@ import socket
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 
-import orjson
+import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -111,8 +111,8 @@ async def _record(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Record every request before it is handled."""
     body = await request.read()
     try:
-        parsed: JSONValue | None = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
+        parsed: JSONValue | None = msgspec.json.decode(body) if body else None
+    except (msgspec.DecodeError, RecursionError):
         parsed = None
     request.app[STATE_KEY].record(
         RecordedRequest(
@@ -142,7 +142,7 @@ async def _handle_health(request: web.Request) -> web.Response:
 
 
 def _dumps(value: JSONValue) -> str:
-    return orjson.dumps(value).decode()
+    return msgspec.json.encode(value).decode()
 
 
 async def _handle_api(request: web.Request) -> web.StreamResponse:

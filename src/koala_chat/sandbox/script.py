@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
+import msgspec
 from multidict import CIMultiDictProxy
 
 from ..errors import UsageError
@@ -165,8 +165,9 @@ def validate_body(raw: bytes) -> dict[str, JSONValue]:
             the first offending field.
     """
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        body = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        # msgspec nests only as deep as Python recurses.
         raise InvalidRequestError(f"the body is not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise InvalidRequestError(
@@ -299,7 +300,7 @@ def render(reply: Reply, values: list[JSONValue]) -> list[bytes]:
     if reply.body is not None:
         units = [reply.body]
     else:
-        units = [b"data: " + orjson.dumps(value) + b"\n\n" for value in values]
+        units = [b"data: " + msgspec.json.encode(value) + b"\n\n" for value in values]
         if reply.done:
             units.append(_DONE)
     explicit = reply.write_size is not None or reply.splits is not None

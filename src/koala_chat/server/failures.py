@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-import orjson
+import msgspec
 from aiohttp import web
 
 from ..errors import (
@@ -58,7 +58,7 @@ class Failure:
 
     def body(self) -> bytes:
         """Return the JSON body `{"error": {...}}`."""
-        return orjson.dumps(
+        return msgspec.json.encode(
             {
                 "error": {
                     "message": self.message,

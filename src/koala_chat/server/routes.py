@@ -17,7 +17,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import orjson
+import msgspec
 from aiohttp import web
 
 from ..client.cutting import ReplyCutter
@@ -171,8 +171,9 @@ async def _read_object(request: web.Request, limit: int) -> dict[str, JSONValue]
     except web.HTTPRequestEntityTooLarge as exc:
         raise FailureError(_too_large(limit)) from exc
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        body = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        # msgspec nests only as deep as Python recurses.
         raise FailureError(
             bad_request(f"the request body is not JSON: {exc}", "invalid_json")
         ) from exc
@@ -263,4 +264,6 @@ async def _texts(
 
 
 def _json(value: JSONValue) -> web.Response:
-    return web.Response(body=orjson.dumps(value), content_type="application/json")
+    return web.Response(
+        body=msgspec.json.encode(value), content_type="application/json"
+    )

@@ -2,7 +2,7 @@
 
 Every event of one stream shares everything but its text, so `ChunkEncoder`
 renders the constant bytes once per stream and a content event costs one
-`orjson.dumps` of the text and one concatenation. `stream_reply` sends the
+`msgspec.json.encode` of the text and one concatenation. `stream_reply` sends the
 events, those made during one turn of the event loop in one write
 (`coalesce.py`); the handler awaits the first piece before calling it, so early
 failures still get a real status (routes.py).
@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Final
 
-import orjson
+import msgspec
 from aiohttp import web
 
 from ..client.cutting import ReplyCutter
@@ -73,11 +73,11 @@ class ChunkEncoder:
         self._head = b"".join(
             (
                 b'data: {"id":',
-                orjson.dumps(completion_id),
+                msgspec.json.encode(completion_id),
                 b',"object":"chat.completion.chunk","created":',
                 str(int(created)).encode(),
                 b',"model":',
-                orjson.dumps(model),
+                msgspec.json.encode(model),
                 b',"system_fingerprint":null,"choices":',
             )
         )
@@ -85,7 +85,7 @@ class ChunkEncoder:
 
     def content(self, text: str) -> bytes:
         """Return the event that adds `text` to the reply."""
-        return self._prefix + orjson.dumps(text) + self._SUFFIX
+        return self._prefix + msgspec.json.encode(text) + self._SUFFIX
 
     def role(self) -> bytes:
         """Return the first event, which names the role."""
@@ -112,7 +112,7 @@ class ChunkEncoder:
             (
                 self._head,
                 b'[],"usage":',
-                orjson.dumps(usage.model_dump()),
+                msgspec.json.encode(usage.model_dump()),
                 b"}\n\n",
             )
         )

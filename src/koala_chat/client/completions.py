@@ -13,7 +13,7 @@ ignored or refused is listed in `koala_chat.client.params`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from .._sync import iterate_sync, run_sync
 from ..errors import ModelNotFoundError, UsageError
@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 InputMessages = Sequence[Mapping[str, JSONValue]]
+ChatT = TypeVar("ChatT")
 
 
 class _Config:
@@ -268,7 +269,37 @@ class _AsyncChat:
         self.completions = completions
 
 
-class Client:
+class _ClientBase(Generic[ChatT]):
+    """What both clients are made of: a provider, its options, chat and models."""
+
+    def __init__(
+        self,
+        provider: ChatProvider = Koala,
+        *,
+        api_endpoint: str | None = None,
+        proxy: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        **provider_options_: Any,
+    ) -> None:
+        self._config = _Config(
+            provider,
+            provider_options(
+                api_endpoint=api_endpoint,
+                proxy=proxy,
+                timeout=timeout,
+                max_retries=max_retries,
+                **provider_options_,
+            ),
+        )
+        self.chat: ChatT = self._make_chat(self._config)
+        self.models = Models(self._config)
+
+    def _make_chat(self, config: _Config) -> ChatT:
+        raise NotImplementedError
+
+
+class Client(_ClientBase[_Chat]):
     """An OpenAI-shaped client for Koala, for synchronous code.
 
     `provider` is the provider class (`Koala`); `api_endpoint`, `proxy`,
@@ -284,28 +315,8 @@ class Client:
         >>> print(completion.choices[0].message.content)
     """
 
-    def __init__(
-        self,
-        provider: ChatProvider = Koala,
-        *,
-        api_endpoint: str | None = None,
-        proxy: str | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        **provider_options_: Any,
-    ) -> None:
-        self._config = _Config(
-            provider,
-            provider_options(
-                api_endpoint=api_endpoint,
-                proxy=proxy,
-                timeout=timeout,
-                max_retries=max_retries,
-                **provider_options_,
-            ),
-        )
-        self.chat = _Chat(Completions(self._config))
-        self.models = Models(self._config)
+    def _make_chat(self, config: _Config) -> _Chat:
+        return _Chat(Completions(config))
 
     def close(self) -> None:
         """Mark the client closed: later calls raise UsageError."""
@@ -318,7 +329,7 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_ClientBase[_AsyncChat]):
     """An OpenAI-shaped client for Koala, for async code; options as `Client`.
 
     Example:
@@ -328,28 +339,8 @@ class AsyncClient:
         ...     )
     """
 
-    def __init__(
-        self,
-        provider: ChatProvider = Koala,
-        *,
-        api_endpoint: str | None = None,
-        proxy: str | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        **provider_options_: Any,
-    ) -> None:
-        self._config = _Config(
-            provider,
-            provider_options(
-                api_endpoint=api_endpoint,
-                proxy=proxy,
-                timeout=timeout,
-                max_retries=max_retries,
-                **provider_options_,
-            ),
-        )
-        self.chat = _AsyncChat(AsyncCompletions(self._config))
-        self.models = Models(self._config)
+    def _make_chat(self, config: _Config) -> _AsyncChat:
+        return _AsyncChat(AsyncCompletions(config))
 
     async def close(self) -> None:
         """Mark the client closed: later calls raise UsageError."""

@@ -196,11 +196,12 @@ async def translate_errors(
             limit="connect",
             seconds=timeouts.connect,
         ) from exc
-    except (aiohttp_socks.ProxyError, aiohttp_socks.ProxyConnectionError) as exc:
-        raise ProxyError(
-            f"proxy {redact_url(proxy)} failed for {target}: {_reason(exc, proxy)}"
-        ) from exc
-    except (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError) as exc:
+    except (
+        aiohttp_socks.ProxyError,
+        aiohttp_socks.ProxyConnectionError,
+        aiohttp.ClientProxyConnectionError,
+        aiohttp.ClientHttpProxyError,
+    ) as exc:
         raise ProxyError(
             f"proxy {redact_url(proxy)} failed for {target}: {_reason(exc, proxy)}"
         ) from exc

@@ -106,12 +106,12 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_the_repeated_defaults_agree_with_the_provider() -> None:
     from koala_chat import Koala
-    from koala_chat.providers import koala
+    from koala_chat.providers import options
     from koala_chat.requests import DEFAULT_TOTAL_TIMEOUT
 
     assert DEFAULT_TIMEOUT == DEFAULT_TOTAL_TIMEOUT
-    assert DEFAULT_RETRIES == koala.DEFAULT_MAX_RETRIES
-    assert ENDPOINT_VARIABLE == koala.ENDPOINT_VARIABLE
+    assert DEFAULT_RETRIES == options.DEFAULT_MAX_RETRIES
+    assert ENDPOINT_VARIABLE == options.ENDPOINT_VARIABLE
     assert Koala.api_endpoint in subcommands()["chat"]
 
 

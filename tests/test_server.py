@@ -506,7 +506,7 @@ def test_serve_command_checks_the_endpoint_at_start(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert server_main(["--port", "0", "--endpoint", "ftp://example.org/"]) == 2
-    assert "the endpoint must be an http(s) URL" in capsys.readouterr().err
+    assert "the API endpoint must be an http(s) URL" in capsys.readouterr().err
 
 
 def test_cli_module_does_not_import_aiohttp() -> None:

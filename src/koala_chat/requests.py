@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import aiohttp_socks
@@ -33,6 +33,7 @@ from .errors import (
     TransportError,
     UsageError,
 )
+from .urls import redact_url
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -65,27 +66,6 @@ _SOCKS_SCHEMES: Final = {
     "socks5h": (aiohttp_socks.ProxyType.SOCKS5, True),
 }
 _HTTP_SCHEMES: Final = frozenset(("http", "https"))
-
-
-def redact_url(url: object) -> str:
-    """Return `url` as text with any password replaced by `***`."""
-    text = str(url)
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return text
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{user}:***@{host}" + (f":{port}" if port is not None else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def proxy_scheme(proxy: str) -> str:

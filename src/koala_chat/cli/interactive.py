@@ -189,7 +189,7 @@ class Session:
 
     def _where(self) -> str:
         from ..providers import Koala
-        from ..requests import redact_url
+        from ..urls import redact_url
 
         model = Koala.get_model(self.connection.model)
         endpoint = self.connection.endpoint or Koala.api_endpoint

@@ -1,7 +1,8 @@
 """The options every command that talks to Koala shares, and what they become.
 
-Only the standard library is imported here, so that building the parser (and
-`koala --help`) stays fast; the provider is imported when a request is made.
+Only the standard library and our light modules are imported here, so that
+building the parser (and `koala --help`) stays fast; the provider is imported
+when a request is made.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 from typing import Any, Final, NamedTuple, NoReturn, TypeAlias
+
+from ..urls import check_endpoint
 
 __all__ = [
     "DEFAULT_RETRIES",
@@ -19,7 +22,6 @@ __all__ = [
     "Parser",
     "Subparsers",
     "add_debug",
-    "check_endpoint",
     "connection_options",
 ]
 
@@ -194,23 +196,3 @@ class Connection(NamedTuple):
         if self.endpoint is not None:
             kwargs["api_endpoint"] = self.endpoint
         return kwargs
-
-
-def check_endpoint(url: str) -> None:
-    """Check that `url` is an http(s) URL, naming it without its password.
-
-    Raises:
-        UsageError: It is not.
-    """
-    from urllib.parse import urlsplit
-
-    from ..errors import UsageError
-    from ..requests import redact_url
-
-    try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        valid = False
-    if not valid:
-        raise UsageError(f"the endpoint must be an http(s) URL, not {redact_url(url)}")

@@ -7,37 +7,25 @@ The request and reply follow `PROTOCOL.md`; the behaviour follows the seed
 from __future__ import annotations
 
 import asyncio
-import os
-import random
 from collections.abc import AsyncGenerator, AsyncIterable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
-from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp import BaseConnector, ClientResponse, ClientSession
 from aiohttp.compression_utils import HAS_BROTLI
 
 from ..errors import (
-    CloudflareChallengeError,
     KoalaError,
     KoalaTimeoutError,
     NotEventStreamError,
-    ProxyError,
-    RateLimitError,
-    ServerError,
-    TransportError,
     UsageError,
 )
 from ..helper import get_random_string
 from ..jsonstream import DONE_MARKER, JSONValueDecoder, loads
 from ..messages import JSONValue, Messages, NormalizedMessage, normalize_messages
 from ..requests import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_TOTAL_TIMEOUT,
-    Timeouts,
     get_connector,
     proxy_scheme,
     raise_for_status,
@@ -48,16 +36,11 @@ from ..requests import (
     translate_errors,
 )
 from ..sse import DEFAULT_MAX_EVENT_SIZE
+from ..urls import check_endpoint
 from .base import AsyncGeneratorProvider, ProviderModelMixin
+from .options import ENDPOINT_VARIABLE, RequestOptions, retry_wait
 
 __all__ = ["ENDPOINT_VARIABLE", "Koala"]
-
-#: The environment variable that points the provider at another endpoint.
-ENDPOINT_VARIABLE: Final = "KOALA_API_ENDPOINT"
-
-DEFAULT_MAX_RETRIES: Final = 2
-DEFAULT_RETRY_BACKOFF: Final = 0.5
-DEFAULT_MAX_RETRY_WAIT: Final = 30.0
 
 # PROTOCOL.md, "Request": advertise br only when aiohttp can decode it.
 _ACCEPT_ENCODING: Final = "gzip, deflate, br" if HAS_BROTLI else "gzip, deflate"
@@ -119,9 +102,9 @@ class Koala(AsyncGeneratorProvider, ProviderModelMixin):
             UsageError: bad messages, model or options, before any traffic.
             TransportError, StatusError, ProtocolError: see `koala_chat.errors`.
         """
-        options = _Options.from_kwargs(kwargs)
+        options = RequestOptions.from_kwargs(kwargs)
         body = cls.build_body(cls.get_model(model), normalize_messages(messages))
-        endpoint = _endpoint(options.api_endpoint or cls.api_endpoint)
+        endpoint = check_endpoint(options.api_endpoint or cls.api_endpoint)
         http_proxy = _http_proxy(proxy, connector)
         async with ClientSession(
             connector=get_connector(connector, proxy),
@@ -185,7 +168,7 @@ class Koala(AsyncGeneratorProvider, ProviderModelMixin):
 
     @classmethod
     async def _stream_with_retries(
-        cls, request: _Request, options: _Options
+        cls, request: _Request, options: RequestOptions
     ) -> AsyncGenerator[list[JSONValue], None]:
         """Yield the reply's values in batches, retrying failures before any."""
         loop = asyncio.get_running_loop()
@@ -204,9 +187,7 @@ class Koala(AsyncGeneratorProvider, ProviderModelMixin):
                         yield batch
                 return
             except KoalaError as exc:
-                wait = _retry_wait(
-                    exc, attempt, options, delivered, remaining(deadline)
-                )
+                wait = retry_wait(exc, attempt, options, delivered, remaining(deadline))
                 if wait is None:
                     exc.attempts = attempt
                     raise
@@ -214,7 +195,7 @@ class Koala(AsyncGeneratorProvider, ProviderModelMixin):
 
     @classmethod
     async def _stream_once(
-        cls, request: _Request, options: _Options, deadline: float | None
+        cls, request: _Request, options: RequestOptions, deadline: float | None
     ) -> AsyncGenerator[list[JSONValue], None]:
         """Make one request and yield its values in non-empty batches."""
         timeouts = options.timeouts
@@ -317,64 +298,6 @@ class _Request:
     proxy: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Options:
-    """The keyword options of `create_async_generator`, checked."""
-
-    api_endpoint: str | None
-    timeouts: Timeouts
-    max_retries: int
-    retry_backoff: float
-    max_retry_wait: float
-    max_event_size: int
-
-    @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> _Options:
-        endpoint = kwargs.get("api_endpoint") or os.environ.get(ENDPOINT_VARIABLE)
-        return cls(
-            api_endpoint=endpoint or None,
-            timeouts=Timeouts(
-                connect=kwargs.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
-                idle=kwargs.get("idle_timeout", DEFAULT_IDLE_TIMEOUT),
-                total=kwargs.get("timeout", DEFAULT_TOTAL_TIMEOUT),
-            ),
-            max_retries=_count(kwargs, "max_retries", DEFAULT_MAX_RETRIES),
-            retry_backoff=_seconds(kwargs, "retry_backoff", DEFAULT_RETRY_BACKOFF),
-            max_retry_wait=_seconds(kwargs, "max_retry_wait", DEFAULT_MAX_RETRY_WAIT),
-            max_event_size=_count(
-                kwargs, "max_event_size", DEFAULT_MAX_EVENT_SIZE, minimum=1
-            ),
-        )
-
-
-def _count(kwargs: dict[str, Any], name: str, default: int, *, minimum: int = 0) -> int:
-    value = kwargs.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise UsageError(f"{name} must be a whole number >= {minimum}, not {value!r}")
-    return value
-
-
-def _seconds(kwargs: dict[str, Any], name: str, default: float) -> float:
-    value = kwargs.get(name, default)
-    # `not value >= 0` also refuses NaN, which every comparison answers False.
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
-        raise UsageError(f"{name} must be a number of seconds >= 0, not {value!r}")
-    return float(value)
-
-
-def _endpoint(url: object) -> str:
-    if isinstance(url, str):
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            parts = None
-        if parts and parts.scheme in ("http", "https") and parts.hostname:
-            return url
-    raise UsageError(
-        f"the API endpoint must be an http(s) URL, not {redact_url(url)!r}"
-    )
-
-
 def _http_proxy(proxy: str | None, connector: BaseConnector | None) -> str | None:
     """Return the proxy aiohttp applies per request (HTTP proxies), if any.
 
@@ -390,35 +313,6 @@ def _http_proxy(proxy: str | None, connector: BaseConnector | None) -> str | Non
             )
         return None
     return proxy
-
-
-def _retry_wait(
-    exc: KoalaError,
-    attempt: int,
-    options: _Options,
-    delivered: bool,
-    time_left: float | None,
-) -> float | None:
-    """Return how long to wait before retrying after `exc`, or None to give up."""
-    if delivered or attempt > options.max_retries:
-        return None
-    retryable = (RateLimitError, ServerError, TransportError)
-    if not isinstance(exc, retryable) or isinstance(
-        exc, ProxyError | CloudflareChallengeError
-    ):
-        return None
-    if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-        if exc.retry_after > options.max_retry_wait:
-            return None
-        wait = exc.retry_after
-    else:
-        # Exponential backoff, jittered between half and all of the step so that
-        # clients that failed together do not retry together.
-        step = options.retry_backoff * 2 ** (attempt - 1)
-        wait = min(step, options.max_retry_wait) * random.uniform(0.5, 1.0)
-    if time_left is not None and wait >= time_left:
-        return None
-    return wait
 
 
 async def _check_event_stream(response: ClientResponse) -> None:

@@ -24,14 +24,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from types import FrameType
 from typing import Final
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from ..client.provider import ChatProvider
-from ..errors import UsageError
 from ..providers import Koala
-from ..requests import proxy_scheme, redact_url
+from ..requests import proxy_scheme
+from ..urls import check_endpoint, redact_url
 from .app import create_app, create_runner
 from .config import ServerConfig
 from .routes import STATE_KEY
@@ -118,11 +117,7 @@ def _check_upstream(config: ServerConfig) -> None:
     """
     endpoint = config.provider_options.get("api_endpoint")
     if endpoint is not None:
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(
-                f"the endpoint must be an http(s) URL, not {redact_url(endpoint)!r}"
-            )
+        check_endpoint(endpoint)
     proxy = config.provider_options.get("proxy")
     if proxy is not None:
         proxy_scheme(proxy)

@@ -25,6 +25,7 @@ from aiohttp import BaseConnector, ClientResponse
 from .errors import (
     CloudflareChallengeError,
     ConnectError,
+    KoalaError,
     KoalaTimeoutError,
     ProxyError,
     RateLimitError,
@@ -44,6 +45,7 @@ __all__ = [
     "raise_for_status",
     "read_excerpt",
     "redact_url",
+    "translate_error",
     "translate_errors",
 ]
 
@@ -166,84 +168,92 @@ async def translate_errors(
     Raises:
         ProxyError, ConnectError, TransportError, KoalaTimeoutError.
     """
-    target = redact_url(url)
-    via = f" via proxy {redact_url(proxy)}" if proxy else ""
     try:
         yield
-    except aiohttp_socks.ProxyTimeoutError as exc:
-        raise KoalaTimeoutError(
+    except (
+        aiohttp.ClientError,
+        aiohttp_socks.ProxyError,
+        aiohttp_socks.ProxyConnectionError,
+        aiohttp_socks.ProxyTimeoutError,
+        asyncio.IncompleteReadError,
+        TimeoutError,
+    ) as exc:
+        raise translate_error(exc, url, timeouts, proxy) from exc
+
+
+def translate_error(
+    exc: BaseException, url: str, timeouts: Timeouts, proxy: str | None = None
+) -> KoalaError:
+    """Return our error for an exception of aiohttp or aiohttp-socks.
+
+    The URLs in the message are redacted; the work is done only on failure.
+    """
+    target = redact_url(url)
+    via = f" via proxy {redact_url(proxy)}" if proxy else ""
+    reason = _reason(exc, proxy)
+    if isinstance(exc, aiohttp_socks.ProxyTimeoutError):
+        return KoalaTimeoutError(
             f"the proxy {redact_url(proxy)} did not answer within {timeouts.connect} s",
             limit="connect",
             seconds=timeouts.connect,
-        ) from exc
-    except (
-        aiohttp_socks.ProxyError,
-        aiohttp_socks.ProxyConnectionError,
-        aiohttp.ClientProxyConnectionError,
-        aiohttp.ClientHttpProxyError,
-    ) as exc:
-        raise ProxyError(
-            f"proxy {redact_url(proxy)} failed for {target}: {_reason(exc, proxy)}"
-        ) from exc
-    except asyncio.IncompleteReadError as exc:
+        )
+    if isinstance(
+        exc,
+        aiohttp_socks.ProxyError
+        | aiohttp_socks.ProxyConnectionError
+        | aiohttp.ClientProxyConnectionError
+        | aiohttp.ClientHttpProxyError,
+    ):
+        return ProxyError(f"proxy {redact_url(proxy)} failed for {target}: {reason}")
+    if isinstance(exc, asyncio.IncompleteReadError):
         # python-socks lets this through when a SOCKS proxy hangs up in the middle
         # of its handshake (pproxy does on wrong credentials); aiohttp itself
         # never raises it.
         who = f"proxy {redact_url(proxy)}" if proxy else "the SOCKS proxy"
-        raise ProxyError(
+        return ProxyError(
             f"{who} closed the connection during its handshake for {target}"
-        ) from exc
-    except aiohttp.ConnectionTimeoutError as exc:
-        raise KoalaTimeoutError(
+        )
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return KoalaTimeoutError(
             f"could not connect to {target}{via} within {timeouts.connect} s",
             limit="connect",
             seconds=timeouts.connect,
-        ) from exc
-    except aiohttp.ServerTimeoutError as exc:
+        )
+    if isinstance(exc, aiohttp.ServerTimeoutError):
         # SocketTimeoutError, or an older aiohttp's plain read time-out.
-        raise KoalaTimeoutError(
+        return KoalaTimeoutError(
             f"{target} sent nothing for {timeouts.idle} s",
             limit="idle",
             seconds=timeouts.idle,
-        ) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise ConnectError(
-            f"could not connect to {target}{via}: {_reason(exc, proxy)}"
-        ) from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-        raise TransportError(
-            f"{target} closed the connection before the reply ended: "
-            f"{_reason(exc, proxy)}"
-        ) from exc
-    except aiohttp.ClientOSError as exc:
-        if not isinstance(exc.__cause__, socket.gaierror):
-            raise TransportError(
-                f"request to {target} failed: {_reason(exc, proxy)}"
-            ) from exc
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectError(f"could not connect to {target}{via}: {reason}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return TransportError(
+            f"{target} closed the connection before the reply ended: {reason}"
+        )
+    if isinstance(exc, aiohttp.ClientOSError) and isinstance(
+        exc.__cause__, socket.gaierror
+    ):
         # A connector that resolves names itself (aiohttp-socks for socks5, as
         # opposed to socks5h) reports a failed look-up as a bare OSError.
-        raise ConnectError(
-            f"could not resolve the host of {target}{via}: {_reason(exc, proxy)}"
-        ) from exc
-    except aiohttp.ClientResponseError as exc:
+        return ConnectError(f"could not resolve the host of {target}{via}: {reason}")
+    if isinstance(exc, aiohttp.ClientResponseError):
         # aiohttp's parser refused the status line or the headers (a header over
         # 8190 bytes, too many headers); its "400" is its own verdict, not the
         # server's status, so the message leaves it out.
         detail = " ".join(str(exc.message).split())
-        raise TransportError(
+        return TransportError(
             f"{target} sent a reply head that cannot be parsed: {detail}"
-        ) from exc
-    except aiohttp.ClientError as exc:
-        raise TransportError(
-            f"request to {target} failed: {_reason(exc, proxy)}"
-        ) from exc
-    except TimeoutError as exc:
-        # aiohttp raises the builtin TimeoutError when ClientTimeout.total runs out.
-        raise KoalaTimeoutError(
-            f"{target} did not finish the reply within the total time limit",
-            limit="total",
-            seconds=timeouts.total,
-        ) from exc
+        )
+    if isinstance(exc, aiohttp.ClientError):
+        return TransportError(f"request to {target} failed: {reason}")
+    # aiohttp raises the builtin TimeoutError when ClientTimeout.total runs out.
+    return KoalaTimeoutError(
+        f"{target} did not finish the reply within the total time limit",
+        limit="total",
+        seconds=timeouts.total,
+    )
 
 
 def _reason(exc: BaseException, proxy: str | None) -> str:

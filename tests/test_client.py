@@ -241,6 +241,19 @@ def test_ignored_options_are_accepted(sandbox: Sandbox) -> None:
     assert {"temperature", "top_p", "seed", "user"} <= IGNORED
 
 
+@pytest.mark.parametrize("params", [{"max_tokens": 2.0}, {"seed": 3.0, "n": 1.0}])
+def test_whole_numbers_written_with_a_point_are_accepted(
+    sandbox: Sandbox, params: dict[str, Any]
+) -> None:
+    # JSON (and so JSON Schema, which /openapi.json uses) has one number type:
+    # 2.0 is the whole number 2. Found by schemathesis (tests/test_openapi.py).
+    completion = client_for(sandbox).chat.completions.create(
+        model="", messages=HELLO, **params
+    )
+    expected = REPLY[:8] if "max_tokens" in params else REPLY
+    assert completion.choices[0].message.content == expected
+
+
 def test_developer_messages_are_system_messages(sandbox: Sandbox) -> None:
     messages = [
         {"role": "developer", "content": "Be brief."},

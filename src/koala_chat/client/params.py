@@ -195,9 +195,20 @@ def _include_usage(value: JSONValue) -> bool:
 
 
 def _positive_int(name: str, value: JSONValue) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not _is_whole(value) or value < 1:
         raise UsageError(f"{name}: must be a whole number >= 1, not {value!r}")
-    return value
+    return int(value)
+
+
+def _is_whole(value: JSONValue) -> bool:
+    """Tell whether `value` is a whole number; 2.0 is one, as JSON Schema says.
+
+    JSON has one number type (RFC 8259, section 6), so `2.0` is the same number
+    as `2`; `n` and `top_logprobs` already compare by value.
+    """
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _kind(value: JSONValue) -> str:
@@ -233,9 +244,8 @@ def _number(low: float, high: float) -> Check:
 
 def _of_type(kind: type, description: str) -> Check:
     def check(name: str, value: JSONValue) -> None:
-        # bool is a subclass of int, but `true` is no seed.
-        wrong_bool = isinstance(value, bool) and kind is not bool
-        if not isinstance(value, kind) or wrong_bool:
+        # `_is_whole`: 3.0 is a seed, `true` (a subclass of int) is not.
+        if not (_is_whole(value) if kind is int else isinstance(value, kind)):
             raise UsageError(f"{name}: must be {description}, not {_kind(value)}")
 
     return check

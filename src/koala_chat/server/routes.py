@@ -4,6 +4,7 @@
     GET  /v1/models             the provider's models
     GET  /v1/models/{id}        one model, or 404
     GET  /health                {"status": "ok"}, without authentication
+    GET  /openapi.json          the OpenAPI description, without authentication
 
 Handlers raise; `error_middleware` turns errors into the OpenAI error shape.
 """
@@ -42,6 +43,7 @@ from ..messages import JSONValue, text_of
 from .accesslog import LOG_KEY
 from .config import ServerConfig
 from .failures import Failure, FailureError, bad_request
+from .openapi import openapi_document
 from .streaming import ChunkEncoder, RequestLog, stream_reply
 
 __all__ = ["STATE_KEY", "ServerState", "routes"]
@@ -74,6 +76,12 @@ routes = web.RouteTableDef()
 async def health(request: web.Request) -> web.Response:
     """Answer that the server is up (no authentication, no upstream traffic)."""
     return _json({"status": "ok"})
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    """Return the OpenAPI description of the server (no authentication)."""
+    return _json(openapi_document())
 
 
 @routes.get("/v1/models")

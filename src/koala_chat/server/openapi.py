@@ -1,0 +1,477 @@
+"""The OpenAPI 3.1 description of `koala serve`, served at `GET /openapi.json`.
+
+Written by hand to say what the code does (issue 5): the request schema follows
+`koala_chat.client.params` parameter by parameter (honoured, accepted and
+ignored, refused unless neutral; `null` is absent for every optional one), the
+replies follow `koala_chat.client.types` and the errors `failures.py`.
+tests/test_openapi.py checks that every route is described and runs
+schemathesis against a live server to keep the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .. import __version__
+from ..messages import JSONValue
+
+__all__ = ["openapi_document"]
+
+_JSON: Final = "application/json"
+_ERROR_REF: Final = {"$ref": "#/components/schemas/ErrorResponse"}
+
+
+def openapi_document() -> dict[str, JSONValue]:
+    """Return the OpenAPI 3.1 document of the server (a new dict each call)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "koala serve",
+            "version": __version__,
+            "description": (
+                "An OpenAI-compatible server in front of the Koala chat API. "
+                "The /v1 routes require `Authorization: Bearer <key>` only when "
+                "the server was started with an API key (--api-key or "
+                "KOALA_SERVER_API_KEY); /health and /openapi.json never do."
+            ),
+        },
+        "security": [{"bearerAuth": []}],
+        "paths": {
+            "/v1/chat/completions": {"post": _chat_completions()},
+            "/v1/models": {"get": _list_models()},
+            "/v1/models/{model}": {"get": _get_model()},
+            "/health": {"get": _health()},
+            "/openapi.json": {"get": _openapi()},
+        },
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The server's API key, when it has one.",
+                }
+            },
+            "schemas": _schemas(),
+        },
+    }
+
+
+# Operations -----------------------------------------------------------------
+
+
+def _chat_completions() -> dict[str, JSONValue]:
+    return {
+        "operationId": "createChatCompletion",
+        "summary": "Answer a chat completion, whole or streamed",
+        "description": (
+            "The first piece of the reply is awaited before the response "
+            "starts, so an early upstream failure gets a real status. A "
+            "failure after a stream started ends it with an error event "
+            '(`data: {"error": {...}}`) and `data: [DONE]`.'
+        ),
+        "requestBody": {
+            "required": True,
+            "content": {
+                _JSON: {"schema": {"$ref": "#/components/schemas/ChatRequest"}}
+            },
+        },
+        "responses": {
+            "200": {
+                "description": (
+                    'The reply: a `chat.completion` object, or with `"stream": '
+                    "true` a stream of `data: {chat.completion.chunk}` events "
+                    "ending with `data: [DONE]`."
+                ),
+                "content": {
+                    _JSON: {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
+                    # OpenAPI before 3.2: the schema of an event stream is the
+                    # schema of each event.
+                    "text/event-stream": {
+                        "schema": {"$ref": "#/components/schemas/ChunkEvent"}
+                    },
+                },
+            },
+            "400": _error(
+                "A malformed request, or an option Koala cannot honour; the "
+                "message names the parameter (code invalid_request, invalid_json)."
+            ),
+            **_auth_errors(),
+            "404": _error("The provider rejects the model (code model_not_found)."),
+            "405": _error("Another method than POST (code method_not_allowed)."),
+            "413": _error(
+                "The body is larger than --max-body (code request_too_large)."
+            ),
+            "429": _error(
+                "The upstream rate limit (code rate_limit_exceeded), or more "
+                "than --max-streams completions at once (code too_many_streams).",
+                {"Retry-After": _header("Seconds to wait before retrying.")},
+            ),
+            "500": _error(
+                "The provider refuses the server's own options (code "
+                "server_misconfigured), or a bug (code internal_error)."
+            ),
+            "502": _error(
+                "The upstream failed: a Cloudflare challenge, unreachable, a "
+                "broken protocol (codes upstream_challenge, upstream_unreachable, "
+                "upstream_protocol_error, upstream_error)."
+            ),
+            "504": _error("An upstream time limit ran out (code upstream_timeout)."),
+        },
+    }
+
+
+def _list_models() -> dict[str, JSONValue]:
+    return {
+        "operationId": "listModels",
+        "summary": "The provider's models",
+        "responses": {
+            "200": _ok("The model list.", {"$ref": "#/components/schemas/ModelList"}),
+            **_auth_errors(),
+        },
+    }
+
+
+def _get_model() -> dict[str, JSONValue]:
+    return {
+        "operationId": "retrieveModel",
+        "summary": "One of the provider's models",
+        "parameters": [
+            {
+                "name": "model",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "A model id from /v1/models.",
+            }
+        ],
+        "responses": {
+            "200": _ok("The model.", {"$ref": "#/components/schemas/Model"}),
+            **_auth_errors(),
+            "404": _error("The provider does not list the model (model_not_found)."),
+        },
+    }
+
+
+def _health() -> dict[str, JSONValue]:
+    return {
+        "operationId": "health",
+        "summary": "Whether the server is up (no upstream traffic)",
+        "security": [],
+        "responses": {
+            "200": _ok(
+                "The server is up.",
+                _object({"status": {"const": "ok"}}, additional=False),
+            )
+        },
+    }
+
+
+def _openapi() -> dict[str, JSONValue]:
+    return {
+        "operationId": "openapi",
+        "summary": "This document",
+        "security": [],
+        "responses": {
+            "200": _ok(
+                "The OpenAPI description.",
+                _object({"openapi": {"type": "string"}}, required=("openapi",)),
+            )
+        },
+    }
+
+
+def _ok(description: str, schema: dict[str, JSONValue]) -> dict[str, JSONValue]:
+    return {"description": description, "content": {_JSON: {"schema": schema}}}
+
+
+def _error(
+    description: str, headers: dict[str, JSONValue] | None = None
+) -> dict[str, JSONValue]:
+    response = _ok(description, _ERROR_REF)
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _auth_errors() -> dict[str, JSONValue]:
+    return {
+        "401": _error(
+            "A missing or wrong API key, when the server has one "
+            "(code invalid_api_key).",
+            {"WWW-Authenticate": _header("`Bearer realm=...`.")},
+        )
+    }
+
+
+def _header(description: str) -> dict[str, JSONValue]:
+    return {"description": description, "schema": {"type": "string"}}
+
+
+# Schemas --------------------------------------------------------------------
+
+
+def _object(
+    properties: dict[str, JSONValue],
+    required: tuple[str, ...] | None = None,
+    *,
+    additional: bool = True,
+) -> dict[str, JSONValue]:
+    """Return an object schema; `required` defaults to every property."""
+    schema: dict[str, JSONValue] = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties if required is None else required),
+    }
+    if not additional:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _optional(schema: dict[str, JSONValue]) -> dict[str, JSONValue]:
+    """Return `schema` or null: null counts as absent (client/params.py)."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _number(low: int, high: int) -> dict[str, JSONValue]:
+    return _optional({"type": "number", "minimum": low, "maximum": high})
+
+
+def _only(value: JSONValue, why: str) -> dict[str, JSONValue]:
+    """Return the schema of a parameter refused unless it has its neutral value."""
+    return {**_optional({"const": value}), "description": why}
+
+
+def _request() -> dict[str, JSONValue]:
+    """Return the chat request schema, as `client.params.parse_request` checks it."""
+    string = _optional({"type": "string"})
+    boolean = _optional({"type": "boolean"})
+    an_object = _optional({"type": "object"})
+    empty = {
+        "anyOf": [
+            {"type": "array", "maxItems": 0},
+            {"type": "object", "maxProperties": 0},
+            {"type": "null"},
+        ]
+    }
+    positive = _optional({"type": "integer", "minimum": 1})
+    no_tools = {
+        **_optional({"enum": ["none", "auto"]}),
+        "description": "Koala has no tool calling.",
+    }
+    properties: dict[str, JSONValue] = {
+        # Honoured.
+        "model": {
+            "type": "string",
+            "description": 'A model id; "" asks for the default model.',
+        },
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"$ref": "#/components/schemas/Message"},
+        },
+        "stream": boolean,
+        "stream_options": _optional(
+            _object({"include_usage": boolean}, required=(), additional=False)
+        ),
+        "stop": _optional(
+            {
+                "anyOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+                ]
+            }
+        ),
+        "max_tokens": positive,
+        "max_completion_tokens": positive,
+        # Accepted, checked for their type and ignored (client.params.IGNORED).
+        "temperature": _number(0, 2),
+        "top_p": _number(0, 1),
+        "presence_penalty": _number(-2, 2),
+        "frequency_penalty": _number(-2, 2),
+        "seed": _optional({"type": "integer"}),
+        "user": string,
+        "logit_bias": an_object,
+        "metadata": an_object,
+        "store": boolean,
+        "service_tier": string,
+        "parallel_tool_calls": boolean,
+        "prediction": an_object,
+        "reasoning_effort": string,
+        "verbosity": string,
+        "prompt_cache_key": string,
+        "safety_identifier": string,
+        # Refused unless neutral: ignoring them would give a wrong answer.
+        "n": _only(1, "Koala gives one choice per request."),
+        "tools": {**empty, "description": "Koala has no tool calling."},
+        "functions": {**empty, "description": "Koala has no function calling."},
+        "tool_choice": no_tools,
+        "function_call": no_tools,
+        "response_format": _optional(
+            _object({"type": {"const": "text"}}, required=("type",))
+        ),
+        "logprobs": _only(False, "Koala reports no log-probabilities."),
+        "top_logprobs": _only(0, "Koala reports no log-probabilities."),
+        "modalities": _only(["text"], "Koala answers in text only."),
+        "audio": {"type": "null", "description": "Koala answers in text only."},
+        "web_search_options": {
+            "type": "null",
+            "description": "Koala's web search cannot be switched on.",
+        },
+    }
+    return {
+        **_object(properties, required=("model", "messages"), additional=False),
+        "description": "Any other parameter is refused as unknown.",
+    }
+
+
+def _schemas() -> dict[str, JSONValue]:
+    nullable_string = {"type": ["string", "null"]}
+    usage = _object(
+        {
+            name: {"type": "integer", "minimum": 0}
+            for name in ("prompt_tokens", "completion_tokens", "total_tokens")
+        }
+    )
+    return {
+        "ChatRequest": _request(),
+        "Message": {
+            **_object(
+                {
+                    "role": {"enum": ["system", "developer", "user", "assistant"]},
+                    "content": {
+                        "anyOf": [
+                            {"type": "string"},
+                            {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/TextPart"},
+                            },
+                        ]
+                    },
+                }
+            ),
+            "description": "Other members (`name`) are ignored.",
+        },
+        "TextPart": _object({"type": {"const": "text"}, "text": {"type": "string"}}),
+        "ChatCompletion": _object(
+            {
+                "id": {"type": "string"},
+                "choices": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 1,
+                    "items": _object(
+                        {
+                            "index": {"const": 0},
+                            "message": _object(
+                                {
+                                    "content": nullable_string,
+                                    "role": {"const": "assistant"},
+                                    "refusal": {"type": "null"},
+                                }
+                            ),
+                            "finish_reason": {"enum": ["stop", "length"]},
+                            "logprobs": {"type": "null"},
+                        }
+                    ),
+                },
+                "created": {"type": "integer"},
+                "model": {"type": "string"},
+                "usage": {
+                    **usage,
+                    "description": "Estimates: about four characters per token.",
+                },
+                "object": {"const": "chat.completion"},
+                "system_fingerprint": {"type": "null"},
+            }
+        ),
+        "ChunkEvent": _object(
+            {
+                "data": {
+                    "if": {"const": "[DONE]"},
+                    "then": True,
+                    "else": {
+                        "contentMediaType": _JSON,
+                        "contentSchema": {
+                            "anyOf": [
+                                {"$ref": "#/components/schemas/ChatCompletionChunk"},
+                                _ERROR_REF,
+                            ]
+                        },
+                    },
+                }
+            },
+            required=("data",),
+        )
+        | {
+            "description": (
+                "One event: a chunk, an error that ended the stream, or the "
+                "last one, `[DONE]`."
+            )
+        },
+        "ChatCompletionChunk": _object(
+            {
+                "id": {"type": "string"},
+                "object": {"const": "chat.completion.chunk"},
+                "created": {"type": "integer"},
+                "model": {"type": "string"},
+                "system_fingerprint": {"type": "null"},
+                "choices": {
+                    "type": "array",
+                    "maxItems": 1,
+                    "items": _object(
+                        {
+                            "index": {"const": 0},
+                            "delta": _object(
+                                {
+                                    "content": {"type": "string"},
+                                    "role": {"const": "assistant"},
+                                },
+                                required=(),
+                                additional=False,
+                            ),
+                            "logprobs": {"type": "null"},
+                            "finish_reason": {"enum": ["stop", "length", None]},
+                        }
+                    ),
+                },
+                "usage": usage,
+            },
+            required=("id", "object", "created", "model", "choices"),
+        )
+        | {
+            "description": (
+                "The first chunk names the role, the last one with choices the "
+                "finish reason; with `stream_options.include_usage` a chunk "
+                "without choices carries the usage estimate."
+            )
+        },
+        "Model": _object(
+            {
+                "id": {"type": "string"},
+                "created": {"type": "integer"},
+                "owned_by": {"type": "string"},
+                "object": {"const": "model"},
+            }
+        ),
+        "ModelList": _object(
+            {
+                "data": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/Model"},
+                },
+                "object": {"const": "list"},
+            }
+        ),
+        "ErrorResponse": _object(
+            {
+                "error": _object(
+                    {
+                        "message": {"type": "string"},
+                        "type": {"type": "string"},
+                        "param": nullable_string,
+                        "code": nullable_string,
+                    }
+                )
+            }
+        ),
+    }

@@ -342,6 +342,11 @@ def test_max_tokens_and_max_completion_tokens_take_the_smaller() -> None:
         (["abc", "dX"], ["X"], 4, "abcd", "stop"),
         (["abcdeX"], ["X"], 4, "abcd", "length"),
         (["tail X"], ["XY"], None, "tail X", "stop"),
+        # A model stops at the first stop sequence it completes: "X" here, before
+        # "YXX" could be; any split gives the same.
+        (["YXX"], ["X", "YXX"], None, "Y", "stop"),
+        (["YX", "X"], ["X", "YXX"], None, "Y", "stop"),
+        (["aX"], ["X", "aX"], None, "", "stop"),
     ],
 )
 def test_reply_cutter(
@@ -379,9 +384,10 @@ def test_any_split_gives_the_whole_text_cut(
     expected, reason = cut_reply(text, stop, max_chars)
     assert "".join(emitted) == expected
     assert cutter.finish_reason == reason
-    # The reference: the text before the first stop, then the length limit.
-    first = min((i for s in stop if (i := text.find(s)) >= 0), default=len(text))
-    reference = text[:first]
+    # The reference: the text before the stop sequence completed first (the
+    # longest of those ending at the same place), then the length limit.
+    ends = [(i + len(s), -len(s), i) for s in stop if (i := text.find(s)) >= 0]
+    reference = text[: min(ends)[2]] if ends else text
     if max_chars is not None and len(reference) > max_chars:
         assert (expected, reason) == (reference[:max_chars], "length")
     else:

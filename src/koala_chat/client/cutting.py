@@ -2,8 +2,8 @@
 
 Koala has no `stop` or `max_tokens` (PROTOCOL.md, "Request"), so the OpenAI
 client and server apply them to the text as it streams by. The result is the same
-however the reply is split into pieces: the text before the first occurrence of
-any stop sequence, cut to at most `max_chars` characters. Text that might be the
+however the reply is split into pieces: the text before the stop sequence that
+is completed first, cut to at most `max_chars` characters. Text that might be the
 start of a stop sequence is held back until the next piece settles it, so nothing
 past a stop sequence is ever emitted. Pure: no I/O.
 """
@@ -47,13 +47,20 @@ class ReplyCutter:
         text = self._pending + text
         self._pending = ""
         if self._stop:
+            # The stop sequence completed first wins (the longest, of those
+            # ending at the same place): a model stops as soon as one appears,
+            # so a longer one that would start earlier but end later never does.
             found = min(
-                (index for s in self._stop if (index := text.find(s)) >= 0),
-                default=-1,
+                (
+                    (index + len(s), -len(s), index)
+                    for s in self._stop
+                    if (index := text.find(s)) >= 0
+                ),
+                default=None,
             )
-            if found >= 0:
+            if found is not None:
                 self.done = True
-                return self._limit(text[:found])
+                return self._limit(text[: found[2]])
             hold = self._partial_stop(text)
             if hold:
                 self._pending = text[-hold:]

@@ -79,23 +79,51 @@ def exit_code_for(exc: BaseException) -> ExitCode:
     return ExitCode.ERROR
 
 
+# Why a request failed and what the user can do about it, most specific first.
+# `{command}` in a hint is the subcommand that failed.
+_FAILURES: tuple[tuple[type[KoalaError], str, str], ...] = (
+    (ModelNotFoundError, "unknown model", "`koala models` lists the known models"),
+    (UsageError, "usage error", "see `koala {command} --help`"),
+    (
+        ProxyError,
+        "proxy failed",
+        "check that the proxy runs and the URL and credentials are right",
+    ),
+    (
+        ConnectError,
+        "unreachable",
+        "check --endpoint (or KOALA_API_ENDPOINT) and the network",
+    ),
+    (KoalaTimeoutError, "timeout", "try again, or allow more time with --timeout"),
+    (TransportError, "connection lost", "try again"),
+    (
+        RateLimitError,
+        "rate limit",
+        "wait for the quota to renew, or go through another --proxy",
+    ),
+    (
+        CloudflareChallengeError,
+        "cloudflare challenge",
+        "try later or from another network (--proxy)",
+    ),
+    (ServerError, "server error", "the service failed: try again later"),
+    (StatusError, "error status", "check --endpoint (or KOALA_API_ENDPOINT)"),
+    (
+        NotEventStreamError,
+        "not an event stream",
+        "is --endpoint (or KOALA_API_ENDPOINT) a Koala API? `koala check` tells",
+    ),
+    (
+        ProtocolError,
+        "protocol error",
+        "is --endpoint (or KOALA_API_ENDPOINT) a Koala API? `koala check` tells",
+    ),
+)
+
+
 def reason_for(exc: BaseException) -> str:
     """Return a short machine-friendly name for why a request failed."""
-    reasons: list[tuple[type[BaseException], str]] = [
-        (ModelNotFoundError, "unknown model"),
-        (UsageError, "usage error"),
-        (ProxyError, "proxy failed"),
-        (ConnectError, "unreachable"),
-        (KoalaTimeoutError, "timeout"),
-        (TransportError, "connection lost"),
-        (RateLimitError, "rate limit"),
-        (CloudflareChallengeError, "cloudflare challenge"),
-        (ServerError, "server error"),
-        (StatusError, "error status"),
-        (NotEventStreamError, "not an event stream"),
-        (ProtocolError, "protocol error"),
-    ]
-    for kind, reason in reasons:
+    for kind, reason, _hint_text in _FAILURES:
         if isinstance(exc, kind):
             return reason
     return "error"
@@ -103,28 +131,9 @@ def reason_for(exc: BaseException) -> str:
 
 def _hint(exc: KoalaError, command: str) -> str:
     """Return what the user can do about `exc`."""
-    if isinstance(exc, ModelNotFoundError):
-        return "`koala models` lists the known models"
-    if isinstance(exc, UsageError):
-        return f"see `koala {command} --help`"
-    if isinstance(exc, ProxyError):
-        return "check that the proxy runs and the URL and credentials are right"
-    if isinstance(exc, KoalaTimeoutError):
-        return "try again, or allow more time with --timeout"
-    if isinstance(exc, ConnectError):
-        return "check --endpoint (or KOALA_API_ENDPOINT) and the network"
-    if isinstance(exc, TransportError):
-        return "try again"
-    if isinstance(exc, RateLimitError):
-        return "wait for the quota to renew, or go through another --proxy"
-    if isinstance(exc, CloudflareChallengeError):
-        return "try later or from another network (--proxy)"
-    if isinstance(exc, ServerError):
-        return "the service failed: try again later"
-    if isinstance(exc, StatusError):
-        return "check --endpoint (or KOALA_API_ENDPOINT)"
-    if isinstance(exc, ProtocolError):
-        return "is --endpoint (or KOALA_API_ENDPOINT) a Koala API? `koala check` tells"
+    for kind, _reason, hint in _FAILURES:
+        if isinstance(exc, kind):
+            return hint.format(command=command)
     return "rerun with --debug for details"
 
 

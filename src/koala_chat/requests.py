@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypedDict
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -267,6 +267,15 @@ def _reason(exc: BaseException, proxy: str | None) -> str:
     return text
 
 
+class _StatusDetails(TypedDict):
+    """What every StatusError carries, as keyword arguments."""
+
+    status: int
+    url: str
+    body: str
+    request_id: str | None
+
+
 async def raise_for_status(response: ClientResponse) -> None:
     """Raise our error for a non-2xx `response`; return quietly for 2xx.
 
@@ -284,10 +293,16 @@ async def raise_for_status(response: ClientResponse) -> None:
         return
     body = await read_excerpt(response, _ERROR_BODY_LIMIT)
     url = redact_url(response.url)
-    request_id = response.headers.get("cf-ray") or response.headers.get("x-request-id")
     excerpt = text_excerpt(body)
     reason = f"{response.status} {response.reason or ''}".strip()
-    details = {"status": response.status, "url": url, "body": excerpt}
+    details: _StatusDetails = {
+        "status": response.status,
+        "url": url,
+        "body": excerpt,
+        "request_id": (
+            response.headers.get("cf-ray") or response.headers.get("x-request-id")
+        ),
+    }
     if response.status == 407:
         # RFC 9110, section 15.5.8: the proxy, not the server, wants credentials.
         # aiohttp sends a plain-HTTP request to the proxy itself, so its 407 comes
@@ -297,8 +312,7 @@ async def raise_for_status(response: ClientResponse) -> None:
         raise CloudflareChallengeError(
             f"Cloudflare blocked the request to {url} with a challenge ({reason}); "
             "the Koala API cannot be used from here right now",
-            request_id=request_id,
-            **details,  # type: ignore[arg-type]
+            **details,
         )
     suffix = f": {excerpt}" if excerpt else ""
     if response.status in (402, 429):
@@ -307,14 +321,12 @@ async def raise_for_status(response: ClientResponse) -> None:
         raise RateLimitError(
             f"rate limited by {url} ({reason}{wait}){suffix}",
             retry_after=retry_after,
-            request_id=request_id,
-            **details,  # type: ignore[arg-type]
+            **details,
         )
     error = ServerError if response.status >= 500 else StatusError
     raise error(
         f"{url} answered {reason}{suffix}",
-        request_id=request_id,
-        **details,  # type: ignore[arg-type]
+        **details,
     )
 
 

@@ -121,20 +121,22 @@ _FAILURES: tuple[tuple[type[KoalaError], str, str], ...] = (
 )
 
 
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """Return the reason and the hint of the first row of `_FAILURES` for `exc`."""
+    for kind, reason, hint in _FAILURES:
+        if isinstance(exc, kind):
+            return reason, hint
+    return "error", "rerun with --debug for details"
+
+
 def reason_for(exc: BaseException) -> str:
     """Return a short machine-friendly name for why a request failed."""
-    for kind, reason, _hint_text in _FAILURES:
-        if isinstance(exc, kind):
-            return reason
-    return "error"
+    return _failure(exc)[0]
 
 
 def _hint(exc: KoalaError, command: str) -> str:
     """Return what the user can do about `exc`."""
-    for kind, _reason, hint in _FAILURES:
-        if isinstance(exc, kind):
-            return hint.format(command=command)
-    return "rerun with --debug for details"
+    return _failure(exc)[1].format(command=command)
 
 
 def one_line(exc: BaseException, command: str = "COMMAND") -> str:

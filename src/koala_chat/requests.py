@@ -22,6 +22,7 @@ import aiohttp
 import aiohttp_socks
 from aiohttp import BaseConnector, ClientResponse
 
+from . import defaults
 from .errors import (
     CloudflareChallengeError,
     ConnectError,
@@ -49,12 +50,9 @@ __all__ = [
     "translate_errors",
 ]
 
-#: Seconds to open the connection (through the proxy, if any).
-DEFAULT_CONNECT_TIMEOUT: Final = 10.0
-#: Seconds of silence allowed between two chunks of the reply.
-DEFAULT_IDLE_TIMEOUT: Final = 60.0
-#: Seconds for the whole request, retries included.
-DEFAULT_TOTAL_TIMEOUT: Final = 300.0
+DEFAULT_CONNECT_TIMEOUT: Final = defaults.CONNECT_TIMEOUT
+DEFAULT_IDLE_TIMEOUT: Final = defaults.IDLE_TIMEOUT
+DEFAULT_TOTAL_TIMEOUT: Final = defaults.TOTAL_TIMEOUT
 
 #: How much of an error body is read to classify it, and how much is kept.
 _ERROR_BODY_LIMIT: Final = 256 * 1024

@@ -24,11 +24,12 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass
 
+from . import defaults
 from .errors import EventTooLargeError, UsageError
 
 __all__ = ["DEFAULT_MAX_EVENT_SIZE", "SSEDecoder", "ServerSentEvent"]
 
-DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+DEFAULT_MAX_EVENT_SIZE = defaults.MAX_EVENT_SIZE
 
 _DATA_PREFIX = "data: "
 _NEXT_PLAIN_EVENT = "\n\n" + _DATA_PREFIX

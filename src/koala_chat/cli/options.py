@@ -11,6 +11,7 @@ import argparse
 import os
 from typing import Any, Final, NamedTuple, NoReturn, TypeAlias
 
+from .. import defaults
 from ..urls import check_endpoint
 
 __all__ = [
@@ -25,11 +26,9 @@ __all__ = [
     "connection_options",
 ]
 
-# The provider's defaults, repeated so that `--help` need not import it (and
-# aiohttp); tests/test_cli.py checks that they agree.
-ENDPOINT_VARIABLE: Final = "KOALA_API_ENDPOINT"
-DEFAULT_TIMEOUT: Final = 300.0
-DEFAULT_RETRIES: Final = 2
+ENDPOINT_VARIABLE: Final = defaults.ENDPOINT_VARIABLE
+DEFAULT_TIMEOUT: Final = defaults.TOTAL_TIMEOUT
+DEFAULT_RETRIES: Final = defaults.MAX_RETRIES
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import BaseConnector, ClientResponse, ClientSession
 from aiohttp.compression_utils import HAS_BROTLI
 
+from .. import defaults
 from ..errors import (
     KoalaError,
     KoalaTimeoutError,
@@ -56,7 +57,7 @@ class Koala(AsyncGeneratorProvider, ProviderModelMixin):
     """
 
     url = "https://koala.sh/chat"
-    api_endpoint: ClassVar[str] = "https://koala.sh/api/gpt/"
+    api_endpoint: ClassVar[str] = defaults.API_ENDPOINT
     # PROTOCOL.md, "History": Cloudflare has blocked the API since November 2024,
     # and nothing we can reach says otherwise; `koala check` tells for sure.
     working = False

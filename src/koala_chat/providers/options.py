@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .. import defaults
 from ..errors import (
     CloudflareChallengeError,
     KoalaError,
@@ -36,12 +37,10 @@ __all__ = [
     "retry_wait",
 ]
 
-#: The environment variable that points the provider at another endpoint.
-ENDPOINT_VARIABLE: Final = "KOALA_API_ENDPOINT"
-
-DEFAULT_MAX_RETRIES: Final = 2
-DEFAULT_RETRY_BACKOFF: Final = 0.5
-DEFAULT_MAX_RETRY_WAIT: Final = 30.0
+ENDPOINT_VARIABLE: Final = defaults.ENDPOINT_VARIABLE
+DEFAULT_MAX_RETRIES: Final = defaults.MAX_RETRIES
+DEFAULT_RETRY_BACKOFF: Final = defaults.RETRY_BACKOFF
+DEFAULT_MAX_RETRY_WAIT: Final = defaults.MAX_RETRY_WAIT
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 
+from .. import defaults
 from ..cli.options import (
     ENDPOINT_VARIABLE,
     HelpFormatter,
@@ -24,9 +25,7 @@ from ..cli.options import (
 
 __all__ = ["add_parser", "run"]
 
-# Repeated from server.config, which the parser must not import (it is light,
-# but its package's siblings are not); tests check that they agree.
-API_KEY_VARIABLE = "KOALA_SERVER_API_KEY"
+API_KEY_VARIABLE = defaults.SERVER_API_KEY_VARIABLE
 
 EPILOG = f"""\
 Routes: POST /v1/chat/completions (stream or not), GET /v1/models,

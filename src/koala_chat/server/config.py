@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .. import defaults
 from ..errors import UsageError
 
 __all__ = [
@@ -16,16 +17,12 @@ __all__ = [
     "is_loopback",
 ]
 
-#: The environment variable that holds the API key when `--api-key` is not given.
-API_KEY_VARIABLE: Final = "KOALA_SERVER_API_KEY"
-DEFAULT_HOST: Final = "127.0.0.1"
-DEFAULT_PORT: Final = 1337
-#: The largest request body accepted (a long conversation fits easily).
-DEFAULT_MAX_BODY: Final = 1024 * 1024
-#: Completions in progress at once (streaming or not); more get 429.
-DEFAULT_MAX_STREAMS: Final = 1000
-#: Seconds open streams may go on after Ctrl-C or SIGTERM.
-DEFAULT_GRACE: Final = 10.0
+API_KEY_VARIABLE: Final = defaults.SERVER_API_KEY_VARIABLE
+DEFAULT_HOST: Final = defaults.SERVER_HOST
+DEFAULT_PORT: Final = defaults.SERVER_PORT
+DEFAULT_MAX_BODY: Final = defaults.SERVER_MAX_BODY
+DEFAULT_MAX_STREAMS: Final = defaults.SERVER_MAX_STREAMS
+DEFAULT_GRACE: Final = defaults.SERVER_GRACE
 
 
 def is_loopback(host: str) -> bool:

@@ -1,0 +1,50 @@
+"""Every default of the library, the command line and the servers, stated once.
+
+Standard library only, so that the command line can show these in `--help`
+without importing the HTTP stack. Modules that use a default import it from here;
+none repeats it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# The provider ---------------------------------------------------------------
+
+#: The environment variable that points the provider at another endpoint.
+ENDPOINT_VARIABLE: Final = "KOALA_API_ENDPOINT"
+#: Where the Koala chat API answers (docs/protocol.md, "Request").
+API_ENDPOINT: Final = "https://koala.sh/api/gpt/"
+#: Seconds to open the connection (through the proxy, if any).
+CONNECT_TIMEOUT: Final = 10.0
+#: Seconds of silence allowed between two chunks of the reply.
+IDLE_TIMEOUT: Final = 60.0
+#: Seconds for the whole request, retries included.
+TOTAL_TIMEOUT: Final = 300.0
+#: Further attempts after a retryable failure, before any value was yielded.
+MAX_RETRIES: Final = 2
+#: Seconds of the first backoff step (doubled each attempt, with jitter).
+RETRY_BACKOFF: Final = 0.5
+#: The longest `Retry-After` honoured, in seconds; a longer one fails at once.
+MAX_RETRY_WAIT: Final = 30.0
+#: The largest single event accepted, in characters.
+MAX_EVENT_SIZE: Final = 16 * 1024 * 1024
+
+# koala serve ----------------------------------------------------------------
+
+#: The environment variable that holds the server's own API key.
+SERVER_API_KEY_VARIABLE: Final = "KOALA_SERVER_API_KEY"
+SERVER_HOST: Final = "127.0.0.1"
+SERVER_PORT: Final = 1337
+#: The largest request body accepted (a long conversation fits easily).
+SERVER_MAX_BODY: Final = 1024 * 1024
+#: Completions in progress at once per process (streaming or not); more get 429.
+SERVER_MAX_STREAMS: Final = 1000
+#: Seconds open streams may go on after Ctrl-C or SIGTERM.
+SERVER_GRACE: Final = 10.0
+SERVER_WORKERS: Final = 1
+
+# koala sandbox --------------------------------------------------------------
+
+SANDBOX_HOST: Final = "127.0.0.1"
+SANDBOX_PORT: Final = 8000

@@ -3,7 +3,7 @@
 Run by hand: `python benchmarks/bench_cli_startup.py [--runs 20]`.
 
 Each command runs once to warm the caches, then `--runs` times; the median wall
-time of each is printed. The goal of issue 4 is `koala --help` under 0.1 s;
+time of each is printed. The goal is `koala --help` under 0.1 s;
 aiohttp alone takes longer than that to import, which is why the command line
 imports it only when a command needs the network. Bytecode is written as a
 normal install writes it (PYTHONDONTWRITEBYTECODE is dropped for the runs), so

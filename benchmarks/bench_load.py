@@ -15,7 +15,7 @@ one, so the peak is that of all streams open together.
 
     python benchmarks/bench_load.py [--streams 1000] [--pieces 200] [--rounds 3]
 
-Goals (issue 3): at least 0.7x the floor's pieces per second; under 100 KiB
+Goals: at least 0.7x the floor's pieces per second; under 100 KiB
 peak memory per open stream.
 """
 

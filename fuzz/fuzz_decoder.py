@@ -1,4 +1,4 @@
-"""Coverage-guided fuzz target for the event-stream decoder (issue 3).
+"""Coverage-guided fuzz target for the event-stream decoder.
 
 Each input is cut into a size limit, split points and a byte stream. The stream
 goes through both layers of the decoder (`koala_chat.sse.SSEDecoder` and
@@ -7,7 +7,7 @@ once whole and once in the chunks the split points give. The target fails when
 
 - anything but a `ProtocolError` escapes the decoder, or
 - the chunked run gives other events, values or error than the whole run
-  (issue 2: any split of a stream into chunks gives the same events).
+  (any split of a stream into chunks gives the same events).
 
 Run it with `fuzz/run.sh SECONDS` (needs `pip install atheris`); it is not part
 of CI. Any other argument is passed to libFuzzer, for instance a crash file to

@@ -16,8 +16,8 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-# Fixtures of the hardening tests (issue 3): real proxy servers and a leak check;
-# of the OpenAI-compatible server (issue 5): `koala serve` on a thread.
+# Fixtures of the hardening tests: real proxy servers and a leak check;
+# of the OpenAI-compatible server: `koala serve` on a thread.
 pytest_plugins = ["hardening", "proxies", "server_fixtures"]
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the hardening tests (issue 3).
+"""Helpers shared by the hardening tests.
 
 `no_leaks` runs after a test, on the test's event loop, and fails it when an
 aiohttp `ClientSession` or connector bound to that loop is still open, or a

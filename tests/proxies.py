@@ -1,4 +1,4 @@
-"""Real proxy servers on loopback for the proxy tests (issue 3).
+"""Real proxy servers on loopback for the proxy tests.
 
 - `pproxy`: one pproxy process (a real HTTP/SOCKS proxy from PyPI) serving an
   HTTP proxy with and without credentials, SOCKS4, and SOCKS5 with and without

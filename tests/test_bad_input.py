@@ -1,4 +1,4 @@
-"""Bad input from callers (issue 3, "Bad input from callers").
+"""Bad input from callers ("Bad input from callers").
 
 Each mistake is a UsageError that names the offending item, raised before any
 network traffic: the sandbox must not have seen a request.

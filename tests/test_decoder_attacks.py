@@ -1,4 +1,4 @@
-"""The decoder under attack, at the level of `Koala._parse_event_stream` (issue 3).
+"""The decoder under attack, at the level of `Koala._parse_event_stream`.
 
 `test_sse.py` and `test_jsonstream.py` state the decoder's properties layer by
 layer. Here a hostile server feeds the provider's own reading loop: arbitrary

@@ -1,4 +1,4 @@
-"""Faults of the network and the server, each against a real socket (issue 3).
+"""Faults of the network and the server, each against a real socket.
 
 Whatever goes wrong, the caller gets the complete reply or a typed error within
 its time limits: never a hang, a duplicate or a silently missing piece. The

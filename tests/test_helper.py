@@ -1,4 +1,4 @@
-"""get_random_string: the Visitor-ID of every request (PROTOCOL.md, "Request")."""
+"""get_random_string: the Visitor-ID of every request (docs/protocol.md, "Request")."""
 
 from __future__ import annotations
 

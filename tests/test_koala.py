@@ -28,7 +28,8 @@ from koala_chat import (
 from koala_chat.providers.koala import ENDPOINT_VARIABLE
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 
-# The conversation of the seed's example (seed/Koala.md, "Примеры").
+# The specification's example conversation
+# (docs/protocol.md, "The provider's contract").
 SEED: Messages = [
     {"role": "user", "content": "Привет, как дела?"},
     {"role": "assistant", "content": "У меня все отлично, спасибо!"},
@@ -65,7 +66,7 @@ async def test_seed_conversation_is_sent_as_the_protocol_says(sandbox: Sandbox) 
     assert request.method == "POST"
     assert request.path == "/api/gpt/"
     assert request.json == {
-        # PROTOCOL.md, "Request": last content, then a space and the system texts.
+        # docs/protocol.md, "Request": last content, then a space and the system texts.
         "input": "Отвечай по-русски. Будь кратким. Отвечай по-русски.",
         "inputHistory": [
             "Привет, как дела?",

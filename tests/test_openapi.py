@@ -1,7 +1,7 @@
 """The server's OpenAPI description: valid, complete, and true to the server.
 
 schemathesis generates requests from the document served at /openapi.json and
-checks the live server's answers against it (issue 5).
+checks the live server's answers against it.
 """
 
 from __future__ import annotations

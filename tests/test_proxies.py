@@ -1,4 +1,4 @@
-"""Koala through real proxy servers on loopback (issue 3, "Proxies").
+"""Koala through real proxy servers on loopback ("Proxies").
 
 Every request goes from `Koala` through a real proxy (pproxy, or the SOCKS5
 server of `proxies.py` where pproxy cannot show what we need) to the sandbox.

@@ -8,7 +8,6 @@ import sys
 import koala_chat
 
 PROMISED = {
-    # issue 2, "Public surface"
     "Koala",
     "AsyncGeneratorProvider",
     "ProviderModelMixin",

@@ -1,4 +1,4 @@
-"""Retries never duplicate text (issue 3, "Retries").
+"""Retries never duplicate text ("Retries").
 
 Failures before the first value (connection errors, time-outs, 429/402, 5xx)
 are retried with backoff, honouring `Retry-After` up to a cap; nothing is

@@ -48,7 +48,7 @@ BODY: dict[str, Any] = {
 
 
 def events(values: list[Any], *, done: bool = False) -> bytes:
-    """The event stream of `values`, as PROTOCOL.md, "Response" shows it."""
+    """The event stream of `values`, as docs/protocol.md, "Response" shows it."""
     stream = b"".join(
         b"data: " + json.dumps(v, separators=(",", ":")).encode() + b"\n\n"
         for v in values

@@ -74,7 +74,7 @@ __all__ = [
 ]
 
 # The names that need aiohttp are imported on first use, so that `koala --help`
-# and other light entry points start fast (issue 4: `koala --help` under 0.1 s).
+# and other light entry points start fast (`koala --help` under 0.1 s).
 _LAZY = {
     "AsyncClient": ".client",
     "Client": ".client",

@@ -124,7 +124,9 @@ class StatusError(KoalaError):
 
 
 class RateLimitError(StatusError):
-    """402 or 429: the free quota is used up (PROTOCOL.md, "Errors seen in the wild").
+    """402 or 429: the free quota is used up.
+
+    docs/protocol.md, "Errors seen in the wild".
 
     `retry_after` is the server's `Retry-After` in seconds, or None.
     """

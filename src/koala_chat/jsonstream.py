@@ -1,6 +1,6 @@
 """From the bytes of a Koala event stream to JSON values, without I/O.
 
-Each event's data is one JSON value (PROTOCOL.md, "Response"); `data: [DONE]`
+Each event's data is one JSON value (docs/protocol.md, "Response"); `data: [DONE]`
 ends the stream. Event types are not looked at. The event-stream layer is
 `koala_chat.sse`.
 

@@ -281,7 +281,7 @@ async def raise_for_status(response: ClientResponse) -> None:
     recognise a Cloudflare challenge before it is cut to a short excerpt.
 
     Raises:
-        RateLimitError: 402 or 429 (PROTOCOL.md: the free quota is used up).
+        RateLimitError: 402 or 429 (docs/protocol.md: the free quota is used up).
         CloudflareChallengeError: a Cloudflare challenge, by header or page markers.
         ProxyError: 407, an HTTP proxy refused the credentials (or their absence).
         ServerError: any other 5xx.
@@ -366,7 +366,7 @@ _CHALLENGE_MARKERS: Final = (
 
 
 def is_cloudflare_challenge(headers: Mapping[str, str], body: str) -> bool:
-    """Tell whether a reply is a Cloudflare challenge (PROTOCOL.md, errors)."""
+    """Tell whether a reply is a Cloudflare challenge (docs/protocol.md, errors)."""
     if headers.get("cf-mitigated", "").lower() == "challenge":
         return True
     lowered = body.lower()

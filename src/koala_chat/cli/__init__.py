@@ -1,4 +1,4 @@
-"""The `koala` command line (issue 4).
+"""The `koala` command line.
 
 `main(argv)` runs the command and returns its exit code; `run()` is the console
 script `koala` (and `python -m koala_chat`). `koala --help` lists the commands

@@ -19,7 +19,8 @@ from .output import Output, Spinner, is_terminal
 
 __all__ = ["SEED_CONVERSATION", "add_parsers", "read_prompt", "stream_reply"]
 
-#: The example conversation of the seed (`seed/Koala.md`), which `koala demo` sends.
+#: The specification's example conversation (docs/protocol.md, "The provider's
+#: contract"), which `koala demo` sends.
 SEED_CONVERSATION: tuple[Message, ...] = (
     {"role": "user", "content": "Привет, как дела?"},
     {"role": "assistant", "content": "У меня все отлично, спасибо!"},

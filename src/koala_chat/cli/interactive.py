@@ -30,7 +30,7 @@ __all__ = ["CUT_MARK", "PROMPT", "Session"]
 
 PROMPT = "> "
 #: Appended to a reply stopped with Ctrl-C, in the conversation that is sent on
-#: and saved (issue 4: "the partial text stays in history, marked as cut").
+#: and saved ("the partial text stays in history, marked as cut").
 CUT_MARK = "[cut off]"
 
 HELP = f"""\

@@ -11,7 +11,7 @@ __all__ = ["add_parser", "run"]
 
 EPILOG = """\
 Koala passes names it does not list through to the service, which decides
-(PROTOCOL.md, "Models"); `koala chat -m NAME` accepts any name.
+(docs/protocol.md, "Models"); `koala chat -m NAME` accepts any name.
 
 examples:
   koala models

@@ -109,7 +109,7 @@ async def _measure(
         result.first_byte_seconds = loop.time() - start
         await raise_for_status(response)
         if response.content_type != "text/event-stream":
-            # PROTOCOL.md, "Errors seen in the wild": an HTML 200 is a failure.
+            # docs/protocol.md, "Errors seen in the wild": an HTML 200 is a failure.
             excerpt = text_excerpt(await read_excerpt(response, 64 * 1024))
             raise NotEventStreamError(
                 f"{result.endpoint} answered {response.status} with "

@@ -1,6 +1,6 @@
 """Cut a streamed reply at a stop sequence or a length, on our side.
 
-Koala has no `stop` or `max_tokens` (PROTOCOL.md, "Request"), so the OpenAI
+Koala has no `stop` or `max_tokens` (docs/protocol.md, "Request"), so the OpenAI
 client and server apply them to the text as it streams by. The result is the same
 however the reply is split into pieces: the text before the stop sequence that
 is completed first, cut to at most `max_chars` characters. Text that might be the

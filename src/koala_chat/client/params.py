@@ -1,7 +1,7 @@
 """The parameters of an OpenAI chat-completions request, checked for Koala.
 
 Used by both `Client` and `koala serve`, so the two accept and refuse exactly the
-same things. The Koala protocol (PROTOCOL.md, "Request") carries only the
+same things. The Koala protocol (docs/protocol.md, "Request") carries only the
 conversation and a model name; every other OpenAI parameter is handled here, one
 by one:
 

@@ -1,7 +1,7 @@
 """The Koala provider: chat completions streamed from koala.sh.
 
-The request and reply follow `PROTOCOL.md`; the behaviour follows the seed
-(`seed/Koala.md`): history, system messages, proxies and borrowed connectors.
+The request, the reply and the behaviour (history, system messages, proxies and
+borrowed connectors) follow docs/protocol.md, "The provider's contract".
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from .options import ENDPOINT_VARIABLE, RequestOptions, retry_wait
 
 __all__ = ["ENDPOINT_VARIABLE", "Koala"]
 
-# PROTOCOL.md, "Request": advertise br only when aiohttp can decode it.
+# docs/protocol.md, "Request": advertise br only when aiohttp can decode it.
 _ACCEPT_ENCODING: Final = "gzip, deflate, br" if HAS_BROTLI else "gzip, deflate"
 
 
@@ -58,7 +58,7 @@ class Koala(AsyncGeneratorProvider, ProviderModelMixin):
 
     url = "https://koala.sh/chat"
     api_endpoint: ClassVar[str] = defaults.API_ENDPOINT
-    # PROTOCOL.md, "History": Cloudflare has blocked the API since November 2024,
+    # docs/protocol.md, "History": Cloudflare has blocked the API since November 2024,
     # and nothing we can reach says otherwise; `koala check` tells for sure.
     working = False
     supports_stream = True
@@ -67,7 +67,7 @@ class Koala(AsyncGeneratorProvider, ProviderModelMixin):
 
     default_model = "gpt-4o-mini"
     models = ("gpt-4o-mini", "gpt-3.5-turbo", "gpt-4.1", "gpt-4.1-mini")
-    # PROTOCOL.md, "Models": the service decides about names it does not know.
+    # docs/protocol.md, "Models": the service decides about names it does not know.
     accept_unknown_models = True
 
     @classmethod
@@ -126,7 +126,7 @@ class Koala(AsyncGeneratorProvider, ProviderModelMixin):
     def build_body(
         cls, model: str, messages: list[NormalizedMessage]
     ) -> dict[str, JSONValue]:
-        """Return the JSON request body for a conversation (PROTOCOL.md, "Request").
+        """Return the JSON request body of a conversation (docs/protocol.md, "Request").
 
         The camelCase wire keys are built here and nowhere else.
         """
@@ -319,7 +319,7 @@ def _http_proxy(proxy: str | None, connector: BaseConnector | None) -> str | Non
 async def _check_event_stream(response: ClientResponse) -> None:
     """Raise NotEventStreamError unless a 2xx reply is `text/event-stream`.
 
-    PROTOCOL.md, "Errors seen in the wild": an HTML page with status 200 must be
+    docs/protocol.md, "Errors seen in the wild": an HTML page with status 200 must be
     an error, never an empty reply.
     """
     if response.content_type == "text/event-stream":

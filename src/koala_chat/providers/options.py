@@ -1,6 +1,6 @@
 """The keyword options of `Koala.create_async_generator`, and the retry policy.
 
-Everything here is checked before any request is sent (issue 3, "Bad input").
+Everything here is checked before any request is sent ("Bad input").
 """
 
 from __future__ import annotations

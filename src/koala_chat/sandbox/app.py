@@ -1,6 +1,6 @@
 """The sandbox's aiohttp.web application.
 
-`create_app(state)` serves `POST /api/gpt/` as PROTOCOL.md describes, plus a
+`create_app(state)` serves `POST /api/gpt/` as docs/protocol.md describes, plus a
 small JSON status at `GET /` and `GET /health`, for the `SandboxState` (see
 `state.py`) that tests script and watch.
 

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "gpt-4o-mini"
-"""The model an empty `model` field stands for (PROTOCOL.md, "Request")."""
+"""The model an empty `model` field stands for (docs/protocol.md, "Request")."""
 
 COALESCE_LIMIT = 16 * 1024
 """Events are packed into writes of up to this many bytes when nothing needs them
@@ -47,7 +47,7 @@ _FILLER = ("Koalas", "sleep", "up", "to", "twenty", "hours", "a", "day.")
 
 _DONE = b"data: [DONE]\n\n"
 
-# The request fields of PROTOCOL.md, "Request", and the JSON type each must have.
+# The request fields of docs/protocol.md, "Request", and the JSON type each must have.
 _FIELDS: tuple[tuple[str, type], ...] = (
     ("input", str),
     ("inputHistory", list),
@@ -150,7 +150,7 @@ class RecordedRequest:
 
 
 class InvalidRequestError(ValueError):
-    """A request body that breaks PROTOCOL.md, "Request"; the message names why."""
+    """A request body that breaks docs/protocol.md, "Request"; the message names why."""
 
 
 def validate_body(raw: bytes) -> dict[str, JSONValue]:

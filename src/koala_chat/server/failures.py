@@ -1,6 +1,6 @@
 """Errors in the OpenAI shape: `{"error": {"message", "type", "param", "code"}}`.
 
-`failure_for` is the one place that maps our errors to HTTP statuses (issue 5):
+`failure_for` is the one place that maps our errors to HTTP statuses:
 
     UsageError                  400 invalid_request_error
     ModelNotFoundError          404 invalid_request_error / model_not_found

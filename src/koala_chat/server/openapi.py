@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of `koala serve`, served at `GET /openapi.json`.
 
-Written by hand to say what the code does (issue 5): the request schema follows
+Written by hand to say what the code does: the request schema follows
 `koala_chat.client.params` parameter by parameter (honoured, accepted and
 ignored, refused unless neutral; `null` is absent for every optional one), the
 replies follow `koala_chat.client.types` and the errors `failures.py`.

@@ -19,7 +19,7 @@ from koala_chat.client import (
     estimate_tokens,
     parse_request,
 )
-from koala_chat.client.params import IGNORED
+from koala_chat.contract.params import IGNORED
 from koala_chat.errors import ModelNotFoundError
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 

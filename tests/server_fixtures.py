@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from koala_chat.client.provider import ChatProvider
+from koala_chat.contract.provider import ChatProvider
 from koala_chat.providers import Koala
 from koala_chat.sandbox import Sandbox
 from koala_chat.server.config import ServerConfig

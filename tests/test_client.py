@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 import koala_chat
 from koala_chat import AsyncClient, Client, RateLimitError, UsageError
 from koala_chat.client import (
     ChatCompletion,
     ChatCompletionChunk,
-    ReplyCutter,
-    cut_reply,
     estimate_tokens,
-    parse_request,
 )
-from koala_chat.client.params import IGNORED
+from koala_chat.contract.params import IGNORED
 from koala_chat.errors import ModelNotFoundError
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 
@@ -301,94 +295,3 @@ def test_model_dump_has_the_openai_shape(sandbox: Sandbox) -> None:
     assert dumped["choices"][0]["message"]["content"] == REPLY
     assert dumped["usage"]["total_tokens"] == completion.usage.total_tokens  # type: ignore[union-attr]
     assert '"object":"chat.completion"' in completion.model_dump_json()
-
-
-# --- request parsing and cutting (pure) --------------------------------------------
-
-
-def test_parse_request_defaults() -> None:
-    request = parse_request({"model": "", "messages": HELLO})
-    assert request.stream is False
-    assert request.stop == ()
-    assert request.max_tokens is None
-    assert request.max_chars is None
-    assert not request.needs_cutting
-    assert request.messages == [{"role": "user", "content": "Hello"}]
-
-
-def test_parse_request_null_means_absent() -> None:
-    request = parse_request(
-        {"model": "m", "messages": HELLO, "temperature": None, "stop": None, "n": None}
-    )
-    assert request.stop == ()
-
-
-def test_max_tokens_and_max_completion_tokens_take_the_smaller() -> None:
-    request = parse_request(
-        {"model": "", "messages": HELLO, "max_tokens": 9, "max_completion_tokens": 5}
-    )
-    assert request.max_tokens == 5
-    assert request.max_chars == 20
-
-
-@pytest.mark.parametrize(
-    ("pieces", "stop", "max_chars", "expected", "reason"),
-    [
-        (["Hello"], ["l"], None, "He", "stop"),
-        (["ab", "cX", "Yd"], ["XY"], None, "abc", "stop"),
-        (["abXY"], ["XY", "bX"], None, "a", "stop"),
-        (["abc", "def"], [], 4, "abcd", "length"),
-        (["abcd"], [], 4, "abcd", "stop"),
-        (["abc", "dX"], ["X"], 4, "abcd", "stop"),
-        (["abcdeX"], ["X"], 4, "abcd", "length"),
-        (["tail X"], ["XY"], None, "tail X", "stop"),
-        # A model stops at the first stop sequence it completes: "X" here, before
-        # "YXX" could be; any split gives the same.
-        (["YXX"], ["X", "YXX"], None, "Y", "stop"),
-        (["YX", "X"], ["X", "YXX"], None, "Y", "stop"),
-        (["aX"], ["X", "aX"], None, "", "stop"),
-    ],
-)
-def test_reply_cutter(
-    pieces: list[str],
-    stop: list[str],
-    max_chars: int | None,
-    expected: str,
-    reason: str,
-) -> None:
-    cutter = ReplyCutter(stop, max_chars)
-    emitted = "".join(cutter.feed(piece) for piece in pieces) + cutter.flush()
-    assert emitted == expected
-    assert cutter.finish_reason == reason
-
-
-@given(
-    text=st.text(alphabet="abXY ", max_size=40),
-    cuts=st.lists(st.integers(0, 40), max_size=8),
-    stop=st.lists(st.text(alphabet="abXY", min_size=1, max_size=3), max_size=3),
-    max_chars=st.none() | st.integers(0, 30),
-)
-def test_any_split_gives_the_whole_text_cut(
-    text: str, cuts: list[int], stop: list[str], max_chars: int | None
-) -> None:
-    bounds = sorted({0, len(text), *(c for c in cuts if c <= len(text))})
-    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
-    cutter = ReplyCutter(stop, max_chars)
-    emitted = []
-    for piece in pieces:
-        emitted.append(cutter.feed(piece))
-        # Never anything past a stop sequence, at any moment.
-        so_far = "".join(emitted)
-        assert not any(s in so_far for s in stop)
-    emitted.append(cutter.flush())
-    expected, reason = cut_reply(text, stop, max_chars)
-    assert "".join(emitted) == expected
-    assert cutter.finish_reason == reason
-    # The reference: the text before the stop sequence completed first (the
-    # longest of those ending at the same place), then the length limit.
-    ends = [(i + len(s), -len(s), i) for s in stop if (i := text.find(s)) >= 0]
-    reference = text[: min(ends)[2]] if ends else text
-    if max_chars is not None and len(reference) > max_chars:
-        assert (expected, reason) == (reference[:max_chars], "length")
-    else:
-        assert (expected, reason) == (reference, "stop")

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from koala_chat import Koala, UsageError
-from koala_chat.client.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
+from koala_chat.contract.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 from koala_chat.server import cli as server_cli
 from koala_chat.server.__main__ import main as server_main

@@ -1,9 +1,13 @@
-"""The OpenAI-shaped client: `Client`, `AsyncClient` and the objects they return."""
+"""The OpenAI-shaped client: `Client`, `AsyncClient` and the objects they return.
 
-from .completions import AsyncClient, AsyncStream, Client, Stream
-from .cutting import ReplyCutter, cut_reply
-from .params import CompletionRequest, estimate_tokens, parse_request
-from .types import (
+The client is only the call surface; what it shares with `koala serve` (the
+objects, the parameter table, stop cutting, the usage estimate) lives in
+`koala_chat.contract` and is re-exported here.
+"""
+
+from ..contract.cutting import ReplyCutter, cut_reply
+from ..contract.params import CompletionRequest, parse_request
+from ..contract.types import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionMessage,
@@ -14,6 +18,8 @@ from .types import (
     Model,
     ModelList,
 )
+from ..contract.usage import estimate_tokens
+from .completions import AsyncClient, AsyncStream, Client, Stream
 
 __all__ = [
     "AsyncClient",

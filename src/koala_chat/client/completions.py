@@ -7,7 +7,7 @@
 
 `AsyncClient` is the same with `await` (a streaming call is awaited too and gives
 an async iterator, as in the openai SDK). Which OpenAI parameters are honoured,
-ignored or refused is listed in `koala_chat.client.params`.
+ignored or refused is listed in `koala_chat.contract.params`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from .._sync import iterate_sync, run_sync
+from ..contract.params import CompletionRequest, parse_request
+from ..contract.provider import ChatProvider, provider_options
+from ..contract.replies import complete, stream_chunks
+from ..contract.types import ChatCompletion, Model, ModelList
 from ..errors import ModelNotFoundError, UsageError
 from ..messages import JSONValue
 from ..providers import Koala
-from .params import CompletionRequest, parse_request
-from .provider import ChatProvider, provider_options
-from .replies import complete, stream_chunks
 from .streams import AsyncStream, Stream
-from .types import ChatCompletion, Model, ModelList
 
 __all__ = [
     "AsyncClient",
@@ -161,7 +161,7 @@ class Completions:
         """Send a conversation; return the completion, or a `Stream` of chunks.
 
         `params` are further OpenAI parameters (`stop`, `max_tokens`,
-        `temperature`, ...; see `koala_chat.client.params`). `timeout` is the
+        `temperature`, ...; see `koala_chat.contract.params`). `timeout` is the
         total seconds for this request. The request runs on a private event loop
         (in a worker thread where this thread already runs one). A streaming
         call returns once the first piece of the reply has arrived.

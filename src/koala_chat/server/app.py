@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from ..client.provider import ChatProvider
+from ..contract.provider import ChatProvider
 from ..providers import Koala
 from ..requests import proxy_scheme
 from .accesslog import AccessLogger

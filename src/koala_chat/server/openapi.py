@@ -1,9 +1,11 @@
 """The OpenAPI 3.1 description of `koala serve`, served at `GET /openapi.json`.
 
-Written by hand to say what the code does: the request schema follows
-`koala_chat.client.params` parameter by parameter (honoured, accepted and
-ignored, refused unless neutral; `null` is absent for every optional one), the
-replies follow `koala_chat.client.types` and the errors `failures.py`.
+The request schema is generated from the parameter table of
+`koala_chat.contract.params`, where each parameter is declared once with its
+treatment (honoured, accepted and ignored, refused unless neutral; `null` is
+absent for every optional one). The rest is written by hand to say what the
+code does: the replies follow `koala_chat.contract.types` and the errors
+`failures.py`.
 tests/test_openapi.py checks that every route is described and runs
 schemathesis against a live server to keep the two in step.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 from typing import Final
 
 from .. import __version__
+from ..contract.params import PARAMETERS, Treatment
 from ..messages import JSONValue
 
 __all__ = ["openapi_document"]
@@ -227,100 +230,25 @@ def _object(
     return schema
 
 
-def _optional(schema: dict[str, JSONValue]) -> dict[str, JSONValue]:
-    """Return `schema` or null: null counts as absent (client/params.py)."""
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _number(low: int, high: int) -> dict[str, JSONValue]:
-    return _optional({"type": "number", "minimum": low, "maximum": high})
-
-
-def _only(value: JSONValue, why: str) -> dict[str, JSONValue]:
-    """Return the schema of a parameter refused unless it has its neutral value."""
-    return {**_optional({"const": value}), "description": why}
-
-
 def _request() -> dict[str, JSONValue]:
-    """Return the chat request schema, as `client.params.parse_request` checks it."""
-    string = _optional({"type": "string"})
-    boolean = _optional({"type": "boolean"})
-    an_object = _optional({"type": "object"})
-    empty = {
-        "anyOf": [
-            {"type": "array", "maxItems": 0},
-            {"type": "object", "maxProperties": 0},
-            {"type": "null"},
-        ]
-    }
-    positive = _optional({"type": "integer", "minimum": 1})
-    no_tools = {
-        **_optional({"enum": ["none", "auto"]}),
-        "description": "Koala has no tool calling.",
-    }
+    """Return the chat request schema, generated from the parameter table."""
     properties: dict[str, JSONValue] = {
-        # Honoured.
-        "model": {
-            "type": "string",
-            "description": 'A model id; "" asks for the default model.',
-        },
-        "messages": {
-            "type": "array",
-            "minItems": 1,
-            "items": {"$ref": "#/components/schemas/Message"},
-        },
-        "stream": boolean,
-        "stream_options": _optional(
-            _object({"include_usage": boolean}, required=(), additional=False)
-        ),
-        "stop": _optional(
-            {
-                "anyOf": [
-                    {"type": "string"},
-                    {"type": "array", "items": {"type": "string"}, "maxItems": 4},
-                ]
-            }
-        ),
-        "max_tokens": positive,
-        "max_completion_tokens": positive,
-        # Accepted, checked for their type and ignored (client.params.IGNORED).
-        "temperature": _number(0, 2),
-        "top_p": _number(0, 1),
-        "presence_penalty": _number(-2, 2),
-        "frequency_penalty": _number(-2, 2),
-        "seed": _optional({"type": "integer"}),
-        "user": string,
-        "logit_bias": an_object,
-        "metadata": an_object,
-        "store": boolean,
-        "service_tier": string,
-        "parallel_tool_calls": boolean,
-        "prediction": an_object,
-        "reasoning_effort": string,
-        "verbosity": string,
-        "prompt_cache_key": string,
-        "safety_identifier": string,
-        # Refused unless neutral: ignoring them would give a wrong answer.
-        "n": _only(1, "Koala gives one choice per request."),
-        "tools": {**empty, "description": "Koala has no tool calling."},
-        "functions": {**empty, "description": "Koala has no function calling."},
-        "tool_choice": no_tools,
-        "function_call": no_tools,
-        "response_format": _optional(
-            _object({"type": {"const": "text"}}, required=("type",))
-        ),
-        "logprobs": _only(False, "Koala reports no log-probabilities."),
-        "top_logprobs": _only(0, "Koala reports no log-probabilities."),
-        "modalities": _only(["text"], "Koala answers in text only."),
-        "audio": {"type": "null", "description": "Koala answers in text only."},
-        "web_search_options": {
-            "type": "null",
-            "description": "Koala's web search cannot be switched on.",
-        },
+        name: parameter.json_schema() for name, parameter in PARAMETERS.items()
     }
+    required = tuple(name for name, p in PARAMETERS.items() if p.missing)
+    treatments = "; ".join(
+        f"{treatment.value}: "
+        + ", ".join(
+            f"`{p.name}`" for p in PARAMETERS.values() if p.treatment is treatment
+        )
+        for treatment in Treatment
+    )
     return {
-        **_object(properties, required=("model", "messages"), additional=False),
-        "description": "Any other parameter is refused as unknown.",
+        **_object(properties, required=required, additional=False),
+        "description": (
+            f"The parameters, by treatment ({treatments}). Any other parameter "
+            "is refused as unknown; null counts as absent."
+        ),
     }
 
 
@@ -334,24 +262,6 @@ def _schemas() -> dict[str, JSONValue]:
     )
     return {
         "ChatRequest": _request(),
-        "Message": {
-            **_object(
-                {
-                    "role": {"enum": ["system", "developer", "user", "assistant"]},
-                    "content": {
-                        "anyOf": [
-                            {"type": "string"},
-                            {
-                                "type": "array",
-                                "items": {"$ref": "#/components/schemas/TextPart"},
-                            },
-                        ]
-                    },
-                }
-            ),
-            "description": "Other members (`name`) are ignored.",
-        },
-        "TextPart": _object({"type": {"const": "text"}, "text": {"type": "string"}}),
         "ChatCompletion": _object(
             {
                 "id": {"type": "string"},

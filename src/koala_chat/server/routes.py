@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -21,30 +20,17 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from ..client.cutting import ReplyCutter
-from ..client.params import (
-    CompletionRequest,
-    parse_request,
-    prompt_tokens,
-    tokens_for_length,
-)
-from ..client.provider import ChatProvider
-from ..client.replies import new_completion_id
-from ..client.types import (
-    ChatCompletion,
-    ChatCompletionMessage,
-    Choice,
-    CompletionUsage,
-    Model,
-    ModelList,
-)
+from ..contract.params import parse_request
+from ..contract.provider import ChatProvider
+from ..contract.replies import Reply, next_text, read_text
+from ..contract.types import Model, ModelList
 from ..errors import ModelNotFoundError, UsageError
-from ..messages import JSONValue, text_of
+from ..messages import JSONValue
 from .accesslog import LOG_KEY
 from .config import ServerConfig
 from .failures import Failure, FailureError, bad_request
 from .openapi import openapi_document
-from .streaming import ChunkEncoder, RequestLog, stream_reply
+from .streaming import RequestLog, stream_reply
 
 __all__ = ["STATE_KEY", "ServerState", "routes"]
 
@@ -136,17 +122,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     assert task is not None  # a handler always runs in a task
     state.tasks.add(task)
     try:
+        reply = Reply(completion, model)
         values = state.provider.create_async_generator(
             model, completion.messages, **state.options
         )
         async with aclosing(values):
-            cutter = (
-                ReplyCutter(completion.stop, completion.max_chars)
-                if completion.needs_cutting
-                else None
-            )
             try:
-                first = await _first_text(values, cutter)
+                first = await next_text(values, reply)
             except ModelNotFoundError:
                 raise
             except UsageError as exc:
@@ -154,12 +136,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 # means the server's own options are wrong, not the client.
                 raise FailureError(_misconfigured(exc)) from exc
             log.saw_first_piece()
-            if not completion.stream:
-                return await _whole(values, first, completion, model, cutter, log)
-            encoder = ChunkEncoder(new_completion_id(), int(time.time()), model)
-            return await stream_reply(
-                request, values, first, completion, encoder, cutter, log
-            )
+            if completion.stream:
+                return await stream_reply(request, values, first, reply, log)
+            text = (first or "") + await read_text(values, reply)
+            log.pieces = reply.pieces
+            return _json(reply.completion(text).model_dump())
     finally:
         state.tasks.discard(task)
 
@@ -203,72 +184,6 @@ def _too_large(limit: int) -> Failure:
         "request_too_large",
         f"the request body is larger than the limit of {limit} bytes",
     )
-
-
-async def _first_text(
-    values: AsyncGenerator[JSONValue, None], cutter: ReplyCutter | None
-) -> str | None:
-    """Return the first text piece (after `cutter`), or None for an empty reply."""
-    async for value in values:
-        text = text_of(value)
-        if cutter is not None:
-            text = cutter.feed(text)
-        if text:
-            return text
-        if cutter is not None and cutter.done:
-            return None
-    if cutter is not None:
-        return cutter.flush() or None
-    return None
-
-
-async def _whole(
-    values: AsyncGenerator[JSONValue, None],
-    first: str | None,
-    completion: CompletionRequest,
-    model: str,
-    cutter: ReplyCutter | None,
-    log: RequestLog,
-) -> web.Response:
-    """Return the whole reply as a `chat.completion` object."""
-    pieces = [first] if first else []
-    if cutter is None or not cutter.done:
-        async with aclosing(_texts(values, cutter)) as texts:
-            pieces += [text async for text in texts]
-    log.pieces = len(pieces)
-    text = "".join(pieces)
-    prompt = prompt_tokens(completion.messages)
-    done = tokens_for_length(len(text))
-    result = ChatCompletion(
-        id=new_completion_id(),
-        choices=[
-            Choice(
-                index=0,
-                message=ChatCompletionMessage(content=text),
-                finish_reason=cutter.finish_reason if cutter else "stop",
-            )
-        ],
-        created=int(time.time()),
-        model=model,
-        usage=CompletionUsage(prompt, done, prompt + done),
-    )
-    return _json(result.model_dump())
-
-
-async def _texts(
-    values: AsyncGenerator[JSONValue, None], cutter: ReplyCutter | None
-) -> AsyncGenerator[str, None]:
-    """Yield the remaining text pieces, cut by `cutter`."""
-    async for value in values:
-        text = text_of(value)
-        if cutter is not None:
-            text = cutter.feed(text)
-        if text:
-            yield text
-        if cutter is not None and cutter.done:
-            return
-    if cutter is not None and (text := cutter.flush()):
-        yield text
 
 
 def _json(value: JSONValue) -> web.Response:

@@ -27,7 +27,7 @@ from typing import Final
 
 from aiohttp import web
 
-from ..client.provider import ChatProvider
+from ..contract.provider import ChatProvider
 from ..providers import Koala
 from ..requests import proxy_scheme
 from ..urls import check_endpoint, redact_url

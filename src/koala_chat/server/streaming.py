@@ -25,11 +25,10 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from ..client.cutting import ReplyCutter
-from ..client.params import CompletionRequest, prompt_tokens, tokens_for_length
-from ..client.types import CompletionUsage, FinishReason
+from ..contract.replies import Reply
+from ..contract.types import CompletionUsage, FinishReason
 from ..errors import KoalaError
-from ..messages import JSONValue, text_of
+from ..messages import JSONValue
 from .coalesce import Coalescer
 from .failures import DONE_EVENT, failure_for
 
@@ -62,7 +61,7 @@ class ChunkEncoder:
     """Render the `chat.completion.chunk` events of one stream as bytes.
 
     The JSON has the keys and order of the OpenAI API (and of
-    `koala_chat.client.types.ChatCompletionChunk`).
+    `koala_chat.contract.types.ChatCompletionChunk`).
     """
 
     __slots__ = ("_head", "_prefix")
@@ -122,54 +121,50 @@ async def stream_reply(
     request: web.Request,
     values: AsyncGenerator[JSONValue, None],
     first: str | None,
-    completion: CompletionRequest,
-    encoder: ChunkEncoder,
-    cutter: ReplyCutter | None,
+    reply: Reply,
     log: RequestLog,
 ) -> web.StreamResponse:
     """Stream the reply whose first text piece is `first` (None: empty reply).
 
-    `values` are the rest of the provider's values; `first` was already let
-    through `cutter`. A failure after the response started becomes an error
-    event followed by `[DONE]`.
+    `values` are the rest of the provider's values; `first` came out of
+    `reply` (`contract.replies.next_text`). A failure after the response
+    started becomes an error event followed by `[DONE]`.
     """
     response = web.StreamResponse(headers=_SSE_HEADERS)
     response.content_type = "text/event-stream"
     response.charset = "utf-8"
     await response.prepare(request)
+    encoder = ChunkEncoder(reply.id, reply.created, reply.model)
     head = encoder.role()
     if first:
-        log.pieces = 1
         head += encoder.content(first)
     try:
         # The head goes out at once, not through the writer task: one turn of
         # the loop less before the client sees the first piece.
         await response.write(head)
         async with Coalescer(response) as out:
-            tail = await _rest(out, values, first, completion, encoder, cutter, log)
+            tail = await _rest(out, values, reply, encoder)
         # The last events ride with the end of the chunked body: one send.
         await response.write_eof(tail + DONE_EVENT)
     except ConnectionResetError:
         # The client went away; closing `values` (the caller's aclosing)
         # cancels the upstream request.
         pass
+    finally:
+        log.pieces = reply.pieces
     return response
 
 
 async def _rest(
     out: Coalescer,
     values: AsyncGenerator[JSONValue, None],
-    first: str | None,
-    completion: CompletionRequest,
+    reply: Reply,
     encoder: ChunkEncoder,
-    cutter: ReplyCutter | None,
-    log: RequestLog,
 ) -> bytes:
     """Push the remaining pieces; return the closing events (or an error event)."""
     try:
-        chars = len(first or "")
-        if cutter is None or not cutter.done:
-            chars += await _pump(out, values, encoder, cutter, log)
+        if not reply.done:
+            await _pump(out, values, reply, encoder)
     except KoalaError as exc:
         logger.warning("upstream failed mid-stream: %s", exc)
         return failure_for(exc).event()
@@ -178,42 +173,30 @@ async def _rest(
     except Exception as exc:
         logger.exception("unexpected error mid-stream")
         return failure_for(exc).event()
-    tail = encoder.finish(cutter.finish_reason if cutter else "stop")
-    if completion.include_usage:
-        prompt = prompt_tokens(completion.messages)
-        done = tokens_for_length(chars)
-        tail += encoder.usage(CompletionUsage(prompt, done, prompt + done))
+    tail = encoder.finish(reply.finish_reason)
+    if reply.request.include_usage:
+        tail += encoder.usage(reply.usage())
     return tail
 
 
 async def _pump(
     out: Coalescer,
     values: AsyncGenerator[JSONValue, None],
+    reply: Reply,
     encoder: ChunkEncoder,
-    cutter: ReplyCutter | None,
-    log: RequestLog,
-) -> int:
-    """Push an event per text piece until the reply ends; return its length."""
+) -> None:
+    """Push an event per text piece until the reply ends or is cut.
+
+    The loop of `contract.replies.next_text`, written out: the hot path of the
+    server, where an awaited call per piece would cost more than the rest.
+    """
     push = out.push
     content = encoder.content
-    chars = pieces = 0
-    try:
-        async for value in values:
-            text = value if type(value) is str else text_of(value)
-            if cutter is not None:
-                text = cutter.feed(text)
-            if text:
-                chars += len(text)
-                pieces += 1
-                if push(content(text)):
-                    await out.wait()
-            if cutter is not None and cutter.done:
-                break
-        else:
-            if cutter is not None and (text := cutter.flush()):
-                chars += len(text)
-                pieces += 1
-                push(content(text))
-    finally:
-        log.pieces += pieces
-    return chars
+    feed = reply.feed
+    async for value in values:
+        if (text := feed(value)) and push(content(text)):
+            await out.wait()
+        if reply.done:
+            return
+    if text := reply.finish():
+        push(content(text))

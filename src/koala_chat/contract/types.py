@@ -1,4 +1,4 @@
-"""The OpenAI-shaped objects the client returns.
+"""The OpenAI-shaped objects of a reply, as the client returns them.
 
 Typed, slotted dataclasses named after their openai-python counterparts
 (`ChatCompletion`, `ChatCompletionChunk`, `CompletionUsage`, `Model`, ...).
@@ -72,7 +72,7 @@ class CompletionUsage(_OpenAIObject):
     """Token counts of one completion.
 
     Koala reports no token counts, so these are estimates: about four characters
-    per token (`koala_chat.client.params.estimate_tokens`), never exact.
+    per token (`koala_chat.contract.usage`), never exact.
     """
 
     prompt_tokens: int

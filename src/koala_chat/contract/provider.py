@@ -7,12 +7,11 @@ Any provider class with the gpt4free shape fits (`AsyncGeneratorProvider` plus
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import Any, Protocol
 
-from ..messages import JSONValue, NormalizedMessage, text_of
+from ..messages import JSONValue
 
-__all__ = ["ChatProvider", "provider_options", "text_pieces"]
+__all__ = ["ChatProvider", "provider_options"]
 
 
 class ChatProvider(Protocol):
@@ -57,22 +56,3 @@ def provider_options(
         **{name: value for name, value in options.items() if value is not None},
         **extra,
     }
-
-
-async def text_pieces(
-    provider: ChatProvider,
-    model: str,
-    messages: list[NormalizedMessage],
-    options: dict[str, Any],
-) -> AsyncGenerator[str, None]:
-    """Yield the text pieces of the reply (values without text are skipped).
-
-    Raises:
-        KoalaError: whatever the provider raises (see `koala_chat.errors`).
-    """
-    async with aclosing(
-        provider.create_async_generator(model, messages, **options)
-    ) as values:
-        async for value in values:
-            if text := text_of(value):
-                yield text

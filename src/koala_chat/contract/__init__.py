@@ -1,0 +1,13 @@
+"""The OpenAI contract that `Client`, `AsyncClient` and `koala serve` share.
+
+One job per module, imported in this order (each only from those above it):
+
+    types.py      the OpenAI-shaped objects (`ChatCompletion`, chunks, usage)
+    usage.py      the token estimate and the usage object built from it
+    cutting.py    `stop` and `max_tokens` applied on our side (`ReplyCutter`)
+    params.py     the parameter table and `parse_request`
+    provider.py   what the client and server need of a provider class
+    replies.py    provider values -> text pieces -> completion or chunks
+
+Nothing here imports aiohttp or the client; the server imports from here only.
+"""

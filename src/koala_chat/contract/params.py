@@ -1,0 +1,463 @@
+"""The parameters of an OpenAI chat-completions request: one table, one check.
+
+`Client`, `AsyncClient` and `koala serve` all check a request with
+`parse_request`, so they accept and refuse exactly the same things. The Koala
+protocol (docs/protocol.md, "Request") carries only the conversation and a model
+name; every other OpenAI parameter is declared once in `PARAMETERS`, with its
+treatment, its check, its JSON Schema and a short description. The server's
+OpenAPI document is generated from the table, and a test holds the README's
+table to it. The treatments:
+
+- honoured: the conversation, `stream`, `stream_options.include_usage`, `stop`
+  and `max_tokens` (both cut on our side, see `cutting.py`);
+- accepted and ignored, since they only tune sampling, billing or caching and an
+  answer without them is still a correct answer (`IGNORED`);
+- refused unless given their neutral value, since ignoring them would give a
+  wrong answer (several choices, tool calls, JSON mode, log-probabilities,
+  audio);
+- any other name is refused as unknown, as the OpenAI API does.
+
+`null` counts as absent for every optional parameter. Every error is a
+`UsageError` whose message starts with the parameter's name.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final, TypeGuard, cast
+
+import msgspec
+
+from ..errors import UsageError
+from ..messages import JSONValue, NormalizedMessage, normalize_messages
+from .usage import chars_for_tokens
+
+__all__ = [
+    "IGNORED",
+    "PARAMETERS",
+    "CompletionRequest",
+    "Parameter",
+    "Treatment",
+    "parse_request",
+]
+
+#: The most stop sequences a request may give (the OpenAI API's limit).
+MAX_STOP_SEQUENCES: Final = 4
+
+Schema = dict[str, JSONValue]
+#: Check a value (never null) of the parameter `name`; return what the request
+#: keeps of it. Raises UsageError.
+Check = Callable[[str, JSONValue], object]
+
+
+class Treatment(enum.Enum):
+    """What happens to an OpenAI parameter."""
+
+    HONOURED = "honoured"
+    IGNORED = "ignored"
+    REFUSED = "refused unless neutral"
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """One OpenAI parameter: its treatment, check, schema and description.
+
+    `schema` is the JSON Schema of a value other than null (None: no such
+    value is accepted); `missing` is the advice given when a required
+    parameter is absent ("" for an optional one).
+    """
+
+    name: str
+    treatment: Treatment
+    check: Check
+    schema: Schema | None
+    description: str
+    missing: str = ""
+
+    def json_schema(self) -> Schema:
+        """Return the parameter's JSON Schema, null included when optional."""
+        if self.missing and self.schema is not None:
+            body = self.schema
+        elif self.schema is None:
+            body = {"type": "null"}
+        else:
+            body = {"anyOf": [self.schema, {"type": "null"}]}
+        return {**body, "description": self.description}
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """A checked chat-completions request.
+
+    `model` is as requested ("" asks for the provider's default), `messages`
+    have plain-text contents, `stop` holds the non-empty stop sequences and
+    `max_chars` the reply length that `max_tokens` allows (None: no limit).
+    """
+
+    model: str
+    messages: list[NormalizedMessage]
+    stream: bool = False
+    stop: tuple[str, ...] = ()
+    max_tokens: int | None = None
+    include_usage: bool = False
+
+    @property
+    def max_chars(self) -> int | None:
+        """Return the reply length in characters that `max_tokens` allows."""
+        if self.max_tokens is None:
+            return None
+        return chars_for_tokens(self.max_tokens)
+
+    @property
+    def needs_cutting(self) -> bool:
+        """Tell whether the reply must go through a `ReplyCutter`."""
+        return bool(self.stop) or self.max_tokens is not None
+
+
+def parse_request(params: Mapping[str, JSONValue]) -> CompletionRequest:
+    """Check the parameters of a chat-completions request.
+
+    Raises:
+        UsageError: a parameter is missing, malformed, unknown, or asks for
+            something Koala cannot do; the message starts with its name.
+    """
+    values: dict[str, object] = {}
+    for name, value in params.items():
+        parameter = PARAMETERS.get(name)
+        if parameter is None:
+            raise UsageError(f"{name}: unknown parameter")
+        if value is not None:
+            values[name] = parameter.check(name, value)
+    for parameter in _REQUIRED:
+        if parameter.name not in values:
+            raise UsageError(f"{parameter.name}: missing; {parameter.missing}")
+    limits = [
+        cast(int, values[name])
+        for name in ("max_tokens", "max_completion_tokens")
+        if name in values
+    ]
+    return CompletionRequest(
+        model=cast(str, values["model"]),
+        messages=cast(list[NormalizedMessage], values["messages"]),
+        stream=cast(bool, values.get("stream", False)),
+        stop=cast(tuple[str, ...], values.get("stop", ())),
+        max_tokens=min(limits, default=None),
+        include_usage=cast(bool, values.get("stream_options", False)),
+    )
+
+
+# Checks ---------------------------------------------------------------------
+
+
+def _kind(value: JSONValue) -> str:
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
+
+
+def _is_whole(value: JSONValue) -> TypeGuard[int | float]:
+    """Tell whether `value` is a whole number; 2.0 is one, as JSON Schema says.
+
+    JSON has one number type (RFC 8259, section 6), so `2.0` is the same number
+    as `2`; `true` (a subclass of int in Python) is not a number.
+    """
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _of_type(kind: type, words: str, schema: Schema) -> tuple[Check, Schema]:
+    """Return the check and schema of a value of one JSON type, kept as is."""
+
+    def check(name: str, value: JSONValue) -> JSONValue:
+        if not (_is_whole(value) if kind is int else isinstance(value, kind)):
+            raise UsageError(f"{name}: must be {words}, not {_kind(value)}")
+        return value
+
+    return check, schema
+
+
+_STRING: Final = _of_type(str, "a string", {"type": "string"})
+_BOOLEAN: Final = _of_type(bool, "true or false", {"type": "boolean"})
+_WHOLE: Final = _of_type(int, "a whole number", {"type": "integer"})
+_OBJECT: Final = _of_type(dict, "an object", {"type": "object"})
+
+
+def _number(low: int, high: int) -> tuple[Check, Schema]:
+    def check(name: str, value: JSONValue) -> JSONValue:
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or not low <= value <= high
+        ):
+            raise UsageError(
+                f"{name}: must be a number from {low:g} to {high:g}, not {value!r}"
+            )
+        return value
+
+    return check, {"type": "number", "minimum": low, "maximum": high}
+
+
+def _positive(name: str, value: JSONValue) -> int:
+    if not _is_whole(value) or value < 1:
+        raise UsageError(f"{name}: must be a whole number >= 1, not {value!r}")
+    return int(value)
+
+
+_POSITIVE: Final = (_positive, {"type": "integer", "minimum": 1})
+
+
+def _model(name: str, value: JSONValue) -> str:
+    if not isinstance(value, str):
+        raise UsageError(f"{name}: must be a string, not {_kind(value)}")
+    return value
+
+
+def _messages(name: str, value: JSONValue) -> list[NormalizedMessage]:
+    if isinstance(value, list):
+        # "developer" is the OpenAI API's newer name for "system" messages.
+        value = [
+            {**item, "role": "system"}
+            if isinstance(item, Mapping) and item.get("role") == "developer"
+            else item
+            for item in value
+        ]
+    return normalize_messages(value)
+
+
+_MESSAGES_SCHEMA: Final[Schema] = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "properties": {
+            "role": {"enum": ["system", "developer", "user", "assistant"]},
+            "content": {
+                "anyOf": [
+                    {"type": "string"},
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "type": {"const": "text"},
+                                "text": {"type": "string"},
+                            },
+                            "required": ["type", "text"],
+                        },
+                    },
+                ]
+            },
+        },
+        "required": ["role", "content"],
+        "description": "Other members (`name`) are ignored.",
+    },
+}
+
+
+def _stop(name: str, value: JSONValue) -> tuple[str, ...]:
+    sequences = [value] if isinstance(value, str) else value
+    if not isinstance(sequences, list) or not all(
+        isinstance(item, str) for item in sequences
+    ):
+        raise UsageError(f"{name}: must be a string or a list of strings")
+    if len(sequences) > MAX_STOP_SEQUENCES:
+        raise UsageError(
+            f"{name}: at most {MAX_STOP_SEQUENCES} sequences, not {len(sequences)}"
+        )
+    return tuple(dict.fromkeys(cast(str, item) for item in sequences if item))
+
+
+_STOP_SCHEMA: Final[Schema] = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP_SEQUENCES},
+    ]
+}
+
+
+def _include_usage(name: str, value: JSONValue) -> bool:
+    """Return `include_usage` of the `stream_options` object `value`."""
+    if not isinstance(value, Mapping):
+        raise UsageError(f"{name}: must be an object, not {_kind(value)}")
+    for key in value:
+        if key != "include_usage":
+            raise UsageError(f"{name}.{key}: unknown option")
+    flag = value.get("include_usage")
+    if flag is None:
+        return False
+    return cast(bool, _BOOLEAN[0](f"{name}.include_usage", flag))
+
+
+_STREAM_OPTIONS_SCHEMA: Final[Schema] = {
+    "type": "object",
+    "properties": {"include_usage": {"type": ["boolean", "null"]}},
+    "required": [],
+    "additionalProperties": False,
+}
+
+
+# Refused unless neutral -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Neutral:
+    """The values of a refused parameter that ask for nothing, and their schema."""
+
+    accepts: Callable[[JSONValue], bool]
+    schema: Schema | None
+    advice: str
+
+
+def _same_json(value: JSONValue, neutral: JSONValue) -> bool:
+    """Tell whether two JSON values are equal as JSON: `1.0` is 1, `true` is not."""
+    if isinstance(value, bool) or isinstance(neutral, bool):
+        return value is neutral
+    if isinstance(neutral, list):
+        return (
+            isinstance(value, list)
+            and len(value) == len(neutral)
+            and all(map(_same_json, value, neutral))
+        )
+    if isinstance(neutral, dict):
+        return (
+            isinstance(value, dict)
+            and value.keys() == neutral.keys()
+            and all(_same_json(value[key], neutral[key]) for key in neutral)
+        )
+    return type(value) in (int, float, str) and value == neutral
+
+
+def _only(*values: JSONValue) -> _Neutral:
+    """Return the neutral values `values`: nothing else is accepted."""
+    shown = " or ".join(msgspec.json.encode(value).decode() for value in values)
+    return _Neutral(
+        lambda value: any(_same_json(value, neutral) for neutral in values),
+        {"const": values[0]} if len(values) == 1 else {"enum": list(values)},
+        f"; send {shown} or leave it out",
+    )
+
+
+_NONE: Final = _Neutral(lambda value: False, None, "")
+
+_TEXT_FORMAT: Final = _Neutral(
+    lambda value: isinstance(value, Mapping) and value.get("type") == "text",
+    {
+        "type": "object",
+        "properties": {"type": {"const": "text"}},
+        "required": ["type"],
+    },
+    '; send {"type": "text"} or leave it out',
+)
+
+
+def _refused(name: str, why: str, neutral: _Neutral) -> Parameter:
+    def check(name: str, value: JSONValue) -> JSONValue:
+        if not neutral.accepts(value):
+            raise UsageError(f"{name}: not supported, {why}{neutral.advice}")
+        return value
+
+    return Parameter(
+        name, Treatment.REFUSED, check, neutral.schema, f"{why}{neutral.advice}."
+    )
+
+
+def _honoured(
+    name: str,
+    rule: tuple[Check, Schema],
+    description: str,
+    missing: str = "",
+) -> Parameter:
+    return Parameter(name, Treatment.HONOURED, *rule, description, missing)
+
+
+def _ignored(name: str, rule: tuple[Check, Schema], description: str) -> Parameter:
+    return Parameter(name, Treatment.IGNORED, *rule, description)
+
+
+_SAMPLING: Final = "Tunes sampling; Koala has no such control."
+_BOOKKEEPING: Final = "Bookkeeping for OpenAI's own service; Koala has none."
+_TOOLS: Final = "Koala has no tool calling"
+_FUNCTIONS: Final = "Koala has no function calling"
+_LOGPROBS: Final = "Koala reports no log-probabilities"
+_TEXT_ONLY: Final = "Koala answers in text only"
+
+_TABLE: Final = (
+    _honoured(
+        "model",
+        (_model, {"type": "string"}),
+        'A model id; "" asks for the default model.',
+        "name a model (see /v1/models)",
+    ),
+    _honoured(
+        "messages",
+        (_messages, _MESSAGES_SCHEMA),
+        'The conversation, text only; "developer" is a system message.',
+        "send at least one message",
+    ),
+    _honoured("stream", _BOOLEAN, "Stream the reply as chunk events."),
+    _honoured(
+        "stream_options",
+        (_include_usage, _STREAM_OPTIONS_SCHEMA),
+        "`include_usage` adds a last chunk with the usage estimate.",
+    ),
+    _honoured(
+        "stop",
+        (_stop, _STOP_SCHEMA),
+        "Applied on our side: the reply ends before the first stop sequence.",
+    ),
+    _honoured(
+        "max_tokens",
+        _POSITIVE,
+        "Applied on our side on the estimate: at most 4 x N characters.",
+    ),
+    _honoured(
+        "max_completion_tokens",
+        _POSITIVE,
+        "As `max_tokens`; the smaller of the two applies.",
+    ),
+    _ignored("temperature", _number(0, 2), _SAMPLING),
+    _ignored("top_p", _number(0, 1), _SAMPLING),
+    _ignored("presence_penalty", _number(-2, 2), _SAMPLING),
+    _ignored("frequency_penalty", _number(-2, 2), _SAMPLING),
+    _ignored("seed", _WHOLE, _SAMPLING),
+    _ignored("logit_bias", _OBJECT, _SAMPLING),
+    _ignored("user", _STRING, _BOOKKEEPING),
+    _ignored("metadata", _OBJECT, _BOOKKEEPING),
+    _ignored("store", _BOOLEAN, _BOOKKEEPING),
+    _ignored("service_tier", _STRING, _BOOKKEEPING),
+    _ignored("prompt_cache_key", _STRING, _BOOKKEEPING),
+    _ignored("safety_identifier", _STRING, _BOOKKEEPING),
+    _ignored("parallel_tool_calls", _BOOLEAN, "Koala calls no tools anyway."),
+    _ignored("prediction", _OBJECT, "A latency hint; the answer is the same."),
+    _ignored("reasoning_effort", _STRING, "Koala's models take no such hint."),
+    _ignored("verbosity", _STRING, "Koala's models take no such hint."),
+    _refused("n", "Koala gives one choice per request", _only(1)),
+    _refused("tools", _TOOLS, _only([], {})),
+    _refused("tool_choice", _TOOLS, _only("none", "auto")),
+    _refused("functions", _FUNCTIONS, _only([], {})),
+    _refused("function_call", _FUNCTIONS, _only("none", "auto")),
+    _refused("response_format", "Koala answers in plain text only", _TEXT_FORMAT),
+    _refused("logprobs", _LOGPROBS, _only(False)),
+    _refused("top_logprobs", _LOGPROBS, _only(0)),
+    _refused("modalities", _TEXT_ONLY, _only(["text"])),
+    _refused("audio", _TEXT_ONLY, _NONE),
+    _refused("web_search_options", "Koala's web search cannot be switched on", _NONE),
+)
+
+#: Every OpenAI parameter Koala knows, by name, in the order of the table.
+PARAMETERS: Final[Mapping[str, Parameter]] = {p.name: p for p in _TABLE}
+
+#: The parameters that are checked for their type and otherwise ignored.
+IGNORED: Final = frozenset(p.name for p in _TABLE if p.treatment is Treatment.IGNORED)
+
+_REQUIRED: Final = tuple(p for p in _TABLE if p.missing)

@@ -214,7 +214,7 @@ def _summary_key(
     model = model or DIALECTS[dialect].default_model
     if dialect != "messages":
         return (
-            str(body.get("input", "")),
+            _string(body.get("input")),
             _length(body.get("inputHistory")),
             _length(body.get("outputHistory")),
             model,
@@ -225,9 +225,13 @@ def _summary_key(
         for m in (messages if isinstance(messages, list) else ())
         if isinstance(m, dict)
     ]
-    users = [str(content) for role, content in turns if role == "user"]
+    users = [_string(content) for role, content in turns if role == "user"]
     assistants = sum(role == "assistant" for role, _ in turns)
     return (users[-1] if users else "", max(len(users) - 1, 0), assistants, model)
+
+
+def _string(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _length(value: object) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal, TypeAlias, get_args
+from typing import Final, Literal, TypeAlias, cast, get_args
 
 import msgspec
 
@@ -176,9 +176,8 @@ def choose_protocol(protocol: str | None, *, has_key: bool) -> Protocol:
     """
     if not protocol:
         return "api" if has_key else "auto"
-    for known in get_args(Protocol):
-        if protocol == known:
-            return known  # type: ignore[no-any-return]
+    if protocol in PROTOCOLS:
+        return cast(Protocol, protocol)
     raise UsageError(
         f"unknown protocol {protocol!r}: use {', '.join(PROTOCOLS[:-1])} or "
         f"{PROTOCOLS[-1]}"

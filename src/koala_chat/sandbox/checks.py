@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, TypeAlias, get_args
+from typing import Final, Literal, TypeAlias, cast, get_args
 
 import msgspec
 
@@ -72,9 +72,8 @@ def check_protocol(protocol: str) -> SandboxProtocol:
     Raises:
         UsageError: any other name.
     """
-    for known in get_args(SandboxProtocol):
-        if protocol == known:
-            return known  # type: ignore[no-any-return]
+    if protocol in SANDBOX_PROTOCOLS:
+        return cast(SandboxProtocol, protocol)
     raise UsageError(
         f"unknown sandbox protocol {protocol!r}: use {', '.join(SANDBOX_PROTOCOLS)}"
     )
@@ -161,9 +160,9 @@ def validate_body(raw: bytes) -> dict[str, JSONValue]:
         InvalidRequestError: The body is not such an object; the message names
             the first offending field.
     """
-    body = _decode(raw, strict=True)
+    body = _object(_decode(raw, strict=True))
     _validate_history(body)
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def _validate_history(body: JSONValue) -> None:

@@ -28,7 +28,10 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from koala_chat.errors import UsageError
+from koala_chat.providers.dialects import ApiKey, build_request
 from koala_chat.sandbox import (
+    SANDBOX_API_KEY,
+    SANDBOX_PROTOCOLS,
     RecordedRequest,
     Reply,
     Sandbox,
@@ -38,6 +41,7 @@ from koala_chat.sandbox import (
     render,
 )
 from koala_chat.sandbox.__main__ import main
+from koala_chat.sandbox.script import default_writes
 
 BODY: dict[str, Any] = {
     "input": "How tall do koalas grow?",
@@ -70,12 +74,17 @@ async def post(
 
 
 async def read_until_error(
-    session: aiohttp.ClientSession, sandbox: Sandbox
+    session: aiohttp.ClientSession,
+    sandbox: Sandbox,
+    body: Any = BODY,
+    headers: dict[str, str] | None = None,
 ) -> tuple[bytes, BaseException | None]:
     """Read the reply's body until it ends or fails; return it and the error."""
     received = b""
     try:
-        async with session.post(sandbox.api_endpoint, json=BODY) as response:
+        async with session.post(
+            sandbox.api_endpoint, json=body, headers=headers
+        ) as response:
             async for chunk in response.content.iter_any():
                 received += chunk
     except aiohttp.ClientError as exc:
@@ -83,16 +92,24 @@ async def read_until_error(
     return received, None
 
 
-async def raw_chunks(sandbox: Sandbox, body: bytes) -> tuple[bytes, list[bytes]]:
-    """POST over a raw socket; return the response head and its chunks."""
+async def raw_chunks(
+    sandbox: Sandbox, body: bytes, *, headers: dict[str, str] | None = None
+) -> tuple[bytes, list[bytes]]:
+    """POST over a raw socket; return the response head and its chunks.
+
+    A reply that is not chunked (an error) comes back as one "chunk".
+    """
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items()).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", sandbox.port)
     try:
         writer.write(
-            b"POST /api/gpt/ HTTP/1.1\r\nHost: sandbox\r\n"
+            b"POST /api/gpt/ HTTP/1.1\r\nHost: sandbox\r\n%s"
             b"Content-Type: application/json\r\nConnection: close\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            b"Content-Length: %d\r\n\r\n%s" % (extra, len(body), body)
         )
         head = await reader.readuntil(b"\r\n\r\n")
+        if b"transfer-encoding: chunked" not in head.lower():
+            return head, [await reader.read()]
         chunks: list[bytes] = []
         while size := int((await reader.readuntil(b"\r\n"))[:-2], 16):
             chunks.append(await reader.readexactly(size))
@@ -636,3 +653,429 @@ def test_command_serves_until_interrupted() -> None:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+# Dialects: docs/protocol.md, "The sandbox's dialects"
+
+KEY = "0b7c5d1e-2f3a-4b5c-8d9e-0f1a2b3c4d5e"
+BEARER = {"Authorization": f"Bearer {KEY}"}
+MESSAGES_BODY: dict[str, Any] = {
+    "messages": [
+        {"role": "system", "content": "Be brief.", "attachments": []},
+        {"role": "user", "content": "Hi", "attachments": []},
+        {"role": "assistant", "content": "Hello!", "attachments": []},
+        {"role": "user", "content": "How tall do koalas grow?", "attachments": []},
+    ],
+    "model": "",
+}
+API_BODY: dict[str, Any] = {
+    "input": "How tall do koalas grow?",
+    "inputHistory": ["Hi"],
+    "outputHistory": ["Hello!"],
+    "model": "gpt-4o",
+    "realTimeData": False,
+}
+# What each dialect sends, and the headers it needs (docs/protocol.md).
+REQUESTS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
+    "history": (BODY, {}),
+    "messages": (MESSAGES_BODY, {}),
+    "api": (API_BODY, BEARER),
+}
+
+
+async def post_as(
+    session: aiohttp.ClientSession,
+    sandbox: Sandbox,
+    dialect: str,
+    **changes: Any,
+) -> tuple[aiohttp.ClientResponse, bytes]:
+    body, headers = REQUESTS[dialect]
+    async with session.post(
+        sandbox.api_endpoint, json={**body, **changes}, headers=headers
+    ) as response:
+        return response, await response.read()
+
+
+def test_default_reply_of_a_messages_body() -> None:
+    text = "".join(default_reply(MESSAGES_BODY, dialect="messages"))
+    assert text == (
+        'You said: "How tall do koalas grow?". History: 1 user, 1 assistant. '
+        "Model: gemini-3-flash."
+    )
+    named = {**MESSAGES_BODY, "model": "claude-4.5-haiku"}
+    assert "".join(default_reply(named, dialect="messages")).endswith(
+        "Model: claude-4.5-haiku."
+    )
+
+
+def test_default_reply_of_an_api_body() -> None:
+    text = "".join(default_reply({**API_BODY, "model": ""}, dialect="api"))
+    assert text == (
+        'You said: "How tall do koalas grow?". History: 1 user, 1 assistant. '
+        "Model: gpt-4o-mini."
+    )
+
+
+async def test_messages_dialect_streams_and_ends_with_done(
+    sandbox: Sandbox, session: aiohttp.ClientSession
+) -> None:
+    response, data = await post_as(session, sandbox, "messages")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/event-stream"
+    pieces = default_reply(MESSAGES_BODY, dialect="messages")
+    assert data == events(pieces, done=True)
+    assert "gemini-3-flash" in pieces[-1]
+
+
+async def test_api_dialect_answers_one_json_object() -> None:
+    with Sandbox(api_key=KEY, pieces=30) as sandbox:
+        async with aiohttp.ClientSession() as session:
+            response, data = await post_as(session, sandbox, "api")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/json"
+    text = "".join(default_reply(API_BODY, pieces=30, dialect="api"))
+    assert data == msgspec.json.encode({"output": text})
+    assert "Model: gpt-4o. Koalas sleep up to" in text
+    assert len(default_reply(API_BODY, pieces=30, dialect="api")) == 30
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "missing API key"),
+        ({"Authorization": "Basic a29hbGE6a2V5"}, "missing API key"),
+        ({"Authorization": "Bearer"}, "missing API key"),
+        ({"Authorization": "Bearer not-the-key"}, "invalid API key"),
+        ({"Authorization": f"Bearer {KEY}x"}, "invalid API key"),
+    ],
+)
+async def test_api_dialect_refuses_a_missing_or_wrong_key(
+    session: aiohttp.ClientSession, headers: dict[str, str], message: str
+) -> None:
+    with Sandbox(protocol="api", api_key=KEY) as sandbox:
+        sandbox.push(Reply(values=["kept"]))
+        async with session.post(
+            sandbox.api_endpoint, json=API_BODY, headers=headers
+        ) as response:
+            assert response.status == 401
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+            assert response.content_type == "application/json"
+            error = (await response.json())["error"]
+        assert message in error
+        assert KEY not in error
+        assert "not-the-key" not in error
+        assert sandbox.requests[-1].headers.get("Authorization") == headers.get(
+            "Authorization"
+        )
+        assert (await post_as(session, sandbox, "api"))[1] == b'{"output":"kept"}'
+
+
+async def test_the_default_key_is_the_sandboxs(
+    sandbox: Sandbox, session: aiohttp.ClientSession
+) -> None:
+    assert sandbox.api_key == SANDBOX_API_KEY
+    headers = {"Authorization": f"Bearer {SANDBOX_API_KEY}"}
+    async with session.post(
+        sandbox.api_endpoint, json=API_BODY, headers=headers
+    ) as response:
+        assert response.status == 200
+        assert (await response.json())["output"].startswith("You said")
+    async with session.post(
+        sandbox.api_endpoint, json=API_BODY, headers=BEARER
+    ) as response:
+        assert response.status == 401
+
+
+@pytest.mark.parametrize(
+    ("dialect", "changes", "named"),
+    [
+        ("api", {"outputHistory": []}, "same length, not 1 and 0"),
+        ("api", {"inputHistory": ["a", "b"]}, "same length, not 2 and 1"),
+        ("api", {"realTimeData": "yes"}, "'realTimeData' must be a boolean"),
+        ("api", {"realTimeData": 1}, "'realTimeData' must be a boolean"),
+        ("api", {"input": None}, "'input' must be a string, not null"),
+        ("api", {"model": 4}, "'model' must be a string"),
+        ("api", {"inputHistory": [1]}, "must be a list of strings"),
+        ("messages", {"messages": []}, "'messages' must not be empty"),
+        ("messages", {"messages": "Hi"}, "'messages' must be an array"),
+        ("messages", {"messages": ["Hi"]}, "messages[0] must be an object"),
+        (
+            "messages",
+            {"messages": [{"role": "user", "content": "Hi"}]},
+            "has no 'attachments'",
+        ),
+        (
+            "messages",
+            {"messages": [{"role": "user", "attachments": []}]},
+            "messages[0] has no 'content'",
+        ),
+        (
+            "messages",
+            {"messages": [{"content": "Hi", "attachments": []}]},
+            "has no 'role'",
+        ),
+        (
+            "messages",
+            {"messages": [{"role": "bot", "content": "Hi", "attachments": []}]},
+            "role must be system, user or assistant, not 'bot'",
+        ),
+        (
+            "messages",
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "text"}], "attachments": []}
+                ]
+            },
+            "'messages[0].content' must be a string, not an array",
+        ),
+        (
+            "messages",
+            {"messages": [{"role": "user", "content": "Hi", "attachments": {}}]},
+            "'messages[0].attachments' must be an array, not an object",
+        ),
+        ("messages", {"model": None}, "'model' must be a string, not null"),
+    ],
+)
+async def test_malformed_bodies_of_each_dialect_get_400(
+    session: aiohttp.ClientSession,
+    dialect: str,
+    changes: dict[str, Any],
+    named: str,
+) -> None:
+    with Sandbox(api_key=KEY) as sandbox:
+        sandbox.push(Reply(values=["kept"]))
+        response, data = await post_as(session, sandbox, dialect, **changes)
+        assert response.status == 400
+        assert response.content_type == "application/json"
+        assert named in msgspec.json.decode(data)["error"]
+        assert sandbox.state.queued == 1
+
+
+@pytest.mark.parametrize(
+    ("protocol", "sent", "status", "named"),
+    [
+        ("history", "messages", 400, "missing field 'input'"),
+        ("messages", "history", 400, "missing field 'messages'"),
+        ("messages", "api", 400, "missing field 'messages'"),
+        ("api", "history", 401, "missing API key"),
+        ("api", "messages", 400, "missing field 'input'"),
+    ],
+)
+async def test_a_body_of_another_dialect_is_refused(
+    session: aiohttp.ClientSession,
+    protocol: Any,
+    sent: str,
+    status: int,
+    named: str,
+) -> None:
+    body, headers = REQUESTS[sent]
+    with Sandbox(protocol=protocol, api_key=KEY) as sandbox:
+        # A scripted reply is checked like the default one, and stays queued.
+        sandbox.push(Reply(values=["kept"]))
+        async with session.post(
+            sandbox.api_endpoint,
+            json=body,
+            headers={
+                **headers,
+                **(BEARER if protocol == "api" and sent != "history" else {}),
+            },
+        ) as response:
+            assert response.status == status
+            assert named in (await response.json())["error"]
+        response, _ = await post_as(session, sandbox, protocol)
+        assert response.status == 200
+        assert sandbox.protocol == protocol
+
+
+@pytest.mark.parametrize("dialect", ["history", "messages", "api"])
+async def test_any_recognises_each_dialect_by_shape(
+    session: aiohttp.ClientSession, dialect: str
+) -> None:
+    with Sandbox(api_key=KEY) as sandbox:
+        assert sandbox.protocol == "any"
+        response, data = await post_as(session, sandbox, dialect)
+        (recorded,) = sandbox.requests
+    assert response.status == 200
+    body = REQUESTS[dialect][0]
+    expected = default_writes(body, dialect=dialect)  # type: ignore[arg-type]
+    assert data == b"".join(expected)
+    assert recorded.json == body
+    assert recorded.path == "/api/gpt/"
+
+
+async def test_scripted_values_in_each_dialect() -> None:
+    values: list[Any] = ["Hel", "lo", {"text": "!"}, 42]
+    async with aiohttp.ClientSession() as session:
+        with Sandbox(api_key=KEY) as sandbox:
+            sandbox.push(*(Reply(values=values) for _ in range(3)))
+            sandbox.push(
+                Reply(values=values, done=False), Reply(values=values, done=True)
+            )
+            replies = [(await post_as(session, sandbox, d))[1] for d in REQUESTS]
+            no_done = (await post_as(session, sandbox, "messages"))[1]
+            done = (await post_as(session, sandbox, "history"))[1]
+    assert replies == [
+        events(values),
+        events(values, done=True),
+        b'{"output":"Hello{\\"text\\":\\"!\\"}42"}',
+    ]
+    assert no_done == events(values)
+    assert done == events(values, done=True)
+
+
+@pytest.mark.parametrize("dialect", ["history", "messages", "api"])
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param({"splits": [3, 7]}, id="splits"),
+        pytest.param({"write_size": 4}, id="write-size"),
+        pytest.param({"compress": "gzip"}, id="gzip"),
+        pytest.param({"interval": 0.001, "status": 201}, id="paced"),
+    ],
+)
+async def test_fault_scripts_work_in_every_dialect(
+    dialect: str, script: dict[str, Any]
+) -> None:
+    body, headers = REQUESTS[dialect]
+    values = ["one ", "two"]
+    with Sandbox(api_key=KEY) as sandbox:
+        sandbox.push(Reply(values=values, **script))
+        head, chunks = await raw_chunks(
+            sandbox, msgspec.json.encode(body), headers=headers
+        )
+    expected = render(Reply(values=values), values, dialect)  # type: ignore[arg-type]
+    data = b"".join(chunks)
+    if "compress" in script:
+        data = gzip.decompress(data)
+    # The api dialect's one JSON object is one write unless split.
+    elif "interval" not in script or dialect != "api":
+        assert len(chunks) > 1
+    assert data == b"".join(expected)
+    assert head.startswith(b"HTTP/1.1 %d " % script.get("status", 200))
+
+
+@pytest.mark.parametrize("dialect", ["history", "messages", "api"])
+async def test_stalls_and_cuts_work_in_every_dialect(
+    session: aiohttp.ClientSession, dialect: str
+) -> None:
+    body, headers = REQUESTS[dialect]
+    with Sandbox(api_key=KEY) as sandbox:
+        sandbox.push(Reply(values=["a"], stall_at=0), Reply(values=["abc"], cut_at=5))
+        async with session.post(
+            sandbox.api_endpoint, json=body, headers=headers
+        ) as response:
+            assert await sandbox.wait_stalled_async()
+            sandbox.release()
+            first = await response.read()
+        received, error = await read_until_error(session, sandbox, body, headers)
+    assert isinstance(error, aiohttp.ClientPayloadError)
+    whole = b"".join(render(Reply(), ["abc"], dialect))  # type: ignore[arg-type]
+    assert first == b"".join(render(Reply(), ["a"], dialect))  # type: ignore[arg-type]
+    assert received == whole[:5]
+
+
+async def test_an_api_reply_with_a_raw_body_is_sent_as_it_is(
+    session: aiohttp.ClientSession,
+) -> None:
+    with Sandbox(protocol="api", api_key=KEY) as sandbox:
+        sandbox.push(
+            Reply(status=402, body=b'{"error":"out of credits"}'),
+            Reply(body=b"<html>oops</html>", content_type="text/html"),
+        )
+        response, data = await post_as(session, sandbox, "api")
+        assert (response.status, data) == (402, b'{"error":"out of credits"}')
+        assert response.headers["Content-Type"] == "application/json"
+        response, data = await post_as(session, sandbox, "api")
+        assert (response.status, data) == (200, b"<html>oops</html>")
+        assert response.headers["Content-Type"] == "text/html"
+
+
+@pytest.mark.parametrize(
+    ("protocol", "raw", "expected"),
+    [
+        ("any", b'{"prompt": "made up"}', events(["x"])),
+        ("any", b"not json at all", events(["x"])),
+        ("history", b"[1, 2, 3]", events(["x"])),
+        ("messages", b'{"prompt": "made up"}', events(["x"], done=True)),
+    ],
+)
+async def test_a_reply_for_any_body_answers_a_made_up_shape(
+    protocol: Any, raw: bytes, expected: bytes
+) -> None:
+    with Sandbox(protocol=protocol) as sandbox:
+        sandbox.push(Reply(values=["x"], any_body=True))
+        _, chunks = await raw_chunks(sandbox, raw)
+        assert b"".join(chunks) == expected
+        assert sandbox.requests[0].body == raw
+        # Only that reply: the next request of that shape is checked again.
+        head, _ = await raw_chunks(sandbox, raw)
+    assert head.startswith(b"HTTP/1.1 400 ")
+
+
+async def test_a_reply_for_any_body_without_values_summarises_what_it_can(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.push(Reply(any_body=True))
+    _, chunks = await raw_chunks(sandbox, b'{"input": 3, "inputHistory": "x"}')
+    assert b"".join(chunks) == events(default_reply({}, dialect="history"))
+    assert "".join(default_reply({})) == (
+        'You said: "". History: 0 user, 0 assistant. Model: gpt-4o-mini.'
+    )
+
+
+async def test_a_reply_for_any_body_still_wants_the_api_key() -> None:
+    with Sandbox(protocol="api", api_key=KEY) as sandbox:
+        sandbox.push(Reply(values=["x"], any_body=True))
+        head, _ = await raw_chunks(sandbox, b"{}")
+        assert head.startswith(b"HTTP/1.1 401 ")
+        _, chunks = await raw_chunks(sandbox, b"{}", headers=BEARER)
+    assert b"".join(chunks) == b'{"output":"x"}'
+
+
+async def test_what_our_builders_send_is_accepted_in_each_dialect(
+    session: aiohttp.ClientSession,
+) -> None:
+    conversation: list[Any] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+        {"role": "user", "content": "there"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Koalas?"},
+    ]
+    for dialect in ("history", "messages", "api"):
+        request = build_request(
+            dialect,  # type: ignore[arg-type]
+            "",
+            conversation,
+            api_key=ApiKey(KEY),
+        )
+        with Sandbox(protocol=dialect, api_key=KEY) as sandbox:  # type: ignore[arg-type]
+            async with session.post(
+                sandbox.api_endpoint, data=request.body, headers=request.headers
+            ) as response:
+                assert response.status == 200, await response.text()
+                await response.read()
+            (recorded,) = sandbox.requests
+        assert recorded.body == request.body
+        for name, value in request.headers.items():
+            assert recorded.headers[name] == value
+
+
+def test_unknown_protocols_and_empty_keys_are_refused() -> None:
+    with pytest.raises(UsageError, match="unknown sandbox protocol 'auto'"):
+        SandboxState(protocol="auto")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="api_key"):
+        Sandbox(api_key="")
+    assert SANDBOX_PROTOCOLS == ("history", "messages", "api", "any")
+
+
+async def test_health_names_the_protocol(session: aiohttp.ClientSession) -> None:
+    with Sandbox(protocol="messages") as sandbox:
+        async with session.get(sandbox.url + "/health") as response:
+            assert (await response.json())["protocol"] == "messages"
+
+
+def test_the_key_is_not_in_the_sandboxs_repr() -> None:
+    sandbox = Sandbox(api_key=KEY)
+    assert KEY not in repr(sandbox)
+    assert KEY not in repr(sandbox.state)

@@ -1,8 +1,9 @@
 """The sandbox's aiohttp.web application.
 
-`create_app(state)` serves `POST /api/gpt/` as docs/protocol.md describes, plus a
-small JSON status at `GET /` and `GET /health`, for the `SandboxState` (see
-`state.py`) that tests script and watch.
+`create_app(state)` serves `POST /api/gpt/` in the dialects docs/protocol.md
+describes (the state's `protocol` says which), plus a small JSON status at
+`GET /` and `GET /health`, for the `SandboxState` (see `state.py`) that tests
+script and watch.
 
 Disconnects are noticed the way starlette's streaming response does it: the
 handler is cancelled when its client goes away, which needs the server built
@@ -24,14 +25,14 @@ from aiohttp.typedefs import Handler
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..messages import JSONValue
+from .checks import InvalidRequestError, UnauthorizedError, check_request
 from .script import (
-    InvalidRequestError,
     RecordedRequest,
     Reply,
+    content_type,
     default_reply,
     default_writes,
     render,
-    validate_body,
 )
 from .state import SandboxState
 
@@ -133,6 +134,7 @@ async def _handle_health(request: web.Request) -> web.Response:
         {
             "status": "ok",
             "endpoint": API_PATH,
+            "protocol": state.protocol,
             "requests": len(state.requests),
             "queued": state.queued,
             "disconnects": state.disconnects,
@@ -154,22 +156,44 @@ async def _handle_api(request: web.Request) -> web.StreamResponse:
             headers={"Allow": "POST"},
             dumps=_dumps,
         )
+    state = request.app[STATE_KEY]
+    raw = await request.read()
+    # No await from here to next_reply, and other threads only append: the
+    # reply looked at is the one taken (when one was queued).
+    upcoming = state.peek_reply()
     try:
-        body = validate_body(await request.read())
+        checked = check_request(
+            state.protocol,
+            raw,
+            request.headers.get("Authorization"),
+            state.api_key,
+            any_body=upcoming is not None and upcoming.any_body,
+        )
+    except UnauthorizedError as exc:
+        return web.json_response(
+            {"error": str(exc)},
+            status=401,
+            headers={"WWW-Authenticate": "Bearer"},
+            dumps=_dumps,
+        )
     except InvalidRequestError as exc:
         return web.json_response({"error": str(exc)}, status=400, dumps=_dumps)
-    state = request.app[STATE_KEY]
+    dialect, body = checked.dialect, checked.body
     reply = state.next_reply()
     writes: Sequence[bytes]
     if reply is None:
         reply = state.default
-        writes = default_writes(body, pieces=state.pieces, interval=reply.interval)
+        writes = default_writes(
+            body, pieces=state.pieces, interval=reply.interval, dialect=dialect
+        )
     elif reply.values is None and reply.body is None:
-        writes = render(reply, default_reply(body, pieces=state.pieces))
+        values = default_reply(body, pieces=state.pieces, dialect=dialect)
+        writes = render(reply, values, dialect)
     else:
-        writes = render(reply, reply.values or [])
-    headers = CIMultiDict({"Content-Type": reply.content_type})
-    if reply.content_type.startswith("text/event-stream"):
+        writes = render(reply, reply.values or [], dialect)
+    kind = content_type(reply, dialect)
+    headers = CIMultiDict({"Content-Type": kind})
+    if kind.startswith("text/event-stream"):
         headers["Cache-Control"] = "no-cache"
     if reply.compress is not None:
         headers["Content-Encoding"] = reply.compress

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ..errors import UsageError
 from .app import create_runner
+from .checks import SANDBOX_API_KEY, SandboxProtocol
 from .script import RecordedRequest, Reply
 from .state import SandboxState
 
@@ -43,6 +44,9 @@ class Sandbox:
         ...     Koala.create_completion(..., api_endpoint=sandbox.api_endpoint)
 
     `pieces` and `interval` shape the default reply (see `default_reply`).
+    `protocol` is the dialect it accepts: `history`, `messages`, `api`, or `any`
+    (the default), each request's own, recognised by its shape; `api_key` is the
+    key the api dialect wants (docs/protocol.md, "The sandbox's dialects").
     `state` is the `SandboxState` the server shares with the test; the methods
     here delegate to it, and all of them are safe to call from any thread.
     """
@@ -54,10 +58,14 @@ class Sandbox:
         *,
         pieces: int | None = None,
         interval: float = 0.0,
+        protocol: SandboxProtocol = "any",
+        api_key: str = SANDBOX_API_KEY,
     ) -> None:
         self.host = host
         self.port = port
-        self.state = SandboxState(pieces=pieces, interval=interval)
+        self.state = SandboxState(
+            pieces=pieces, interval=interval, protocol=protocol, api_key=api_key
+        )
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
@@ -132,6 +140,16 @@ class Sandbox:
     def api_endpoint(self) -> str:
         """The URL of the Koala API, `url + "/api/gpt/"`."""
         return self.url + "/api/gpt/"
+
+    @property
+    def protocol(self) -> SandboxProtocol:
+        """The dialect the sandbox accepts, or `any`."""
+        return self.state.protocol
+
+    @property
+    def api_key(self) -> str:
+        """The key the api dialect wants, `Bearer <api_key>`."""
+        return self.state.api_key
 
     def push(self, *replies: Reply) -> None:
         """Queue replies for the next requests, in order.

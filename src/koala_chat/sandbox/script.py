@@ -1,9 +1,9 @@
 """What the sandbox answers: reply scripts, recorded requests and the default reply.
 
-Everything here is pure: `validate_body` checks a request body, `default_reply`
-computes the deterministic reply text, and `render` turns a `Reply` into the
-exact byte strings the server writes, one per write. The server (`app.py`) only
-does the I/O.
+Everything here is pure: `default_reply` computes the deterministic reply text
+of a request in any dialect, and `render` turns a `Reply` into the exact byte
+strings the server writes, one per write. The checks of the requests live in
+`checks.py`; the server (`app.py`) only does the I/O.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from multidict import CIMultiDictProxy
 
 from ..errors import UsageError
 from ..messages import JSONValue
+from ..providers.dialects import DIALECTS, Dialect
+from .checks import InvalidRequestError, validate_body
 
 __all__ = [
     "COALESCE_LIMIT",
@@ -28,13 +30,14 @@ __all__ = [
     "InvalidRequestError",
     "RecordedRequest",
     "Reply",
+    "content_type",
     "default_reply",
     "default_writes",
     "render",
     "validate_body",
 ]
 
-DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_MODEL = DIALECTS["history"].default_model
 """The model an empty `model` field stands for (docs/protocol.md, "Request")."""
 
 COALESCE_LIMIT = 16 * 1024
@@ -47,23 +50,24 @@ _FILLER = ("Koalas", "sleep", "up", "to", "twenty", "hours", "a", "day.")
 
 _DONE = b"data: [DONE]\n\n"
 
-# The request fields of docs/protocol.md, "Request", and the JSON type each must have.
-_FIELDS: tuple[tuple[str, type], ...] = (
-    ("input", str),
-    ("inputHistory", list),
-    ("outputHistory", list),
-    ("model", str),
-)
-
 
 @dataclass
 class Reply:
     """One scripted reply of the sandbox, queued with `Sandbox.push`.
 
-    The body is either a list of values, each sent as an event `data: <json>`
-    followed by a blank line, or raw bytes. Writes, pacing, stalls, cuts and
-    compression all apply to the body bytes as they go on the wire (after
-    compression); the chunked framing is the server's.
+    The body is either a list of values or raw bytes. In the streamed dialects
+    (history, messages) each value is sent as an event `data: <json>` followed
+    by a blank line; in the api dialect the values are joined into the one JSON
+    object `{"output": "..."}` (a string as it is, any other value as its JSON
+    text). Writes, pacing, stalls, cuts and compression all apply to the body
+    bytes as they go on the wire (after compression); the chunked framing is the
+    server's.
+
+    A reply answers only a request its sandbox accepts (a body of the wrong
+    dialect still gets the 400 and leaves the reply queued), unless `any_body`
+    says it takes any body: then the body is not checked (the api dialect's key
+    still is), and the reply is rendered in the dialect the sandbox's protocol
+    or the body's shape names.
 
     Attributes:
         values: The streamed values; None streams the default reply to the
@@ -71,8 +75,11 @@ class Reply:
         body: Raw body bytes instead of events (an HTML page, a malformed stream).
         status: The HTTP status.
         headers: Extra response headers; they override the defaults.
-        content_type: The `Content-Type` of the reply.
-        done: Append `data: [DONE]` after the values.
+        content_type: The `Content-Type` of the reply; None: the dialect's
+            (`text/event-stream`, or `application/json` for the api dialect).
+        done: Append `data: [DONE]` after the values; None: as the dialect
+            does (the messages dialect does, the history dialect does not).
+            Streamed dialects only.
         write_size: Split the body into writes of this many bytes. None: one
             write per event (or the whole raw body), except that without pacing,
             a stall or explicit splits consecutive events are packed into writes
@@ -86,20 +93,22 @@ class Reply:
             chunk, no clean close). N past the body sends all of it first.
         compress: The `Content-Encoding` of the body; every write is flushed
             through the compressor, so each arrives decodable on its own.
+        any_body: Answer whatever body the request has, unchecked.
     """
 
     values: list[JSONValue] | None = None
     body: bytes | None = None
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
-    content_type: str = "text/event-stream"
-    done: bool = False
+    content_type: str | None = None
+    done: bool | None = None
     write_size: int | None = None
     splits: list[int] | None = None
     interval: float = 0.0
     stall_at: int | None = None
     cut_at: int | None = None
     compress: Literal["gzip", "deflate", "br"] | None = None
+    any_body: bool = False
 
     def __post_init__(self) -> None:
         """Reject contradictory or impossible scripts at once, not mid-reply.
@@ -149,70 +158,21 @@ class RecordedRequest:
     json: JSONValue | None
 
 
-class InvalidRequestError(ValueError):
-    """A request body that breaks docs/protocol.md, "Request"; the message names why."""
-
-
-def validate_body(raw: bytes) -> dict[str, JSONValue]:
-    """Return the request body as a dict after checking it against the protocol.
-
-    The body must be a JSON object with `input` (a string), `inputHistory` and
-    `outputHistory` (lists of strings) and `model` (a string). Other fields are
-    allowed and ignored.
-
-    Raises:
-        InvalidRequestError: The body is not such an object; the message names
-            the first offending field.
-    """
-    try:
-        body = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError) as exc:
-        # msgspec nests only as deep as Python recurses.
-        raise InvalidRequestError(f"the body is not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequestError(
-            f"the body must be a JSON object, not {_json_type(body)}"
-        )
-    for name, kind in _FIELDS:
-        if name not in body:
-            raise InvalidRequestError(f"missing field {name!r}")
-        value = body[name]
-        if not isinstance(value, kind):
-            raise InvalidRequestError(
-                f"field {name!r} must be {_json_type(kind())}, not {_json_type(value)}"
-            )
-        if isinstance(value, list):
-            for index, item in enumerate(value):
-                if not isinstance(item, str):
-                    raise InvalidRequestError(
-                        f"field {name!r} must be a list of strings: "
-                        f"item {index} is {_json_type(item)}"
-                    )
-    return body
-
-
-def _json_type(value: object) -> str:
-    """Name the JSON type of a decoded value, with its article."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def default_reply(body: Mapping[str, Any], *, pieces: int | None = None) -> list[str]:
-    """Return the pieces of the deterministic reply to a valid request body.
+def default_reply(
+    body: Mapping[str, Any],
+    *,
+    pieces: int | None = None,
+    dialect: Dialect = "history",
+) -> list[str]:
+    """Return the pieces of the deterministic reply to a request body.
 
     The reply shows what the server understood, for instance
     `You said: "Hi". History: 2 user, 1 assistant. Model: gpt-4o-mini.`, split
     into words each carrying its following whitespace, so the concatenation of
-    the pieces is the text.
+    the pieces is the text. In the history and api dialects it quotes `input`
+    and counts `inputHistory` and `outputHistory`; in the messages dialect it
+    quotes the last user message and counts the user messages before it and all
+    assistant messages. An empty model names the dialect's default.
 
     `pieces` makes it exactly that many pieces: fewer than the words of the
     summary groups consecutive words (the text stays the same); more appends
@@ -221,11 +181,15 @@ def default_reply(body: Mapping[str, Any], *, pieces: int | None = None) -> list
     Raises:
         UsageError: `pieces` is less than 1.
     """
-    return list(_default_pieces(*_summary_key(body), pieces))
+    return list(_default_pieces(*_summary_key(body, dialect), pieces))
 
 
 def default_writes(
-    body: Mapping[str, Any], *, pieces: int | None = None, interval: float = 0.0
+    body: Mapping[str, Any],
+    *,
+    pieces: int | None = None,
+    interval: float = 0.0,
+    dialect: Dialect = "history",
 ) -> tuple[bytes, ...]:
     """Return the writes of the default reply, as `render` makes them.
 
@@ -235,25 +199,57 @@ def default_writes(
     Raises:
         UsageError: `pieces` is less than 1.
     """
-    return _default_writes(*_summary_key(body), pieces, interval)
+    return _default_writes(*_summary_key(body, dialect), pieces, interval, dialect)
 
 
-def _summary_key(body: Mapping[str, Any]) -> tuple[str, int, int, str]:
-    """What the default reply depends on: input, history lengths, model."""
-    return (
-        str(body.get("input", "")),
-        len(body.get("inputHistory", ())),
-        len(body.get("outputHistory", ())),
-        str(body.get("model") or DEFAULT_MODEL),
-    )
+def _summary_key(
+    body: Mapping[str, Any], dialect: Dialect
+) -> tuple[str, int, int, str]:
+    """What the default reply depends on: the quote, the turn counts, the model.
+
+    Lenient about types: a reply that takes any body summarises it too.
+    """
+    model = body.get("model")
+    model = model if isinstance(model, str) and model else None
+    model = model or DIALECTS[dialect].default_model
+    if dialect != "messages":
+        return (
+            _string(body.get("input")),
+            _length(body.get("inputHistory")),
+            _length(body.get("outputHistory")),
+            model,
+        )
+    messages = body.get("messages")
+    turns = [
+        (m.get("role"), m.get("content"))
+        for m in (messages if isinstance(messages, list) else ())
+        if isinstance(m, dict)
+    ]
+    users = [_string(content) for role, content in turns if role == "user"]
+    assistants = sum(role == "assistant" for role, _ in turns)
+    return (users[-1] if users else "", max(len(users) - 1, 0), assistants, model)
+
+
+def _string(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _length(value: object) -> int:
+    return len(value) if isinstance(value, list) else 0
 
 
 @functools.lru_cache(maxsize=64)
 def _default_writes(
-    text: str, users: int, assistants: int, model: str, pieces: int | None, pace: float
+    text: str,
+    users: int,
+    assistants: int,
+    model: str,
+    pieces: int | None,
+    pace: float,
+    dialect: Dialect,
 ) -> tuple[bytes, ...]:
     values = list(_default_pieces(text, users, assistants, model, pieces))
-    return tuple(render(Reply(interval=pace), values))
+    return tuple(render(Reply(interval=pace), values, dialect))
 
 
 @functools.lru_cache(maxsize=64)
@@ -287,11 +283,22 @@ def _group(words: list[str], count: int) -> list[str]:
     return groups
 
 
-def render(reply: Reply, values: list[JSONValue]) -> list[bytes]:
+def content_type(reply: Reply, dialect: Dialect = "history") -> str:
+    """Return the `Content-Type` of `reply` in `dialect`: its own, or the dialect's."""
+    if reply.content_type is not None:
+        return reply.content_type
+    return "text/event-stream" if DIALECTS[dialect].streams else "application/json"
+
+
+def render(
+    reply: Reply, values: list[JSONValue], dialect: Dialect = "history"
+) -> list[bytes]:
     """Return the body bytes of `reply` as the list of writes to make, in order.
 
-    `values` are the values to stream when `reply.body` is None (the reply's own
-    or the default reply). See `Reply` for how the writes are split.
+    `values` are the values to send when `reply.body` is None (the reply's own
+    or the default reply): events in the streamed dialects, one JSON object
+    `{"output": ...}` in the api dialect. See `Reply` for how the writes are
+    split.
 
     Raises:
         UsageError: `compress="br"` without the `brotli` package installed.
@@ -299,9 +306,12 @@ def render(reply: Reply, values: list[JSONValue]) -> list[bytes]:
     units: list[bytes]
     if reply.body is not None:
         units = [reply.body]
+    elif not DIALECTS[dialect].streams:
+        units = [msgspec.json.encode({"output": _joined(values)})]
     else:
         units = [b"data: " + msgspec.json.encode(value) + b"\n\n" for value in values]
-        if reply.done:
+        done = reply.done if reply.done is not None else dialect == "messages"
+        if done:
             units.append(_DONE)
     explicit = reply.write_size is not None or reply.splits is not None
     if not explicit and reply.interval == 0 and reply.stall_at is None:
@@ -318,6 +328,14 @@ def render(reply: Reply, values: list[JSONValue]) -> list[bytes]:
         ends = [*starts[1:], len(body)]
         return [body[a:b] for a, b in zip(starts, ends, strict=True)]
     return units
+
+
+def _joined(values: list[JSONValue]) -> str:
+    """The api dialect's `output`: strings as they are, other values as JSON."""
+    return "".join(
+        value if isinstance(value, str) else msgspec.json.encode(value).decode()
+        for value in values
+    )
 
 
 def _coalesce(units: Iterable[bytes], limit: int) -> list[bytes]:

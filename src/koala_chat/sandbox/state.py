@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 
 from ..errors import UsageError
+from .checks import SANDBOX_API_KEY, SandboxProtocol, check_protocol
 from .script import RecordedRequest, Reply
 
 __all__ = ["SandboxState"]
@@ -142,6 +143,9 @@ class SandboxState:
     Every method is safe to call from any thread. `pieces` and `interval` shape
     the default reply (see `default_reply`); `keep_requests` bounds how many
     recorded requests are kept (the latest ones), for long-running servers.
+    `protocol` is the dialect the sandbox accepts (`any`: each request's own,
+    recognised by its shape) and `api_key` the key the api dialect wants
+    (docs/protocol.md, "The sandbox's dialects").
     """
 
     def __init__(
@@ -150,9 +154,15 @@ class SandboxState:
         pieces: int | None = None,
         interval: float = 0.0,
         keep_requests: int | None = None,
+        protocol: SandboxProtocol = "any",
+        api_key: str = SANDBOX_API_KEY,
     ) -> None:
         if pieces is not None and pieces < 1:
             raise UsageError(f"pieces must be at least 1, not {pieces}")
+        if not api_key:
+            raise UsageError("the sandbox's api_key must not be empty")
+        self.protocol = check_protocol(protocol)
+        self.api_key = api_key
         self.pieces = pieces
         self.interval = interval
         self.default = Reply(interval=interval)  # raises UsageError if negative
@@ -170,6 +180,13 @@ class SandboxState:
     def push(self, *replies: Reply) -> None:
         """Queue replies for the next requests, in order."""
         self._replies.extend(replies)
+
+    def peek_reply(self) -> Reply | None:
+        """Return the next queued reply without taking it; None when none is."""
+        try:
+            return self._replies[0]
+        except IndexError:
+            return None
 
     def next_reply(self) -> Reply | None:
         """Take the next queued reply; None when none is queued (the default)."""

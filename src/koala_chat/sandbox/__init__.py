@@ -2,15 +2,24 @@
 
 `Sandbox` runs it on a thread of its own; `Reply` scripts what it answers next;
 `create_app` builds the aiohttp application for hosting it elsewhere; and
-`python -m koala_chat.sandbox` runs it in the foreground.
+`python -m koala_chat.sandbox` (or `koala sandbox`, see `cli`) runs it in the
+foreground.
+
+The names are imported on first use, so that `koala --help`, which imports
+`koala_chat.sandbox.cli`, does not import aiohttp.
 """
 
 from __future__ import annotations
 
-from .app import create_app, create_runner
-from .runner import Sandbox
-from .script import RecordedRequest, Reply, default_reply, render, validate_body
-from .state import SandboxState
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from .app import create_app, create_runner
+    from .runner import Sandbox
+    from .script import RecordedRequest, Reply, default_reply, render, validate_body
+    from .state import SandboxState
 
 __all__ = [
     "RecordedRequest",
@@ -23,3 +32,17 @@ __all__ = [
     "render",
     "validate_body",
 ]
+
+_LAZY = {
+    "RecordedRequest": ".script",
+    "Reply": ".script",
+    "Sandbox": ".runner",
+    "SandboxState": ".state",
+    "create_app": ".app",
+    "create_runner": ".app",
+    "default_reply": ".script",
+    "render": ".script",
+    "validate_body": ".script",
+}
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

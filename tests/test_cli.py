@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -356,3 +358,35 @@ def test_help_imports_neither_aiohttp_nor_asyncio() -> None:
         check=True,
     )
     assert result.stdout.strip() == "[]"
+
+
+def imported_modules(path: Path, package: str) -> set[str]:
+    """Return the absolute names of the koala_chat modules `path` imports."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base = ".".join(parts[: len(parts) - node.level + 1])
+            module = node.module or ""
+            prefix = f"{base}.{module}" if node.level else module
+            names.add(prefix.rstrip("."))
+            names.update(f"{prefix}.{alias.name}".strip(".") for alias in node.names)
+    return {name for name in names if name.startswith("koala_chat")}
+
+
+def test_imports_go_one_way() -> None:
+    """The command line uses the server and the sandbox, never the reverse, and
+    the chat command and its interactive session share `reply`, not each other."""
+    import koala_chat
+
+    root = Path(koala_chat.__file__).parent
+    for package in ("server", "sandbox"):
+        for path in (root / package).glob("*.py"):
+            imported = imported_modules(path, f"koala_chat.{package}")
+            cli = {n for n in imported if n.split(".")[:2] == ["koala_chat", "cli"]}
+            assert not cli, path
+    interactive = imported_modules(root / "cli" / "interactive.py", "koala_chat.cli")
+    assert "koala_chat.cli.chat" not in interactive
+    assert "koala_chat.cli.reply" in interactive

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,16 +24,20 @@ from koala_chat import (
     StatusError,
     TransportError,
     UsageError,
+    defaults,
+    errors,
 )
 from koala_chat.cli import main
 from koala_chat.cli.app import build_parser
-from koala_chat.cli.exits import ExitCode, exit_code_for, one_line, reason_for
-from koala_chat.cli.options import (
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    ENDPOINT_VARIABLE,
-    Subparsers,
+from koala_chat.cli.exits import (
+    EXIT_CODES,
+    FAILURES,
+    ExitCode,
+    exit_code_for,
+    one_line,
+    reason_for,
 )
+from koala_chat.defaults import ENDPOINT_VARIABLE
 
 
 def subcommands() -> dict[str, str]:
@@ -47,7 +53,7 @@ def test_help_lists_every_command_and_the_exit_codes(
 ) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for name in ("chat", "demo", "check", "models", "sandbox"):
+    for name in ("chat", "demo", "check", "models", "sandbox", "serve"):
         assert f"\n    {name} " in out
     for code in ExitCode:
         assert f"\n  {int(code):<4} " in out
@@ -104,15 +110,45 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.startswith("koala 0.")
 
 
-def test_the_repeated_defaults_agree_with_the_provider() -> None:
-    from koala_chat import Koala
-    from koala_chat.providers import options
-    from koala_chat.requests import DEFAULT_TOTAL_TIMEOUT
+def test_help_shows_the_real_defaults() -> None:
+    helps = {name: " ".join(text.split()) for name, text in subcommands().items()}
+    assert defaults.API_ENDPOINT in helps["chat"]
+    assert f"(default: {defaults.TOTAL_TIMEOUT:g})" in helps["chat"]
+    assert f"(default: {defaults.MAX_RETRIES})" in helps["chat"]
+    assert repr(defaults.CHECK_PROMPT) in helps["check"]
+    assert f"({defaults.SANDBOX_HOST})" in helps["sandbox"]
+    assert f"({defaults.SANDBOX_PORT})" in helps["sandbox"]
+    for value in (
+        defaults.SERVER_HOST,
+        defaults.SERVER_PORT,
+        defaults.SERVER_MAX_STREAMS,
+        defaults.SERVER_MAX_BODY,
+        f"{defaults.SERVER_GRACE:g}",
+        f"the provider's: {defaults.TOTAL_TIMEOUT:g}",
+    ):
+        assert f"{value})" in helps["serve"]
 
-    assert DEFAULT_TIMEOUT == DEFAULT_TOTAL_TIMEOUT
-    assert DEFAULT_RETRIES == options.DEFAULT_MAX_RETRIES
-    assert ENDPOINT_VARIABLE == options.ENDPOINT_VARIABLE
-    assert Koala.api_endpoint in subcommands()["chat"]
+
+def test_the_parsers_default_to_the_defaults_module() -> None:
+    parser = build_parser()
+    chat = parser.parse_args(["chat", "Hi"])
+    assert (chat.timeout, chat.retries) == (
+        defaults.TOTAL_TIMEOUT,
+        defaults.MAX_RETRIES,
+    )
+    serve = parser.parse_args(["serve"])
+    assert (serve.host, serve.port, serve.max_body, serve.grace) == (
+        defaults.SERVER_HOST,
+        defaults.SERVER_PORT,
+        defaults.SERVER_MAX_BODY,
+        defaults.SERVER_GRACE,
+    )
+    sandbox = parser.parse_args(["sandbox"])
+    assert (sandbox.host, sandbox.port, sandbox.interval) == (
+        defaults.SANDBOX_HOST,
+        defaults.SANDBOX_PORT,
+        defaults.SANDBOX_INTERVAL,
+    )
 
 
 @pytest.mark.parametrize(
@@ -144,6 +180,157 @@ def test_every_error_has_its_exit_code_and_reason(
     assert "; " in line  # what happened; what to do
 
 
+# Every class of the error tree: its exit code and reason on the command line,
+# and its HTTP status, OpenAI error type and code from `koala serve`.
+EVERY_ERROR: dict[type[BaseException], tuple[ExitCode, str, int, str, str]] = {
+    KoalaError: (ExitCode.ERROR, "error", 502, "upstream_error", "upstream_error"),
+    errors.TransportError: (
+        ExitCode.TRANSPORT,
+        "connection lost",
+        502,
+        "upstream_error",
+        "upstream_error",
+    ),
+    ConnectError: (
+        ExitCode.TRANSPORT,
+        "unreachable",
+        502,
+        "upstream_error",
+        "upstream_unreachable",
+    ),
+    ProxyError: (
+        ExitCode.TRANSPORT,
+        "proxy failed",
+        502,
+        "upstream_error",
+        "upstream_unreachable",
+    ),
+    KoalaTimeoutError: (
+        ExitCode.TRANSPORT,
+        "timeout",
+        504,
+        "upstream_error",
+        "upstream_timeout",
+    ),
+    StatusError: (
+        ExitCode.STATUS,
+        "error status",
+        502,
+        "upstream_error",
+        "upstream_error",
+    ),
+    RateLimitError: (
+        ExitCode.RATE_LIMIT,
+        "rate limit",
+        429,
+        "rate_limit_error",
+        "rate_limit_exceeded",
+    ),
+    CloudflareChallengeError: (
+        ExitCode.STATUS,
+        "cloudflare challenge",
+        502,
+        "upstream_error",
+        "upstream_challenge",
+    ),
+    ServerError: (
+        ExitCode.STATUS,
+        "server error",
+        502,
+        "upstream_error",
+        "upstream_error",
+    ),
+    errors.ProtocolError: (
+        ExitCode.PROTOCOL,
+        "protocol error",
+        502,
+        "upstream_error",
+        "upstream_protocol_error",
+    ),
+    NotEventStreamError: (
+        ExitCode.PROTOCOL,
+        "not an event stream",
+        502,
+        "upstream_error",
+        "upstream_protocol_error",
+    ),
+    InvalidJSONError: (
+        ExitCode.PROTOCOL,
+        "protocol error",
+        502,
+        "upstream_error",
+        "upstream_protocol_error",
+    ),
+    errors.IncompleteEventError: (
+        ExitCode.PROTOCOL,
+        "protocol error",
+        502,
+        "upstream_error",
+        "upstream_protocol_error",
+    ),
+    errors.EventTooLargeError: (
+        ExitCode.PROTOCOL,
+        "protocol error",
+        502,
+        "upstream_error",
+        "upstream_protocol_error",
+    ),
+    UsageError: (
+        ExitCode.USAGE,
+        "usage error",
+        400,
+        "invalid_request_error",
+        "invalid_request",
+    ),
+    ModelNotFoundError: (
+        ExitCode.USAGE,
+        "unknown model",
+        404,
+        "invalid_request_error",
+        "model_not_found",
+    ),
+}
+
+
+def test_every_error_class_goes_through_both_tables() -> None:
+    from koala_chat.server.failures import STATUSES, failure_for
+
+    tree = {
+        cls
+        for cls in vars(errors).values()
+        if isinstance(cls, type)
+        and issubclass(cls, BaseException)
+        and cls.__module__ == errors.__name__
+    }
+    assert tree == set(EVERY_ERROR), "a new error class needs its row here"
+    for cls, (code, reason, status, kind, error_code) in EVERY_ERROR.items():
+        error = cls("message")
+        assert (exit_code_for(error), reason_for(error)) == (code, reason), cls
+        failure = failure_for(error)
+        assert (failure.status, failure.type, failure.code) == (
+            status,
+            kind,
+            error_code,
+        ), cls
+    # The tables name only classes of the tree, each at most once.
+    assert set(EXIT_CODES) <= tree
+    assert set(FAILURES) <= tree
+    assert set(STATUSES) <= tree
+
+
+def test_a_class_without_an_entry_takes_its_nearest_ancestors() -> None:
+    from koala_chat.server.failures import failure_for
+
+    class SlowProxyError(ProxyError, KoalaTimeoutError):
+        pass
+
+    error = SlowProxyError("both")
+    # ProxyError comes first in the MRO, as it would in an isinstance chain.
+    assert exit_code_for(error) == ExitCode.TRANSPORT
+    assert reason_for(error) == "proxy failed"
+    assert failure_for(error).code == "upstream_unreachable"
+
+
 def test_one_line_flattens_multi_line_messages() -> None:
     error = ServerError("first line\nsecond line\r\n third")
     assert one_line(error).startswith("first line second line third; ")
@@ -173,35 +360,33 @@ def test_help_imports_neither_aiohttp_nor_asyncio() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def test_a_missing_plugin_only_leaves_its_command_out() -> None:
-    from koala_chat.cli import app
-    from koala_chat.cli.options import Parser
+def imported_modules(path: Path, package: str) -> set[str]:
+    """Return the absolute names of the koala_chat modules `path` imports."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base = ".".join(parts[: len(parts) - node.level + 1])
+            module = node.module or ""
+            prefix = f"{base}.{module}" if node.level else module
+            names.add(prefix.rstrip("."))
+            names.update(f"{prefix}.{alias.name}".strip(".") for alias in node.names)
+    return {name for name in names if name.startswith("koala_chat")}
 
-    parser = Parser(prog="koala")
-    subparsers: Subparsers = parser.add_subparsers(dest="command")
-    app._add_plugin(subparsers, "koala_chat.no_such_module.cli")
-    assert subparsers.choices == {}
 
+def test_imports_go_one_way() -> None:
+    """The command line uses the server and the sandbox, never the reverse, and
+    the chat command and its interactive session share `reply`, not each other."""
+    import koala_chat
 
-def test_a_plugin_registers_its_command_with_its_handler(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import types
-
-    from koala_chat.cli import app
-
-    plugin = types.ModuleType("koala_chat_test_plugin")
-
-    def add_parser(subparsers: Subparsers) -> None:
-        subparsers.add_parser("hello", help="say hello").add_argument("--name")
-
-    def run(args: object) -> int:
-        sys.stdout.write(f"hello {getattr(args, 'name', '')}\n")
-        return 7
-
-    plugin.add_parser = add_parser  # type: ignore[attr-defined]
-    plugin.run = run  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "koala_chat_test_plugin", plugin)
-    monkeypatch.setattr(app, "_PLUGINS", ("koala_chat_test_plugin",))
-    assert main(["hello", "--name", "you", "--debug"]) == 7
-    assert capsys.readouterr().out == "hello you\n"
+    root = Path(koala_chat.__file__).parent
+    for package in ("server", "sandbox"):
+        for path in (root / package).glob("*.py"):
+            imported = imported_modules(path, f"koala_chat.{package}")
+            cli = {n for n in imported if n.split(".")[:2] == ["koala_chat", "cli"]}
+            assert not cli, path
+    interactive = imported_modules(root / "cli" / "interactive.py", "koala_chat.cli")
+    assert "koala_chat.cli.chat" not in interactive
+    assert "koala_chat.cli.reply" in interactive

@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 import json
 import socket
+from collections.abc import AsyncGenerator
+from typing import Any, ClassVar
 
 import pytest
 
+from koala_chat import AsyncGeneratorProvider, ProviderModelMixin
 from koala_chat.cli import main
 from koala_chat.cli.chat import SEED_CONVERSATION, read_prompt
 from koala_chat.cli.exits import ExitCode
+from koala_chat.messages import JSONValue, Messages, text_of
 from koala_chat.sandbox import Reply, Sandbox
 
 Captured = tuple[int, str, str]
@@ -283,16 +287,24 @@ def test_debug_adds_the_traceback(
     assert err.splitlines()[-1].startswith("koala: error: ")
 
 
-def test_an_unexpected_error_is_one_line_too(
-    capsys: pytest.CaptureFixture[str],
-    stdin: io.StringIO,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def broken(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("a bug")
+class BrokenProvider(AsyncGeneratorProvider, ProviderModelMixin):
+    """A provider with a bug: it fails with an exception that is not ours."""
 
-    monkeypatch.setattr("koala_chat.cli.chat._send", broken)
-    code, _, err = koala(capsys, "chat", "Hi")
+    default_model = "broken"
+
+    @classmethod
+    async def create_async_generator(
+        cls, model: str, messages: Messages, **kwargs: Any
+    ) -> AsyncGenerator[JSONValue, None]:
+        raise RuntimeError("a bug")
+        yield ""  # pragma: no cover  (makes this an async generator)
+
+
+def test_an_unexpected_error_is_one_line_too(
+    capsys: pytest.CaptureFixture[str], stdin: io.StringIO
+) -> None:
+    code = main(["chat", "Hi"], provider=BrokenProvider)
+    err = capsys.readouterr().err
     assert code == ExitCode.ERROR
     assert err == (
         "koala: error: unexpected RuntimeError: a bug; rerun with --debug for "
@@ -355,3 +367,82 @@ def test_a_bad_endpoint_is_named_without_its_password(
     assert "s3cr3t" not in err
     assert "ftp://me:***@example.org/" in err
     assert err.endswith("see `koala chat --help`\n")
+
+
+# --- any provider ----------------------------------------------------------------
+
+
+class EchoProvider(AsyncGeneratorProvider, ProviderModelMixin):
+    """A provider of the test's own: fixed values naming the model and the question.
+
+    It knows two models, neither of them Koala's, refuses others, and records
+    the options each call received.
+    """
+
+    default_model = "echo-large"
+    models = ("echo-small", "echo-large")
+    calls: ClassVar[list[dict[str, Any]]] = []
+
+    @classmethod
+    async def create_async_generator(
+        cls, model: str, messages: Messages, **kwargs: Any
+    ) -> AsyncGenerator[JSONValue, None]:
+        cls.calls.append(kwargs)
+        name = cls.get_model(model)
+        yield f"{name} heard "
+        yield {"text": text_of(messages[-1]["content"])}
+        yield 7  # carries no text: left out of the text, kept in --json
+
+
+@pytest.fixture
+def echo() -> type[EchoProvider]:
+    EchoProvider.calls = []
+    return EchoProvider
+
+
+def test_chat_runs_any_provider(
+    capsys: pytest.CaptureFixture[str], stdin: io.StringIO, echo: type[EchoProvider]
+) -> None:
+    assert main(["chat", "Hi"], provider=echo) == 0
+    assert capsys.readouterr() == ("echo-large heard Hi\n", "")
+    assert main(["chat", "-m", "echo-small", "--json", "Hi"], provider=echo) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line) for line in lines] == [
+        "echo-small heard ",
+        {"text": "Hi"},
+        7,
+    ]
+    assert echo.calls[-1]["max_retries"] == 2
+
+
+def test_an_unknown_model_of_any_provider_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], stdin: io.StringIO, echo: type[EchoProvider]
+) -> None:
+    assert main(["chat", "-m", "gpt-4o-mini", "Hi"], provider=echo) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "EchoProvider has no model 'gpt-4o-mini'" in err
+    assert "`koala models` lists the known models" in err
+
+
+def test_models_lists_any_providers_models(
+    capsys: pytest.CaptureFixture[str], echo: type[EchoProvider]
+) -> None:
+    assert main(["models"], provider=echo) == 0
+    assert capsys.readouterr().out == "echo-small\necho-large  (default)\n"
+    assert main(["models", "--json"], provider=echo) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "default": "echo-large",
+        "models": ["echo-small", "echo-large"],
+        "accepts_unknown": False,
+    }
+
+
+def test_demo_runs_any_provider(
+    capsys: pytest.CaptureFixture[str], echo: type[EchoProvider]
+) -> None:
+    assert main(["demo"], provider=echo) == 0
+    out = capsys.readouterr().out
+    question = SEED_CONVERSATION[-1]["content"]
+    assert out.endswith(f"assistant: echo-large heard {question}\n")
+    # Without an endpoint, the demo points the provider at an in-process sandbox.
+    assert echo.calls[0]["api_endpoint"].startswith("http://127.0.0.1:")

@@ -7,8 +7,8 @@ import io
 
 import pytest
 
-from koala_chat.cli.chat import spinner_wanted
 from koala_chat.cli.output import Output, Spinner, is_terminal
+from koala_chat.cli.reply import spinner_wanted
 
 
 class Recorder(io.StringIO):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import textwrap
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +134,59 @@ def test_python_dash_m_is_the_command() -> None:
         check=True,
     )
     assert result.stdout.startswith("koala ")
+
+
+# `koala serve` with a provider of the test's own, in a process of its own so
+# that Ctrl-C (SIGINT) stops it the way it stops a person's server.
+SERVE_ANY_PROVIDER = textwrap.dedent(
+    """
+    import sys
+    from koala_chat import AsyncGeneratorProvider, ProviderModelMixin
+    from koala_chat.cli import main
+
+    class EchoProvider(AsyncGeneratorProvider, ProviderModelMixin):
+        default_model = "echo-large"
+        models = ("echo-small", "echo-large")
+
+        @classmethod
+        async def create_async_generator(cls, model, messages, **kwargs):
+            yield f"{cls.get_model(model)} heard {messages[-1]['content']}"
+
+    sys.exit(main(["serve", "--port", "0"], provider=EchoProvider))
+    """
+)
+
+
+def test_serve_hands_the_provider_to_the_server(
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE_ANY_PROVIDER],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=environment(),
+    )
+    processes.append(process)
+    assert process.stderr is not None
+    for line in process.stderr:
+        if match := re.search(rb"listening on http://127\.0\.0\.1:(\d+)", line):
+            break
+    else:
+        pytest.fail("the server never said where it listens")
+    base = f"http://127.0.0.1:{int(match.group(1))}/v1"
+    with urllib.request.urlopen(f"{base}/models", timeout=TIMEOUT) as response:
+        listed = [model["id"] for model in json.load(response)["data"]]
+    assert listed == ["echo-small", "echo-large"]
+    request = urllib.request.Request(
+        f"{base}/chat/completions",
+        data=json.dumps(
+            {"model": "echo-small", "messages": [{"role": "user", "content": "Hi"}]}
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        reply = json.load(response)
+    assert reply["choices"][0]["message"]["content"] == "echo-small heard Hi"
+    process.send_signal(signal.SIGINT)
+    assert process.wait(TIMEOUT) == 0

@@ -615,16 +615,41 @@ def test_main_reports_a_taken_port_in_one_line(
         status = main(["--port", str(taken.getsockname()[1])])
     assert status == 1
     error = capsys.readouterr().err
-    assert error.startswith("koala sandbox: ")
+    assert error.startswith("python -m koala_chat.sandbox: error: ")
     assert error.count("\n") == 1
 
 
 @pytest.mark.parametrize("port", ["70000", "-1", "http"])
 def test_main_refuses_a_bad_port(port: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--port", port])
-    assert exit_info.value.code == 2
-    assert "not a port number" in capsys.readouterr().err
+    assert main(["--port", port]) == 2
+    error = capsys.readouterr().err
+    assert "not a port number" in error
+    assert error.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--pieces", "0"], "--pieces: must be 1 or more"),
+        (["--port", "70000"], "not a port number"),
+        (["--interval", "-1"], "--interval: must be 0 seconds or more"),
+        (["--no-such-option"], "unrecognized arguments"),
+    ],
+)
+def test_both_entry_points_parse_alike(
+    capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    """`koala sandbox` and `python -m koala_chat.sandbox` share one parser."""
+    from koala_chat.cli import main as koala
+
+    assert main(argv) == 2
+    alone = capsys.readouterr()
+    assert koala(["sandbox", *argv]) == 2
+    through_koala = capsys.readouterr()
+    for captured in (alone, through_koala):
+        assert captured.out == ""
+        assert captured.err.count("\n") == 1
+        assert says in captured.err
 
 
 def test_command_serves_until_interrupted() -> None:

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from koala_chat import Koala, UsageError
 from koala_chat.contract.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
 from koala_chat.sandbox import Reply, Sandbox, default_reply
-from koala_chat.server import cli as server_cli
 from koala_chat.server.__main__ import main as server_main
 from koala_chat.server.app import ACCESS_LOGGER
 from koala_chat.server.config import API_KEY_VARIABLE, ServerConfig, is_loopback
@@ -518,7 +517,41 @@ def test_cli_module_does_not_import_aiohttp() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
     )
     assert result.stdout.strip() == "[]", result.stderr
-    assert server_cli.API_KEY_VARIABLE == API_KEY_VARIABLE
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--port", "70000"], "not a port number"),
+        (["--workers", "0"], "--workers: must be 1 or more"),
+        (["--grace", "soon"], "--grace: expected a number"),
+        (["--timeout", "0"], "--timeout: must be more than 0 seconds"),
+    ],
+)
+def test_both_entry_points_parse_alike(
+    capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    """`koala serve` and `python -m koala_chat.server` share one parser."""
+    from koala_chat.cli import main as koala
+
+    assert server_main(argv) == 2
+    alone = capsys.readouterr()
+    assert koala(["serve", *argv]) == 2
+    through_koala = capsys.readouterr()
+    for captured in (alone, through_koala):
+        assert captured.out == ""
+        assert captured.err.count("\n") == 1
+        assert says in captured.err
+
+
+def test_koala_serve_refuses_exposure_as_python_dash_m_does(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from koala_chat.cli import main as koala
+
+    monkeypatch.delenv(API_KEY_VARIABLE, raising=False)
+    assert koala(["serve", "--host", "0.0.0.0", "--port", "0", "--quiet"]) == 2
+    assert "without an API key" in capsys.readouterr().err
 
 
 # --- the chunk encoder ---------------------------------------------------------

@@ -43,8 +43,22 @@ SERVER_MAX_STREAMS: Final = 1000
 #: Seconds open streams may go on after Ctrl-C or SIGTERM.
 SERVER_GRACE: Final = 10.0
 SERVER_WORKERS: Final = 1
+#: `Retry-After` seconds sent for an upstream rate limit that named no time.
+SERVER_RETRY_AFTER: Final = 10
 
 # koala sandbox --------------------------------------------------------------
 
 SANDBOX_HOST: Final = "127.0.0.1"
 SANDBOX_PORT: Final = 8000
+#: Seconds between the pieces of the sandbox's default reply.
+SANDBOX_INTERVAL: Final = 0.0
+#: Requests a long-running sandbox keeps for inspection (the latest ones).
+SANDBOX_KEEP_REQUESTS: Final = 1000
+
+# koala chat, demo and check -------------------------------------------------
+
+#: Seconds between the pieces of the in-process sandbox of `koala chat
+#: --sandbox` and `koala demo`, so that a person sees the reply stream.
+CHAT_SANDBOX_INTERVAL: Final = 0.05
+#: What `koala check` sends.
+CHECK_PROMPT: Final = "Say hello in one word."

@@ -1,8 +1,9 @@
 """The `koala` command line.
 
-`main(argv)` runs the command and returns its exit code; `run()` is the console
-script `koala` (and `python -m koala_chat`). `koala --help` lists the commands
-and the exit codes.
+`main(argv, provider=...)` runs the command with a provider class (default
+`koala_chat.Koala`) and returns its exit code; `run()` is the console script
+`koala` (and `python -m koala_chat`). `koala --help` lists the commands and the
+exit codes.
 """
 
 from __future__ import annotations

@@ -1,31 +1,28 @@
 """The `koala` command: its parser, the dispatch, and errors to exit codes.
 
 Building the parser imports only the standard library and our light modules
-(errors, messages), so that `koala --help` starts fast; each command imports
-the provider, and with it aiohttp, when it runs.
+(errors, messages, the command modules of the server and the sandbox), so that
+`koala --help` starts fast; the provider, and with it aiohttp, is imported when
+a command runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import importlib
 import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from .. import __version__
-from . import chat, check, models, sandbox
+from .._args import HelpFormatter, Parser, exit_status
+from ..defaults import API_ENDPOINT, ENDPOINT_VARIABLE
+from ..sandbox import cli as sandbox_command
+from ..server import cli as serve_command
+from . import chat, check, models
 from .exits import EXIT_CODES_HELP, ExitCode, exit_code_for, one_line
-from .options import (
-    ENDPOINT_VARIABLE,
-    HelpFormatter,
-    Parser,
-    Subparsers,
-    add_debug,
-    connection_options,
-)
+from .options import connection_options
+from .provider import Provider, default_provider
 
 __all__ = ["build_parser", "main"]
 
@@ -37,24 +34,19 @@ examples:
   koala chat                                an interactive session (on a terminal)
   echo "Hi" | koala chat --json             one JSON value per line, for scripts
   koala demo                                the seed's conversation, offline
-  koala sandbox --port 8000                 a local Koala-protocol server
+  koala sandbox                             a local Koala-protocol server
   koala check --json                        does the endpoint work? how fast?
   koala models                              the known models
   koala serve                               an OpenAI-compatible server
   koala COMMAND --help                      the options of a command
 
 environment:
-  {ENDPOINT_VARIABLE}  the Koala API URL to use instead of https://koala.sh/api/gpt/
+  {ENDPOINT_VARIABLE}  the Koala API URL to use instead of {API_ENDPOINT}
                       (a `koala sandbox`, for instance); --endpoint wins over it
 
 Expected errors print one line on stderr (--debug adds the traceback).
 {EXIT_CODES_HELP}
 """
-
-# Modules that may register more commands when they are installed; each offers
-# `add_parser(subparsers)` and `run(args) -> int`, and imports little at module
-# level (see `koala_chat.server.cli`).
-_PLUGINS = ("koala_chat.server.cli",)
 
 
 def build_parser() -> Parser:
@@ -78,35 +70,19 @@ def build_parser() -> Parser:
     chat.add_parsers(subparsers, connection)
     check.add_parser(subparsers, connection)
     models.add_parser(subparsers)
-    sandbox.add_parser(subparsers)
-    for name in _PLUGINS:
-        _add_plugin(subparsers, name)
+    sandbox_command.add_parser(subparsers)
+    serve_command.add_parser(subparsers)
     return parser
 
 
-def _add_plugin(subparsers: Subparsers, name: str) -> None:
-    """Let the module `name` register its commands, if it is there."""
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and name.startswith(exc.name):
-            return  # not built (yet): the command is simply not offered
-        raise
-    known = set(subparsers.choices)
-    module.add_parser(subparsers)
-    for command in set(subparsers.choices) - known:
-        command_parser = subparsers.choices[command]
-        command_parser.set_defaults(handler=module.run)
-        # The plugin may define --debug itself.
-        with contextlib.suppress(argparse.ArgumentError):
-            add_debug(command_parser)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, provider: Provider | None = None) -> int:
     """Run the `koala` command with `argv` (default: `sys.argv[1:]`).
 
-    Returns the exit code (see `koala --help`) instead of exiting, so that tests
-    can call it in-process. Expected errors are reported on stderr in one line.
+    `provider` is the provider class every command uses (default:
+    `koala_chat.Koala`, imported only when a command runs); the commands find it
+    on `args.provider`. Returns the exit code (see `koala --help`) instead of
+    exiting, so that tests can call it in-process. Expected errors are reported
+    on stderr in one line.
 
     Example:
         >>> main(["models"])  # doctest: +SKIP
@@ -116,11 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
-        return _status(exc)
+        return exit_status(exc)
     if args.command is None:
         parser.print_help()
         return ExitCode.USAGE
     try:
+        args.provider = provider if provider is not None else default_provider()
         return int(args.handler(args))
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
@@ -128,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return ExitCode.BROKEN_PIPE
     except SystemExit as exc:
-        return _status(exc)
+        return exit_status(exc)
     except Exception as exc:
         # Everything else is reported in one line too; --debug tells more.
         if args.debug:
@@ -143,16 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> NoReturn:
     """The console script: exit with `main()`'s code."""
     sys.exit(main())
-
-
-def _status(exc: SystemExit) -> int:
-    code = exc.code
-    if code is None:
-        return ExitCode.OK
-    if isinstance(code, int):
-        return code
-    sys.stderr.write(f"{code}\n")
-    return ExitCode.ERROR
 
 
 def _silence_stdout() -> None:

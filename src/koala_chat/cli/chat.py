@@ -1,7 +1,7 @@
 """`koala chat` and `koala demo`: send a conversation, stream the reply.
 
-`stream_reply` is the one place where the command line talks to the provider;
-the interactive session (`interactive.py`) uses it for every turn.
+The reply is streamed by `reply.py`; without a prompt on a terminal, `koala
+chat` hands over to the interactive session (`interactive.py`).
 """
 
 from __future__ import annotations
@@ -9,15 +9,18 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
-from contextlib import aclosing, contextmanager
+from contextlib import contextmanager
 from typing import TextIO
 
+from .._args import HelpFormatter, Parser, Subparsers
+from ..defaults import CHAT_SANDBOX_INTERVAL, ENDPOINT_VARIABLE, SANDBOX_PORT
 from ..errors import UsageError
-from ..messages import JSONValue, Message, Messages
-from .options import ENDPOINT_VARIABLE, Connection, HelpFormatter, Parser, Subparsers
-from .output import Output, Spinner, is_terminal
+from ..messages import Message, Messages
+from .options import Connection
+from .output import Output, is_terminal
+from .reply import send
 
-__all__ = ["SEED_CONVERSATION", "add_parsers", "read_prompt", "stream_reply"]
+__all__ = ["SEED_CONVERSATION", "add_parsers", "read_prompt"]
 
 #: The specification's example conversation (docs/protocol.md, "The provider's
 #: contract"), which `koala demo` sends.
@@ -27,11 +30,7 @@ SEED_CONVERSATION: tuple[Message, ...] = (
     {"role": "user", "content": "Расскажи что-нибудь интересное."},
 )
 
-#: Seconds between the pieces of the in-process sandbox's reply, so that a
-#: person sees it stream.
-SANDBOX_INTERVAL = 0.05
-
-CHAT_EPILOG = """\
+CHAT_EPILOG = f"""\
 With a PROMPT, or text piped on stdin, one reply is streamed to stdout. With
 neither, on a terminal, an interactive session starts: it keeps the whole
 conversation and sends it with each turn. /help there lists its commands.
@@ -42,19 +41,19 @@ examples:
   git diff | koala chat "Review this diff:"      # the prompt, then stdin
   koala chat -m gpt-4.1 --json "Hi" | jq -r .     # one JSON value per line
   koala chat --sandbox "Hi"                       # a local server, no network
-  KOALA_API_ENDPOINT=http://127.0.0.1:8000/api/gpt/ koala chat
+  {ENDPOINT_VARIABLE}=http://127.0.0.1:{SANDBOX_PORT}/api/gpt/ koala chat
   koala chat --proxy socks5h://127.0.0.1:9050 --timeout 60 --retries 0 "Hi"
 """
 
 DEMO_EPILOG = f"""\
 Sends the seed's example conversation (two turns of history and a question, in
-Russian) through the Koala provider and streams the answer. Without
+Russian) through the provider and streams the answer. Without
 ${ENDPOINT_VARIABLE} or --endpoint it answers from a sandbox started in this
 process, and says so on stderr.
 
 examples:
   koala demo
-  KOALA_API_ENDPOINT=http://127.0.0.1:8000/api/gpt/ koala demo
+  {ENDPOINT_VARIABLE}=http://127.0.0.1:{SANDBOX_PORT}/api/gpt/ koala demo
   koala demo --json
 """
 
@@ -91,7 +90,7 @@ def add_parsers(
         "--sandbox",
         action="store_true",
         help="answer from a Koala-protocol sandbox started in this process "
-        "(offline; ignores $KOALA_API_ENDPOINT)",
+        f"(offline; ignores ${ENDPOINT_VARIABLE})",
     )
     chat.set_defaults(handler=run_chat)
 
@@ -133,8 +132,9 @@ def run_chat(args: argparse.Namespace) -> int:
         if prompt is None:
             from .interactive import Session
 
-            return Session(connection, systems, output).run()
-        _send(connection, [*systems, {"role": "user", "content": prompt}], output)
+            return Session(args.provider, connection, systems, output).run()
+        messages: Messages = [*systems, {"role": "user", "content": prompt}]
+        send(args.provider, connection, messages, output)
     return 0
 
 
@@ -154,7 +154,7 @@ def run_demo(args: argparse.Namespace) -> int:
         output.out.write("assistant: ")
         output.out.flush()
     with _maybe_sandbox(connection, local) as connection:
-        _send(connection, list(SEED_CONVERSATION), output)
+        send(args.provider, connection, list(SEED_CONVERSATION), output)
     return 0
 
 
@@ -186,55 +186,6 @@ def _output(args: argparse.Namespace) -> Output:
     return Output(json_lines=args.json, stream=not args.no_stream)
 
 
-def spinner_wanted(output: Output) -> bool:
-    """Tell whether a person is watching the reply arrive (both on a terminal)."""
-    return (
-        not output.json_lines
-        and output.stream
-        and is_terminal(output.out)
-        and is_terminal(sys.stderr)
-    )
-
-
-def _send(connection: Connection, messages: Messages, output: Output) -> None:
-    """Stream one reply to `output`, ending its line even when interrupted."""
-    import asyncio
-
-    values: list[JSONValue] = []
-    try:
-        asyncio.run(stream_reply(connection, messages, output, values))
-    except KeyboardInterrupt:
-        output.interrupted()
-        raise
-    output.finish()
-
-
-async def stream_reply(
-    connection: Connection,
-    messages: Messages,
-    output: Output,
-    values: list[JSONValue],
-) -> None:
-    """Send `messages` and write each value of the reply to `output`.
-
-    Each value is also appended to `values` as it arrives, so that the caller
-    keeps what came even when the reply is cancelled (Ctrl-C).
-
-    Raises:
-        KoalaError: whatever the provider raises (see `koala_chat.errors`).
-    """
-    from ..providers import Koala
-
-    stream = Koala.create_async_generator(
-        connection.model, messages, **connection.provider_kwargs()
-    )
-    async with Spinner(spinner_wanted(output)) as spinner, aclosing(stream) as replies:
-        async for value in replies:
-            spinner.stop()
-            values.append(value)
-            output.emit(value)
-
-
 @contextmanager
 def _maybe_sandbox(connection: Connection, wanted: bool) -> Iterator[Connection]:
     """Yield `connection`, pointed at an in-process sandbox when `wanted`."""
@@ -243,5 +194,5 @@ def _maybe_sandbox(connection: Connection, wanted: bool) -> Iterator[Connection]
         return
     from ..sandbox import Sandbox
 
-    with Sandbox(interval=SANDBOX_INTERVAL) as sandbox:
+    with Sandbox(interval=CHAT_SANDBOX_INTERVAL) as sandbox:
         yield connection._replace(endpoint=sandbox.api_endpoint)

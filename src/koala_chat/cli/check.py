@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import ENDPOINT_VARIABLE, Connection, HelpFormatter, Parser, Subparsers
+from .. import defaults
+from .._args import HelpFormatter, Parser, Subparsers
+from .options import Connection
 
 __all__ = ["add_parser", "run"]
 
-DEFAULT_PROMPT = "Say hello in one word."
-
-EPILOG = """\
+EPILOG = f"""\
 Prints whether the endpoint works, the HTTP status, the time to the first byte
 (the reply's headers) and to the first piece of text, the pieces per second,
 and why it fails when it does: rate limit, cloudflare challenge, unreachable,
@@ -24,8 +24,9 @@ The exit code is 0 when it works, else the code of the failure (below).
 
 examples:
   koala check
-  koala check --endpoint http://127.0.0.1:8000/api/gpt/
-  KOALA_API_ENDPOINT=http://127.0.0.1:8000/api/gpt/ koala check --json
+  koala check --endpoint http://127.0.0.1:{defaults.SANDBOX_PORT}/api/gpt/
+  {defaults.ENDPOINT_VARIABLE}=http://127.0.0.1:{defaults.SANDBOX_PORT}/api/gpt/ \
+    koala check --json
   koala check --proxy http://user:secret@proxy:3128 --timeout 20
 """
 
@@ -40,14 +41,14 @@ def add_parser(
         parents=[connection],
         formatter_class=HelpFormatter,
         help="make one real request and tell whether the endpoint works",
-        description=f"Check the Koala endpoint (--endpoint, ${ENDPOINT_VARIABLE} "
-        "or koala.sh) with one real request.",
+        description="Check the endpoint (--endpoint, "
+        f"${defaults.ENDPOINT_VARIABLE} or the provider's) with one real request.",
         epilog=EPILOG,
     )
     parser.add_argument(
         "--prompt",
-        default=DEFAULT_PROMPT,
-        help=f"what to send (default: {DEFAULT_PROMPT!r})",
+        default=defaults.CHECK_PROMPT,
+        help=f"what to send (default: {defaults.CHECK_PROMPT!r})",
     )
     parser.add_argument(
         "--json", action="store_true", help="print the result as one JSON object"
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .probe import probe, report
 
-    result = asyncio.run(probe(Connection.from_args(args), args.prompt))
+    connection = Connection.from_args(args)
+    result = asyncio.run(probe(args.provider, connection, args.prompt))
     if args.json:
         sys.stdout.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
     else:

@@ -16,8 +16,10 @@ Every expected error maps to one code here and nowhere else:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
 
+from .._mro import lookup
 from ..errors import (
     CloudflareChallengeError,
     ConnectError,
@@ -34,7 +36,15 @@ from ..errors import (
     UsageError,
 )
 
-__all__ = ["EXIT_CODES_HELP", "ExitCode", "exit_code_for", "one_line", "reason_for"]
+__all__ = [
+    "EXIT_CODES",
+    "EXIT_CODES_HELP",
+    "FAILURES",
+    "ExitCode",
+    "exit_code_for",
+    "one_line",
+    "reason_for",
+]
 
 
 class ExitCode(IntEnum):
@@ -64,79 +74,67 @@ exit codes:
   141  stdout was closed early (| head)"""
 
 
-def exit_code_for(exc: BaseException) -> ExitCode:
-    """Return the exit code for an error (ERROR for anything unexpected)."""
-    if isinstance(exc, UsageError):
-        return ExitCode.USAGE
-    if isinstance(exc, TransportError):
-        return ExitCode.TRANSPORT
-    if isinstance(exc, RateLimitError):
-        return ExitCode.RATE_LIMIT
-    if isinstance(exc, StatusError):
-        return ExitCode.STATUS
-    if isinstance(exc, ProtocolError):
-        return ExitCode.PROTOCOL
-    return ExitCode.ERROR
+#: The exit code of each error class; a subclass without an entry of its own
+#: takes its nearest ancestor's (`koala_chat._mro.lookup`), anything else ERROR.
+EXIT_CODES: Mapping[type[BaseException], ExitCode] = {
+    UsageError: ExitCode.USAGE,
+    TransportError: ExitCode.TRANSPORT,
+    RateLimitError: ExitCode.RATE_LIMIT,
+    StatusError: ExitCode.STATUS,
+    ProtocolError: ExitCode.PROTOCOL,
+}
 
-
-# Why a request failed and what the user can do about it, most specific first.
-# `{command}` in a hint is the subcommand that failed.
-_FAILURES: tuple[tuple[type[KoalaError], str, str], ...] = (
-    (ModelNotFoundError, "unknown model", "`koala models` lists the known models"),
-    (UsageError, "usage error", "see `koala {command} --help`"),
-    (
-        ProxyError,
+#: Why a request failed and what the user can do about it, by error class (looked
+#: up as `EXIT_CODES` is). `{command}` in a hint is the subcommand that failed.
+FAILURES: Mapping[type[BaseException], tuple[str, str]] = {
+    ModelNotFoundError: ("unknown model", "`koala models` lists the known models"),
+    UsageError: ("usage error", "see `koala {command} --help`"),
+    ProxyError: (
         "proxy failed",
         "check that the proxy runs and the URL and credentials are right",
     ),
-    (
-        ConnectError,
+    ConnectError: (
         "unreachable",
         "check --endpoint (or KOALA_API_ENDPOINT) and the network",
     ),
-    (KoalaTimeoutError, "timeout", "try again, or allow more time with --timeout"),
-    (TransportError, "connection lost", "try again"),
-    (
-        RateLimitError,
+    KoalaTimeoutError: ("timeout", "try again, or allow more time with --timeout"),
+    TransportError: ("connection lost", "try again"),
+    RateLimitError: (
         "rate limit",
         "wait for the quota to renew, or go through another --proxy",
     ),
-    (
-        CloudflareChallengeError,
+    CloudflareChallengeError: (
         "cloudflare challenge",
         "try later or from another network (--proxy)",
     ),
-    (ServerError, "server error", "the service failed: try again later"),
-    (StatusError, "error status", "check --endpoint (or KOALA_API_ENDPOINT)"),
-    (
-        NotEventStreamError,
+    ServerError: ("server error", "the service failed: try again later"),
+    StatusError: ("error status", "check --endpoint (or KOALA_API_ENDPOINT)"),
+    NotEventStreamError: (
         "not an event stream",
         "is --endpoint (or KOALA_API_ENDPOINT) a Koala API? `koala check` tells",
     ),
-    (
-        ProtocolError,
+    ProtocolError: (
         "protocol error",
         "is --endpoint (or KOALA_API_ENDPOINT) a Koala API? `koala check` tells",
     ),
-)
+}
+
+_UNKNOWN_FAILURE = ("error", "rerun with --debug for details")
 
 
-def _failure(exc: BaseException) -> tuple[str, str]:
-    """Return the reason and the hint of the first row of `_FAILURES` for `exc`."""
-    for kind, reason, hint in _FAILURES:
-        if isinstance(exc, kind):
-            return reason, hint
-    return "error", "rerun with --debug for details"
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """Return the exit code for an error (ERROR for anything unexpected)."""
+    return lookup(EXIT_CODES, exc, ExitCode.ERROR)
 
 
 def reason_for(exc: BaseException) -> str:
     """Return a short machine-friendly name for why a request failed."""
-    return _failure(exc)[0]
+    return lookup(FAILURES, exc, _UNKNOWN_FAILURE)[0]
 
 
-def _hint(exc: KoalaError, command: str) -> str:
+def _hint(exc: BaseException, command: str) -> str:
     """Return what the user can do about `exc`."""
-    return _failure(exc)[1].format(command=command)
+    return lookup(FAILURES, exc, _UNKNOWN_FAILURE)[1].format(command=command)
 
 
 def one_line(exc: BaseException, command: str = "COMMAND") -> str:
@@ -149,6 +147,9 @@ def one_line(exc: BaseException, command: str = "COMMAND") -> str:
     elif isinstance(exc, OSError) and exc.filename is not None:
         message = f"{exc.filename}: {exc.strerror or exc}"
         hint = "check the file name and its permissions"
+    elif isinstance(exc, OSError):
+        # A system error with no file: an address already in use, say.
+        message, hint = str(exc), "rerun with --debug for the traceback"
     else:
         message = f"unexpected {type(exc).__name__}: {exc}"
         hint = "rerun with --debug for the traceback, and please report it"

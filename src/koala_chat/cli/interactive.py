@@ -21,10 +21,11 @@ from pathlib import Path
 
 from ..errors import KoalaError, UsageError
 from ..messages import JSONValue, Message, Messages, normalize_messages, text_of
-from .chat import stream_reply
 from .exits import ExitCode, one_line
 from .options import Connection
 from .output import Output
+from .provider import Provider, endpoint_of, name_of
+from .reply import stream_reply
 
 __all__ = ["CUT_MARK", "PROMPT", "Session"]
 
@@ -46,11 +47,16 @@ A line starting with // is sent with one / removed."""
 
 
 class Session:
-    """One interactive conversation with Koala on a terminal."""
+    """One interactive conversation with a provider on a terminal."""
 
     def __init__(
-        self, connection: Connection, systems: Messages, output: Output
+        self,
+        provider: Provider,
+        connection: Connection,
+        systems: Messages,
+        output: Output,
     ) -> None:
+        self.provider = provider
         self.connection = connection
         self.initial: Messages = list(systems)
         self.messages: Messages = list(systems)
@@ -70,7 +76,10 @@ class Session:
         """Read and answer lines until the user leaves; return the exit code."""
         import readline  # noqa: F401  (loading it gives input() line editing)
 
-        self._note(f"chatting with Koala ({self._where()}); /help lists commands")
+        self._note(
+            f"chatting with {name_of(self.provider)} ({self._where()}); "
+            "/help lists commands"
+        )
         with asyncio.Runner() as runner:
             while True:
                 try:
@@ -103,7 +112,9 @@ class Session:
         """Send one user turn with the whole conversation and stream the reply."""
         self.messages.append({"role": "user", "content": text})
         values: list[JSONValue] = []
-        reply = stream_reply(self.connection, list(self.messages), self.output, values)
+        reply = stream_reply(
+            self.provider, self.connection, list(self.messages), self.output, values
+        )
         try:
             runner.run(reply)
         except KeyboardInterrupt:
@@ -118,7 +129,7 @@ class Session:
             self.output.interrupted()
             # The turn did not happen: forget the question, keep the session.
             self.messages.pop()
-            self._note(f"error: {one_line(exc, 'chat')}")
+            self._error(exc)
             return
         self.output.finish()
         text = "".join(text_of(value) for value in values)
@@ -134,12 +145,10 @@ class Session:
         return False
 
     def _model(self, argument: str) -> bool:
-        from ..providers import Koala
-
         try:
-            model = Koala.get_model(argument or self.connection.model)
+            model = self.provider.get_model(argument or self.connection.model)
         except UsageError as exc:
-            self._note(f"error: {one_line(exc, 'chat')}")
+            self._error(exc)
             return False
         if argument:
             self.connection = self.connection._replace(model=model)
@@ -167,7 +176,7 @@ class Session:
         try:
             path.write_text(data, encoding="utf-8")
         except OSError as exc:
-            self._note(f"error: {one_line(exc, 'chat')}")
+            self._error(exc)
             return False
         self._note(f"saved {len(self.messages)} messages to {path}")
         return False
@@ -179,7 +188,7 @@ class Session:
         try:
             self.messages = load_messages(Path(argument).expanduser())
         except (OSError, UsageError) as exc:
-            self._note(f"error: {one_line(exc, 'chat')}")
+            self._error(exc)
             return False
         self._note(f"loaded {len(self.messages)} messages from {argument}")
         return False
@@ -188,14 +197,16 @@ class Session:
         return True
 
     def _where(self) -> str:
-        from ..providers import Koala
         from ..urls import redact_url
 
-        model = Koala.get_model(self.connection.model)
-        endpoint = self.connection.endpoint or Koala.api_endpoint
-        return f"model {model}, {redact_url(endpoint)}"
+        model = self.provider.get_model(self.connection.model)
+        endpoint = endpoint_of(self.provider, self.connection.endpoint)
+        return (
+            f"model {model}, {redact_url(endpoint)}" if endpoint else f"model {model}"
+        )
 
     def _error(self, exc: Exception) -> None:
+        """Report a failed turn or command in one line; the session goes on."""
         self._note(f"error: {one_line(exc, 'chat')}")
 
     def _note(self, text: str, *, prefix: str = "koala: ") -> None:

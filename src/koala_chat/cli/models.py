@@ -1,11 +1,11 @@
-"""`koala models`: the models Koala knows, the default marked."""
+"""`koala models`: the models the provider knows, the default marked."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .options import HelpFormatter, Subparsers, add_debug
+from .._args import HelpFormatter, Subparsers, add_debug
 
 __all__ = ["add_parser", "run"]
 
@@ -25,7 +25,7 @@ def add_parser(subparsers: Subparsers) -> None:
         "models",
         formatter_class=HelpFormatter,
         help="list the known models, the default marked",
-        description="List the models of the Koala provider.",
+        description="List the models of the provider.",
         epilog=EPILOG,
     )
     parser.add_argument(
@@ -39,17 +39,16 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the models; return 0."""
-    from ..providers import Koala
-
-    models = Koala.get_models()
-    default = Koala.default_model
+    provider = args.provider
+    models = provider.get_models()
+    default = provider.default_model
     if args.json:
         import json
 
         data = {
             "default": default,
             "models": models,
-            "accepts_unknown": Koala.accept_unknown_models,
+            "accepts_unknown": provider.accept_unknown_models,
         }
         sys.stdout.write(json.dumps(data) + "\n")
     else:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from aiohttp import ClientSession
 
 from ..errors import KoalaError, NotEventStreamError, UsageError
 from ..messages import normalize_messages, text_of
-from ..providers import Koala
 from ..requests import (
     Timeouts,
     get_connector,
@@ -52,17 +52,17 @@ class Probe:
     exit_code: int = ExitCode.OK
 
 
-async def probe(connection: Connection, prompt: str) -> Probe:
+async def probe(provider: Any, connection: Connection, prompt: str) -> Probe:
     """Make one request and return what it showed.
 
     Raises:
         UsageError: A bad endpoint, proxy or model, before any request.
     """
-    endpoint = connection.endpoint or Koala.api_endpoint
-    model = Koala.get_model(connection.model)
+    endpoint = connection.endpoint or provider.api_endpoint
+    model = provider.get_model(connection.model)
     result = Probe(endpoint=redact_url(endpoint), model=model)
     try:
-        await _measure(connection, endpoint, model, prompt, result)
+        await _measure(provider, connection, endpoint, model, prompt, result)
     except UsageError:
         raise
     except KoalaError as exc:
@@ -80,13 +80,18 @@ async def probe(connection: Connection, prompt: str) -> Probe:
 
 
 async def _measure(
-    connection: Connection, endpoint: str, model: str, prompt: str, result: Probe
+    provider: Any,
+    connection: Connection,
+    endpoint: str,
+    model: str,
+    prompt: str,
+    result: Probe,
 ) -> None:
     """Send the request, filling in `result` as the reply arrives."""
-    body = Koala.build_body(
+    body = provider.build_body(
         model, normalize_messages([{"role": "user", "content": prompt}])
     )
-    headers = {"Content-Type": "application/json", **Koala.build_headers()}
+    headers = {"Content-Type": "application/json", **provider.build_headers()}
     timeouts = Timeouts(total=connection.timeout)
     connector = get_connector(None, connection.proxy)
     # HTTP proxies go per request, SOCKS proxies in the connector: once each.
@@ -118,7 +123,7 @@ async def _measure(
                 content_type=response.content_type,
                 body=excerpt,
             )
-        async with aclosing(Koala._parse_event_stream(response)) as values:
+        async with aclosing(provider._parse_event_stream(response)) as values:
             async for value in values:
                 if not text_of(value):
                     continue

@@ -1,35 +1,27 @@
-"""`python -m koala_chat.server`: `koala serve` without the `koala` command."""
+"""`python -m koala_chat.server`: `koala serve` without the `koala` command.
+
+The options and their checks are those of `koala serve`
+(`koala_chat.server.cli`).
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
-from .cli import EPILOG, add_arguments, run
+from .._args import run_command
+from .cli import build_parser, run
+
+__all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve until Ctrl-C or SIGTERM; return the exit code.
+    """Serve `koala_chat.Koala` until Ctrl-C or SIGTERM; return the exit code.
 
-    Expected errors (a bad setting, a taken port) are one line on stderr and
-    exit code 2.
+    Expected failures print one line on stderr: a bad option or setting exits
+    2, an address that cannot be bound 1, as with `koala serve`.
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m koala_chat.server",
-        description="Serve the OpenAI chat-completions API, answered by Koala.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    from ..errors import UsageError
-
-    try:
-        return run(args)
-    except (UsageError, OSError) as exc:
-        sys.stderr.write(f"{parser.prog}: error: {exc}\n")
-        return 2
+    return run_command(build_parser("python -m koala_chat.server"), run, argv)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""`koala serve`: the command-line entry of the OpenAI-compatible server.
+"""The command line of the server: `koala serve` and `python -m koala_chat.server`.
 
-`add_parser(subparsers)` registers the command and `run(args)` runs it (the
-`koala` command finds both, see `koala_chat.cli.app`). Only the standard
-library and the light CLI helpers are imported at module level; aiohttp is
+Both start the same way: `add_arguments` defines the options of either parser
+and `run(args)` serves `args.provider` until Ctrl-C or SIGTERM. Only the
+standard library and the light helpers are imported at module level; aiohttp is
 imported inside `run`, so that `koala --help` stays fast.
 """
 
@@ -12,20 +12,35 @@ import argparse
 import os
 import sys
 
-from .. import defaults
-from ..cli.options import (
-    ENDPOINT_VARIABLE,
+from .._args import (
     HelpFormatter,
+    Parser,
     Subparsers,
+    add_debug,
     count,
+    port,
     positive_count,
     positive_seconds,
     seconds,
 )
+from ..defaults import (
+    API_ENDPOINT,
+    ENDPOINT_VARIABLE,
+    MAX_RETRIES,
+    SANDBOX_PORT,
+    SERVER_API_KEY_VARIABLE,
+    SERVER_GRACE,
+    SERVER_HOST,
+    SERVER_MAX_BODY,
+    SERVER_MAX_STREAMS,
+    SERVER_PORT,
+    SERVER_WORKERS,
+    TOTAL_TIMEOUT,
+)
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_arguments", "add_parser", "build_parser", "run"]
 
-API_KEY_VARIABLE = defaults.SERVER_API_KEY_VARIABLE
+DESCRIPTION = "Serve the OpenAI chat-completions API, answered by Koala."
 
 EPILOG = f"""\
 Routes: POST /v1/chat/completions (stream or not), GET /v1/models,
@@ -33,11 +48,11 @@ GET /v1/models/ID and GET /health. Point any OpenAI client at
 http://HOST:PORT/v1 (the API key is any string unless --api-key is set).
 
 examples:
-  koala serve                                      # http://127.0.0.1:1337/v1
-  koala serve --endpoint http://127.0.0.1:8000/api/gpt/   # a koala sandbox
-  {API_KEY_VARIABLE}=secret koala serve --host 0.0.0.0 --workers 2
+  koala serve                               # http://{SERVER_HOST}:{SERVER_PORT}/v1
+  koala serve --endpoint http://127.0.0.1:{SANDBOX_PORT}/api/gpt/   # a koala sandbox
+  {SERVER_API_KEY_VARIABLE}=secret koala serve --host 0.0.0.0 --workers 2
 
-Listening on anything but loopback needs an API key ({API_KEY_VARIABLE} or
+Listening on anything but loopback needs an API key ({SERVER_API_KEY_VARIABLE} or
 --api-key; the environment keeps it out of `ps`). Ctrl-C or SIGTERM stops
 accepting and lets open streams finish for --grace seconds; a second Ctrl-C
 stops at once.
@@ -45,71 +60,98 @@ stops at once.
 
 
 def add_parser(subparsers: Subparsers) -> None:
-    """Register the `serve` command on the `koala` command's subparsers."""
+    """Register `serve` on the `koala` command's subparsers."""
     parser = subparsers.add_parser(
         "serve",
         formatter_class=HelpFormatter,
         help="run an OpenAI-compatible HTTP server in front of Koala",
-        description="Serve the OpenAI chat-completions API, answered by Koala.",
+        description=DESCRIPTION,
         epilog=EPILOG,
     )
     add_arguments(parser)
+    add_debug(parser)
+    parser.set_defaults(handler=run)
+
+
+def build_parser(prog: str) -> Parser:
+    """Return the parser of the command on its own (`python -m`).
+
+    Its `provider` is None: `run` then serves `koala_chat.Koala`.
+    """
+    parser = Parser(
+        prog=prog,
+        formatter_class=HelpFormatter,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
+    add_arguments(parser)
+    parser.set_defaults(provider=None)
+    return parser
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of `koala serve` to `parser`."""
+    """Add the options of the serve command to `parser`."""
     listen = parser.add_argument_group("listening")
     listen.add_argument(
-        "--host", default="127.0.0.1", help="the address to listen on (127.0.0.1)"
+        "--host",
+        default=SERVER_HOST,
+        help=f"the address to listen on ({SERVER_HOST})",
     )
     listen.add_argument(
-        "--port", type=count, default=1337, help="the port (1337); 0 picks a free one"
+        "--port",
+        type=port,
+        default=SERVER_PORT,
+        help=f"the port ({SERVER_PORT}); 0 picks a free one",
     )
     listen.add_argument(
         "--api-key",
         metavar="KEY",
         help="require `Authorization: Bearer KEY` on /v1 routes "
-        f"(default: ${API_KEY_VARIABLE})",
+        f"(default: ${SERVER_API_KEY_VARIABLE})",
     )
     listen.add_argument(
         "--workers",
         type=positive_count,
-        default=1,
+        default=SERVER_WORKERS,
         metavar="N",
-        help="processes sharing the port with SO_REUSEPORT (1)",
+        help=f"processes sharing the port with SO_REUSEPORT ({SERVER_WORKERS})",
     )
     listen.add_argument(
         "--max-streams",
         type=positive_count,
-        default=1000,
+        default=SERVER_MAX_STREAMS,
         metavar="N",
-        help="completions at once per process; more get 429 (1000)",
+        help=f"completions at once per process; more get 429 ({SERVER_MAX_STREAMS})",
     )
     listen.add_argument(
         "--max-body",
         type=positive_count,
-        default=1024 * 1024,
+        default=SERVER_MAX_BODY,
         metavar="BYTES",
-        help="the largest request body; larger get 413 (1048576)",
+        help=f"the largest request body; larger get 413 ({SERVER_MAX_BODY})",
     )
     listen.add_argument(
         "--grace",
         type=seconds,
-        default=10.0,
+        default=SERVER_GRACE,
         metavar="SECONDS",
-        help="how long open streams may finish after Ctrl-C or SIGTERM (10)",
+        help="how long open streams may finish after Ctrl-C or SIGTERM "
+        f"({SERVER_GRACE:g})",
     )
     listen.add_argument(
         "--quiet",
         action="store_true",
         help="no access log (start, stop and errors only)",
     )
-    upstream = parser.add_argument_group("upstream (passed to the Koala provider)")
+    _add_upstream_arguments(parser)
+
+
+def _add_upstream_arguments(parser: argparse.ArgumentParser) -> None:
+    upstream = parser.add_argument_group("upstream (passed to the provider)")
     upstream.add_argument(
         "--endpoint",
         metavar="URL",
-        help=f"the Koala API URL (default: ${ENDPOINT_VARIABLE}, "
-        "else https://koala.sh/api/gpt/)",
+        help=f"the Koala API URL (default: ${ENDPOINT_VARIABLE}, else {API_ENDPOINT})",
     )
     upstream.add_argument(
         "--proxy",
@@ -120,18 +162,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout",
         type=positive_seconds,
         metavar="SECONDS",
-        help="time limit of each upstream request (the provider's: 300)",
+        help=f"time limit of each upstream request (the provider's: {TOTAL_TIMEOUT:g})",
     )
     upstream.add_argument(
         "--retries",
         type=count,
         metavar="N",
-        help="further upstream attempts before any text arrived (the provider's: 2)",
+        help="further upstream attempts before any text arrived "
+        f"(the provider's: {MAX_RETRIES})",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until Ctrl-C or SIGTERM; return the exit code.
+    """Serve `args.provider` (None: `koala_chat.Koala`) until Ctrl-C or SIGTERM.
+
+    Returns the exit code.
 
     Raises:
         UsageError: a bad setting, or a non-loopback host without an API key.
@@ -141,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
     # logging alone costs it about 13 ms (under 0.1 s).
     import logging
 
+    from ..providers import Koala
     from .app import ACCESS_LOGGER
     from .config import ServerConfig
     from .runner import serve
@@ -161,11 +207,11 @@ def run(args: argparse.Namespace) -> int:
     config = ServerConfig(
         host=args.host,
         port=args.port,
-        api_key=args.api_key or os.environ.get(API_KEY_VARIABLE) or None,
+        api_key=args.api_key or os.environ.get(SERVER_API_KEY_VARIABLE) or None,
         max_body=args.max_body,
         max_streams=args.max_streams,
         grace=args.grace,
         workers=args.workers,
         provider_options={k: v for k, v in options.items() if v is not None},
     )
-    return serve(config)
+    return serve(config, args.provider or Koala)

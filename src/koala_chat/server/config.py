@@ -9,20 +9,10 @@ from typing import Any, Final
 from .. import defaults
 from ..errors import UsageError
 
-__all__ = [
-    "API_KEY_VARIABLE",
-    "DEFAULT_HOST",
-    "DEFAULT_PORT",
-    "ServerConfig",
-    "is_loopback",
-]
+__all__ = ["API_KEY_VARIABLE", "ServerConfig", "is_loopback"]
 
+#: The environment variable that holds the server's own API key.
 API_KEY_VARIABLE: Final = defaults.SERVER_API_KEY_VARIABLE
-DEFAULT_HOST: Final = defaults.SERVER_HOST
-DEFAULT_PORT: Final = defaults.SERVER_PORT
-DEFAULT_MAX_BODY: Final = defaults.SERVER_MAX_BODY
-DEFAULT_MAX_STREAMS: Final = defaults.SERVER_MAX_STREAMS
-DEFAULT_GRACE: Final = defaults.SERVER_GRACE
 
 
 def is_loopback(host: str) -> bool:
@@ -44,13 +34,13 @@ class ServerConfig:
     the repr.
     """
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
+    host: str = defaults.SERVER_HOST
+    port: int = defaults.SERVER_PORT
     api_key: str | None = field(default=None, repr=False)
-    max_body: int = DEFAULT_MAX_BODY
-    max_streams: int = DEFAULT_MAX_STREAMS
-    grace: float = DEFAULT_GRACE
-    workers: int = 1
+    max_body: int = defaults.SERVER_MAX_BODY
+    max_streams: int = defaults.SERVER_MAX_STREAMS
+    grace: float = defaults.SERVER_GRACE
+    workers: int = defaults.SERVER_WORKERS
     provider_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,6 +1,7 @@
 """Errors in the OpenAI shape: `{"error": {"message", "type", "param", "code"}}`.
 
-`failure_for` is the one place that maps our errors to HTTP statuses:
+`STATUSES` is the one table that maps our errors to HTTP statuses, looked up
+along the error class's MRO (`koala_chat._mro.lookup`) by `failure_for`:
 
     UsageError                  400 invalid_request_error
     ModelNotFoundError          404 invalid_request_error / model_not_found
@@ -27,6 +28,8 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
+from .. import defaults
+from .._mro import lookup
 from ..errors import (
     CloudflareChallengeError,
     ConnectError,
@@ -38,12 +41,31 @@ from ..errors import (
     UsageError,
 )
 
-__all__ = ["DONE_EVENT", "Failure", "FailureError", "bad_request", "failure_for"]
+__all__ = [
+    "DONE_EVENT",
+    "STATUSES",
+    "Failure",
+    "FailureError",
+    "bad_request",
+    "failure_for",
+]
 
 DONE_EVENT: Final = b"data: [DONE]\n\n"
 
-#: Retry-After sent for an upstream rate limit that named no time.
-DEFAULT_RETRY_AFTER: Final = 10
+#: The HTTP status, OpenAI error type and code of each error class; a subclass
+#: without an entry of its own takes its nearest ancestor's. An exception that
+#: is not ours is a bug of the server: 500, with details only in the log.
+STATUSES: Mapping[type[BaseException], tuple[int, str, str]] = {
+    ModelNotFoundError: (404, "invalid_request_error", "model_not_found"),
+    UsageError: (400, "invalid_request_error", "invalid_request"),
+    RateLimitError: (429, "rate_limit_error", "rate_limit_exceeded"),
+    KoalaTimeoutError: (504, "upstream_error", "upstream_timeout"),
+    CloudflareChallengeError: (502, "upstream_error", "upstream_challenge"),
+    ConnectError: (502, "upstream_error", "upstream_unreachable"),
+    ProtocolError: (502, "upstream_error", "upstream_protocol_error"),
+    # Any other error of ours: the upstream misbehaved.
+    KoalaError: (502, "upstream_error", "upstream_error"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,31 +119,24 @@ def bad_request(message: str, code: str = "invalid_request") -> Failure:
 
 
 def failure_for(exc: BaseException) -> Failure:
-    """Return the error reply for `exc` (see the module docstring)."""
-    if isinstance(exc, ModelNotFoundError):
-        return Failure(404, "invalid_request_error", "model_not_found", str(exc))
-    if isinstance(exc, UsageError):
-        return bad_request(str(exc))
-    if isinstance(exc, RateLimitError):
-        wait = exc.retry_after
-        seconds = DEFAULT_RETRY_AFTER if wait is None else max(1, math.ceil(wait))
+    """Return the error reply for `exc` (see `STATUSES`)."""
+    entry = lookup(STATUSES, exc, None)
+    if entry is None:
         return Failure(
-            429,
-            "rate_limit_error",
-            "rate_limit_exceeded",
+            500, "server_error", "internal_error", "internal server error (see its log)"
+        )
+    status, kind, code = entry
+    if isinstance(exc, RateLimitError):
+        # Pass the upstream's wait on, so that the client's backoff honours it.
+        wait = exc.retry_after
+        seconds = (
+            defaults.SERVER_RETRY_AFTER if wait is None else max(1, math.ceil(wait))
+        )
+        return Failure(
+            status,
+            kind,
+            code,
             f"the Koala API is rate limiting us: {exc}",
             {"Retry-After": str(seconds)},
         )
-    if isinstance(exc, KoalaTimeoutError):
-        return Failure(504, "upstream_error", "upstream_timeout", str(exc))
-    if isinstance(exc, CloudflareChallengeError):
-        return Failure(502, "upstream_error", "upstream_challenge", str(exc))
-    if isinstance(exc, ConnectError):
-        return Failure(502, "upstream_error", "upstream_unreachable", str(exc))
-    if isinstance(exc, ProtocolError):
-        return Failure(502, "upstream_error", "upstream_protocol_error", str(exc))
-    if isinstance(exc, KoalaError):
-        return Failure(502, "upstream_error", "upstream_error", str(exc))
-    return Failure(
-        500, "server_error", "internal_error", "internal server error (see its log)"
-    )
+    return Failure(status, kind, code, str(exc))

@@ -1,0 +1,151 @@
+"""The argparse pieces every command line of the package shares.
+
+`koala` (`koala_chat.cli`), `python -m koala_chat.server` and `python -m
+koala_chat.sandbox` build their parsers from these, so an option is parsed and
+refused the same way whichever way a command is started. Standard library and
+our error tree only: `koala --help` loads this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn, TypeAlias
+
+from .errors import UsageError
+
+__all__ = [
+    "HelpFormatter",
+    "Parser",
+    "Subparsers",
+    "add_debug",
+    "count",
+    "exit_status",
+    "port",
+    "positive_count",
+    "positive_seconds",
+    "run_command",
+    "seconds",
+]
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the epilog's examples as written, with room for long options."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Report a usage error in one line and exit with code 2 (usage)."""
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[Parser]"
+
+
+def positive_seconds(text: str) -> float:
+    """Parse a finite number of seconds > 0 (an argparse `type`)."""
+    value = _float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """Parse a finite number of seconds >= 0 (an argparse `type`)."""
+    value = _float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 seconds or more, not {text}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds, not {text!r}"
+        ) from None
+
+
+def count(text: str, least: int = 0) -> int:
+    """Parse a whole number >= `least` (an argparse `type`)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number, not {text!r}"
+        ) from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {least} or more, not {value}")
+    return value
+
+
+def positive_count(text: str) -> int:
+    """Parse a whole number >= 1 (an argparse `type`)."""
+    return count(text, 1)
+
+
+def port(text: str) -> int:
+    """Parse a TCP port, 0 (any free one) to 65535 (an argparse `type`)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"not a port number (0 to 65535): {text!r}"
+        ) from None
+    return value
+
+
+def add_debug(parser: argparse.ArgumentParser) -> None:
+    """Accept `--debug` after a subcommand too, without hiding `koala --debug`.
+
+    SUPPRESS keeps the subcommand from resetting a value the main parser set.
+    """
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the full traceback of an error",
+    )
+
+
+def exit_status(exc: SystemExit) -> int:
+    """Return the exit code a `SystemExit` (from argparse, say) stands for."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(f"{code}\n")
+    return 1
+
+
+def run_command(
+    parser: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace], int],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Parse `argv` with `parser`, call `run`, and return the exit code.
+
+    The entry point of a `python -m` command: the exit codes are those of the
+    `koala` command for the same failures (2 for usage, 1 for a system error
+    such as a taken port, 130 for Ctrl-C), each reported in one line.
+    """
+    try:
+        return run(parser.parse_args(argv))
+    except SystemExit as exc:
+        return exit_status(exc)
+    except KeyboardInterrupt:
+        return 130
+    except (UsageError, OSError) as exc:
+        sys.stderr.write(f"{parser.prog}: error: {' '.join(str(exc).split())}\n")
+        sys.stderr.flush()
+        return 2 if isinstance(exc, UsageError) else 1

@@ -43,10 +43,7 @@ class KoalaOptions(llm.Options):
 
     protocol: Literal["auto", "history", "messages", "api"] | None = Field(
         default=None,
-        description=(
-            "The Koala dialect to speak: auto, history, messages or api "
-            "(docs/protocol.md)"
-        ),
+        description="The Koala dialect to speak: auto, history, messages or api",
     )
     endpoint: str | None = Field(
         default=None,

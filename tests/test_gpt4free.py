@@ -72,6 +72,16 @@ async def test_stream_keyword_gives_text_pieces(sandbox: Sandbox) -> None:
         assert [piece async for piece in pieces] == ["Hel", "lo", ", wor", "ld"]
 
 
+async def test_closing_text_pieces_closes_the_response(sandbox: Sandbox) -> None:
+    sandbox.push(Reply(values=["one", {"text": "two"}], stall_at=1))
+    stream = Koala.create_async_generator(
+        "", HI, api_endpoint=sandbox.api_endpoint, stream=True
+    )
+    assert await stream.__anext__() == "one"
+    await stream.aclose()
+    assert await sandbox.wait_disconnect_async()
+
+
 # --- Client --------------------------------------------------------------------------
 
 
@@ -244,3 +254,23 @@ def test_single_provider_retry(sandbox: Sandbox) -> None:
         MIXED_TEXT
     )
     assert len(sandbox.requests) == 2
+
+
+def test_stopping_early_closes_each_stream_once(sandbox: Sandbox) -> None:
+    # gpt4free's retry provider leaves the provider's stream it stops early to
+    # the loop's shutdown, which closes all open generators at once: none may
+    # be closed twice (asyncio reports that to the loop's exception handler).
+    sandbox.push(Reply(values=MIXED))
+    reports: list[dict[str, object]] = []
+
+    async def ask() -> str | None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: reports.append(context))
+        provider = IterListProvider([Koala], shuffle=False)
+        completion = await AsyncClient(provider=provider).chat.completions.create(
+            messages=HI, max_tokens=2, api_endpoint=sandbox.api_endpoint
+        )
+        return completion.choices[0].message.content
+
+    assert asyncio.run(ask()) == "Hello"
+    assert reports == []

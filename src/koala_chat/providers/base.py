@@ -4,19 +4,27 @@ A provider subclasses `AsyncGeneratorProvider` and implements the async generato
 classmethod `create_async_generator`; the base derives the text and sync APIs
 from it. `ProviderModelMixin` resolves model names. Neither mutates the class or
 the caller's arguments at run time.
+
+A provider is also a provider of the gpt4free package: its client reads the
+attributes and classmethods marked below, and calls `create_async_generator`
+itself, with its `stream` keyword, where it expects text; `text_for_gpt4free`
+gives it text there.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator, Mapping
+import functools
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from contextlib import aclosing
-from typing import Any, ClassVar
+from typing import Any, ClassVar, ParamSpec
 
 from .._sync import iterate_sync
 from ..errors import ModelNotFoundError, UsageError
 from ..messages import JSONValue, Messages, text_of
 
-__all__ = ["AsyncGeneratorProvider", "ProviderModelMixin"]
+__all__ = ["AsyncGeneratorProvider", "ProviderModelMixin", "text_for_gpt4free"]
+
+_P = ParamSpec("_P")
 
 
 class AsyncGeneratorProvider:
@@ -33,6 +41,26 @@ class AsyncGeneratorProvider:
     supports_stream: ClassVar[bool] = True
     supports_message_history: ClassVar[bool] = False
     supports_system_message: ClassVar[bool] = False
+
+    # Read by gpt4free's client and retry providers; we never read them.
+    #: No API key: gpt4free looks none up for this provider.
+    needs_auth: ClassVar[bool] = False
+    #: gpt4free limits the gap between pieces with its own `stream_timeout`
+    #: keyword, and passes `timeout` on to the provider (our total limit).
+    use_stream_timeout: ClassVar[bool] = True
+    #: gpt4free's score of the provider: it adds one for each reply that gave
+    #: text and takes one off for each failure.
+    live: ClassVar[int] = 0
+
+    @classmethod
+    def get_dict(cls) -> dict[str, str | None]:
+        """Return the provider's name and URL, as gpt4free describes a provider."""
+        return {"name": cls.__name__, "url": cls.url, "label": None}
+
+    @classmethod
+    def get_parent(cls) -> str:
+        """Return the name gpt4free files API keys and statistics under."""
+        return cls.__name__
 
     @classmethod
     def create_async_generator(
@@ -99,8 +127,11 @@ class ProviderModelMixin:
     accept_unknown_models: ClassVar[bool] = False
 
     @classmethod
-    def get_models(cls) -> list[str]:
-        """Return the known models, or `[default_model]` when none are listed."""
+    def get_models(cls, **kwargs: Any) -> list[str]:
+        """Return the known models, or `[default_model]` when none are listed.
+
+        Keywords (gpt4free passes `api_key`) change nothing: the list is fixed.
+        """
         if cls.models:
             return list(cls.models)
         return [cls.default_model] if cls.default_model else []
@@ -134,3 +165,70 @@ class ProviderModelMixin:
             model=model,
             models=valid,
         )
+
+
+def text_for_gpt4free(
+    create: Callable[_P, AsyncGenerator[JSONValue, None]],
+) -> Callable[_P, AsyncGenerator[JSONValue, None]]:
+    """Give gpt4free text where it calls `create_async_generator` directly.
+
+    gpt4free calls a provider's `create_async_generator` with its `stream`
+    keyword and joins whatever it yields with `str()`, so an object value would
+    reach its text as a Python repr and stop its retry provider, which counts
+    only strings as a reply. Called with `stream`, the decorated generator yields
+    the text pieces of `text_of` instead of the values; called without it, as
+    this library and its users do, it is returned untouched and yields every
+    JSON value, with no extra generator in between.
+
+    Example:
+        >>> class Echo(AsyncGeneratorProvider):
+        ...     @classmethod
+        ...     @text_for_gpt4free
+        ...     async def create_async_generator(cls, model, messages, **kwargs):
+        ...         yield {"text": "Hi"}
+    """
+
+    @functools.wraps(create)
+    def dispatch(
+        *args: _P.args, **kwargs: _P.kwargs
+    ) -> AsyncGenerator[JSONValue, None]:
+        values = create(*args, **kwargs)
+        if "stream" not in kwargs:
+            return values
+        return _TextPieces(values)
+
+    return dispatch
+
+
+class _TextPieces(AsyncGenerator[JSONValue, None]):
+    """The text pieces of a stream of values, closing the stream when closed.
+
+    An object rather than an async generator function: gpt4free leaves the
+    generators it stops early to be closed when the event loop shuts down,
+    which closes every async generator at once, and an async generator that
+    closed the stream it wraps would then close it a second time, concurrently.
+    This object only closes the stream when it is itself closed.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: AsyncGenerator[JSONValue, None]) -> None:
+        self._values = values
+
+    async def __anext__(self) -> JSONValue:
+        return await self._text(await self._values.__anext__())
+
+    async def asend(self, value: None) -> JSONValue:
+        return await self.__anext__()
+
+    async def athrow(self, typ: Any, val: Any = None, tb: Any = None, /) -> JSONValue:
+        return await self._text(await self._values.athrow(typ, val, tb))
+
+    async def aclose(self) -> None:
+        await self._values.aclose()
+
+    async def _text(self, value: JSONValue) -> str:
+        """Return the text of `value`, or of the next value that has some."""
+        while not (text := text_of(value)):
+            value = await self._values.__anext__()
+        return text

@@ -38,7 +38,7 @@ from ..requests import (
 )
 from ..sse import DEFAULT_MAX_EVENT_SIZE
 from ..urls import check_endpoint
-from .base import AsyncGeneratorProvider, ProviderModelMixin
+from .base import AsyncGeneratorProvider, ProviderModelMixin, text_for_gpt4free
 from .options import ENDPOINT_VARIABLE, RequestOptions, retry_wait
 
 __all__ = ["ENDPOINT_VARIABLE", "Koala"]
@@ -71,6 +71,7 @@ class Koala(AsyncGeneratorProvider, ProviderModelMixin):
     accept_unknown_models = True
 
     @classmethod
+    @text_for_gpt4free
     async def create_async_generator(
         cls,
         model: str,

@@ -106,8 +106,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_the_repeated_defaults_agree_with_the_provider() -> None:
     from koala_chat import Koala
+    from koala_chat.defaults import TOTAL_TIMEOUT as DEFAULT_TOTAL_TIMEOUT
     from koala_chat.providers import options
-    from koala_chat.requests import DEFAULT_TOTAL_TIMEOUT
 
     assert DEFAULT_TIMEOUT == DEFAULT_TOTAL_TIMEOUT
     assert DEFAULT_RETRIES == options.DEFAULT_MAX_RETRIES

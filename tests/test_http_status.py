@@ -1,25 +1,15 @@
-"""HTTP helpers: raise_for_status, get_connector, redaction, Retry-After."""
+"""koala_chat._http.status: raise_for_status, Retry-After, error excerpts."""
 
 from __future__ import annotations
 
 import email.utils
-import socket
 import time
 
 import aiohttp
-import aiohttp_socks
 import pytest
 
-from koala_chat import (
-    ConnectError,
-    Koala,
-    RateLimitError,
-    StatusError,
-    UsageError,
-    get_connector,
-    raise_for_status,
-)
-from koala_chat.requests import Timeouts, parse_retry_after, redact_url, text_excerpt
+from koala_chat import RateLimitError, StatusError, raise_for_status
+from koala_chat._http.status import parse_retry_after, text_excerpt
 from koala_chat.sandbox import Reply, Sandbox
 
 
@@ -68,66 +58,6 @@ def test_text_excerpt_is_short_and_one_line() -> None:
     excerpt = text_excerpt("word " * 500)
     assert len(excerpt) == 200
     assert excerpt.endswith("…")
-
-
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("http://user:hunter2@proxy:8080", "http://user:***@proxy:8080"),
-        ("socks5://u:p%40ss@[::1]:1080/", "socks5://u:***@[::1]:1080/"),
-        ("http://proxy:8080", "http://proxy:8080"),
-    ],
-)
-def test_redact_url(url: str, shown: str) -> None:
-    assert redact_url(url) == shown
-
-
-async def test_get_connector_returns_the_callers_connector_untouched() -> None:
-    async with aiohttp.TCPConnector() as mine:
-        assert get_connector(mine, "socks5://127.0.0.1:1080") is mine
-        assert not mine.closed
-
-
-async def test_get_connector_builds_one_for_socks_only() -> None:
-    assert get_connector() is None
-    assert get_connector(proxy="http://127.0.0.1:3128") is None
-    connector = get_connector(proxy="socks5h://u:p@127.0.0.1:1080")
-    assert isinstance(connector, aiohttp_socks.ProxyConnector)
-    await connector.close()
-
-
-@pytest.mark.parametrize(
-    "proxy", ["ftp://proxy:21", "socks5://proxy", "http://:8080", "socks9://h:1"]
-)
-def test_unsupported_proxies_are_usage_errors(proxy: str) -> None:
-    with pytest.raises(UsageError):
-        get_connector(proxy=proxy)
-
-
-@pytest.mark.parametrize("scheme", ["http", "socks5"])
-async def test_a_dead_proxy_is_an_error_without_the_password(scheme: str) -> None:
-    with socket.socket() as probe:  # a port with nobody listening
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proxy = f"{scheme}://koala:s3cr3t-pw@127.0.0.1:{port}"
-    with pytest.raises(ConnectError) as caught:
-        async for _ in Koala.create_async_generator(
-            "",
-            [{"role": "user", "content": "hi"}],
-            proxy=proxy,
-            api_endpoint="http://127.0.0.1:9/api/gpt/",
-            max_retries=0,
-        ):
-            pass
-    assert "s3cr3t-pw" not in str(caught.value)
-    assert "s3cr3t-pw" not in repr(caught.value)
-    assert "***" in str(caught.value)
-
-
-@pytest.mark.parametrize("value", [0, -1, "3", True])
-def test_timeouts_must_be_positive_numbers(value: object) -> None:
-    with pytest.raises(UsageError, match="total timeout"):
-        Timeouts(total=value)  # type: ignore[arg-type]
 
 
 def _body() -> dict[str, object]:

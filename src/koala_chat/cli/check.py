@@ -61,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
+    from ..providers import Koala
     from .probe import probe, report
 
-    result = asyncio.run(probe(Connection.from_args(args), args.prompt))
+    result = asyncio.run(probe(Koala, Connection.from_args(args), args.prompt))
     if args.json:
         sys.stdout.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
     else:

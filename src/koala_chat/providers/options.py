@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .. import defaults
@@ -43,7 +43,10 @@ class RequestOptions:
     """The keyword options of `create_async_generator`, checked.
 
     `api_endpoint` is the caller's own choice, None when not given; the provider
-    decides what that means (`HTTPProvider.resolve_endpoint`).
+    decides what that means (`HTTPProvider.resolve_endpoint`). `extra` holds the
+    other keywords, unchecked: a provider reads its own options there (and
+    ignores the rest, as gpt4free callers pass options meant for others). It is
+    left out of the repr, as it may hold a key.
     """
 
     api_endpoint: str | None
@@ -52,6 +55,7 @@ class RequestOptions:
     retry_backoff: float
     max_retry_wait: float
     max_event_size: int
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> RequestOptions:
@@ -69,7 +73,23 @@ class RequestOptions:
             max_event_size=_count(
                 kwargs, "max_event_size", defaults.MAX_EVENT_SIZE, minimum=1
             ),
+            extra={k: v for k, v in kwargs.items() if k not in _KNOWN},
         )
+
+
+#: The keywords `RequestOptions.from_kwargs` checks itself.
+_KNOWN: Final = frozenset(
+    (
+        "api_endpoint",
+        "timeout",
+        "connect_timeout",
+        "idle_timeout",
+        "max_retries",
+        "retry_backoff",
+        "max_retry_wait",
+        "max_event_size",
+    )
+)
 
 
 def _count(

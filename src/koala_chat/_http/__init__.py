@@ -19,9 +19,10 @@ from .status import (
     text_excerpt,
 )
 from .timeouts import Timeouts, remaining
-from .translate import translate_error, translate_errors
+from .translate import FOREIGN_ERRORS, translate_error, translate_errors
 
 __all__ = [
+    "FOREIGN_ERRORS",
     "Timeouts",
     "get_connector",
     "http_proxy",

@@ -29,10 +29,10 @@ from ..errors import (
 from ..urls import redact_url
 from .timeouts import Timeouts
 
-__all__ = ["translate_error", "translate_errors"]
+__all__ = ["FOREIGN_ERRORS", "translate_error", "translate_errors"]
 
 #: What `translate_errors` catches: everything aiohttp and aiohttp-socks raise.
-_FOREIGN: Final = (
+FOREIGN_ERRORS: Final = (
     aiohttp.ClientError,
     aiohttp_socks.ProxyError,
     aiohttp_socks.ProxyConnectionError,
@@ -56,7 +56,7 @@ async def translate_errors(
     except KoalaError:
         # Already ours: our KoalaTimeoutError is also a builtin TimeoutError.
         raise
-    except _FOREIGN as exc:
+    except FOREIGN_ERRORS as exc:
         raise translate_error(exc, url, timeouts, proxy) from exc
 
 

@@ -119,7 +119,7 @@ class HTTPProvider(AsyncGeneratorProvider, ProviderModelMixin):
         """
         options, request = cls._prepare(model, messages, kwargs)
         async with (
-            Call.open(options, proxy, connector) as call,
+            Call(options, proxy, connector) as call,
             aclosing(call.batches(request, cls.read_reply)) as batches,
         ):
             # Lists travel the layers below (all that one chunk of the reply
@@ -158,7 +158,7 @@ class HTTPProvider(AsyncGeneratorProvider, ProviderModelMixin):
         """
         options, request = cls._prepare(model, messages, kwargs)
         async with (
-            Call.open(options, proxy, connector) as call,
+            Call(options, proxy, connector) as call,
             call.attempt(request, cls.read_reply) as attempt,
         ):
             yield attempt

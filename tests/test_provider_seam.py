@@ -101,6 +101,7 @@ def assert_sent_by_whole_answer(request: RecordedRequest, model: str) -> None:
     assert "Visitor-ID" not in request.headers  # none of Koala's headers
 
 
+@pytest.mark.usefixtures("no_leaks")
 async def test_open_attempt_shows_the_response_beside_the_values(
     sandbox: Sandbox,
 ) -> None:
@@ -117,6 +118,7 @@ async def test_open_attempt_shows_the_response_beside_the_values(
     assert_sent_by_whole_answer(request, "whole-1")
 
 
+@pytest.mark.usefixtures("no_leaks")
 async def test_open_attempt_translates_a_status_and_does_not_retry(
     sandbox: Sandbox,
 ) -> None:
@@ -131,6 +133,22 @@ async def test_open_attempt_translates_a_status_and_does_not_retry(
     assert len(sandbox.requests) == 1
 
 
+@pytest.mark.usefixtures("no_leaks")
+async def test_leaving_an_attempt_early_closes_everything(sandbox: Sandbox) -> None:
+    sandbox.push(Reply(values=["one", "two"], stall_at=1))
+    try:
+        async with WholeAnswer.open_attempt(
+            "", CONVERSATION, api_endpoint=sandbox.api_endpoint
+        ) as attempt:
+            values = attempt.values()
+            assert await anext(values) == "one"
+            await values.aclose()
+    finally:
+        sandbox.release()
+    assert attempt.response.closed
+
+
+@pytest.mark.usefixtures("no_leaks")
 async def test_the_base_retries_for_the_subclass(sandbox: Sandbox) -> None:
     sandbox.push(Reply(status=503, body=b"busy"), whole_reply())
     text = await WholeAnswer.create_async(
@@ -145,6 +163,7 @@ async def test_the_base_retries_for_the_subclass(sandbox: Sandbox) -> None:
     assert_sent_by_whole_answer(sandbox.requests[1], "whole-2")
 
 
+@pytest.mark.usefixtures("no_leaks")
 async def test_the_reader_decides_by_content_type(sandbox: Sandbox) -> None:
     sandbox.push(Reply(values=["an event", {"text": " stream"}]))
     values = [

@@ -8,6 +8,13 @@ endpoint, the session, connector and proxy rules, the time limits and the
 deadline over retries, the retry decision, and the translation of aiohttp's
 exceptions into ours.
 
+Both hooks receive the checked options (whose `extra` holds a subclass's own
+keywords) and `read_reply` the response itself, so a provider may choose its
+request and its way of reading per call and per reply. A provider that sends
+a second, different request when the first is refused (one dialect, then
+another) opens one `Call` and sends both through `call.batches`: they share
+the session, the proxy and the deadline.
+
     class Echo(HTTPProvider):
         api_endpoint = "http://127.0.0.1:8000/api/echo"
 

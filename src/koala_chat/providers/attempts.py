@@ -5,8 +5,8 @@ connection pool, borrowed or its own), the proxy, the checked options and the
 deadline of the whole call. `async with call.attempt(request, reader)` makes
 one request and gives an `Attempt`, the response beside its values;
 `Call.batches` makes attempts until one succeeds or the retry policy
-(`options.retry_wait`) gives up. A call may
-send several different requests, one after the other, under one deadline.
+(`options.retry_wait`) gives up. A call may send several different requests,
+one after the other, under one deadline.
 
 The resource rules: a borrowed connector is never closed (the session does not
 own it); a proxy is applied exactly once (SOCKS in the connector, HTTP per

@@ -21,14 +21,18 @@ from hardening import MESSAGES, collect, collect_into, reply_text
 from koala_chat import (
     CloudflareChallengeError,
     ConnectError,
+    InvalidJSONError,
     JSONValue,
     Koala,
+    KoalaError,
     KoalaTimeoutError,
+    ProxyError,
     RateLimitError,
     ServerError,
     StatusError,
     TransportError,
 )
+from koala_chat.providers.options import RequestOptions, retry_wait
 from koala_chat.sandbox import Reply, Sandbox
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
@@ -302,3 +306,25 @@ async def test_sync_api_retries_without_duplicates(sandbox: Sandbox) -> None:
 
     assert pieces == PIECES
     assert len(sandbox.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (ConnectError("refused"), True),
+        (KoalaTimeoutError("idle", limit="idle", seconds=1.0), True),
+        (ProxyError("bad credentials"), False),  # a ConnectError, yet not retried
+        (ServerError("503", status=503), True),
+        (RateLimitError("429", status=429), True),
+        (CloudflareChallengeError("403", status=403), False),
+        (StatusError("404", status=404), False),
+        (InvalidJSONError("not JSON"), False),
+    ],
+)
+def test_the_retry_policy_follows_the_error_class(
+    error: KoalaError, retried: bool
+) -> None:
+    options = RequestOptions.from_kwargs(FAST)
+    wait = retry_wait(error, 1, options, delivered=False, time_left=None)
+    assert (wait is not None) == retried
+    assert retry_wait(error, 1, options, delivered=True, time_left=None) is None

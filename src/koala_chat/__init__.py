@@ -34,10 +34,10 @@ from .errors import (
 from .messages import JSONValue, Message, Messages, text_of
 
 if TYPE_CHECKING:
+    from ._http import get_connector, raise_for_status
     from .client import AsyncClient, Client
     from .helper import get_random_string
     from .providers import AsyncGeneratorProvider, Koala, ProviderModelMixin
-    from .requests import get_connector, raise_for_status
 
 __version__ = "0.1.0"
 
@@ -81,9 +81,9 @@ _LAZY = {
     "AsyncGeneratorProvider": ".providers",
     "Koala": ".providers",
     "ProviderModelMixin": ".providers",
-    "get_connector": ".requests",
+    "get_connector": "._http.proxies",
     "get_random_string": ".helper",
-    "raise_for_status": ".requests",
+    "raise_for_status": "._http.status",
 }
 
 

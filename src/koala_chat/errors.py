@@ -21,7 +21,7 @@ Every error prints as one readable line and carries its facts in typed attribute
 Each takes its message as the only positional argument and everything else by
 keyword with a default, so the default exception pickling (`cls(*args)` followed by
 restoring `__dict__`) round-trips them. Messages never hold secrets: URLs are
-redacted before they reach an error (see `koala_chat.requests.redact_url`).
+redacted before they reach an error (see `koala_chat.urls.redact_url`).
 """
 
 from __future__ import annotations

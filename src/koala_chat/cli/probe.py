@@ -1,11 +1,10 @@
 """One real request to the endpoint, timed: the work behind `koala check`.
 
-The request is made here rather than through `Koala.create_async_generator`
-because a health check needs what the provider does not expose: the status of
-a successful reply and the moment its headers arrived. Everything else is the
-provider's own: the body and headers it builds, its status check, its event
-stream parser, its error translation. No retries: a check reports what one
-request does.
+The request is one attempt of the provider (`open_attempt`, no retries: a check
+reports what one request does), which shows what the values alone do not: the
+status of the reply and the moment its head arrived. Everything else is the
+provider's own: the request it builds, its status check, its reply reader, its
+time limits, proxy rules and error translation.
 """
 
 from __future__ import annotations
@@ -13,22 +12,11 @@ from __future__ import annotations
 import asyncio
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
 
-import msgspec
-from aiohttp import ClientSession
-
-from ..errors import KoalaError, NotEventStreamError, UsageError
-from ..messages import normalize_messages, text_of
-from ..requests import (
-    Timeouts,
-    get_connector,
-    raise_for_status,
-    read_excerpt,
-    redact_url,
-    text_excerpt,
-    translate_errors,
-)
+from ..errors import KoalaError, UsageError
+from ..messages import text_of
+from ..providers import HTTPProvider
+from ..urls import redact_url
 from .exits import ExitCode, exit_code_for, reason_for
 from .options import Connection
 
@@ -52,13 +40,15 @@ class Probe:
     exit_code: int = ExitCode.OK
 
 
-async def probe(provider: Any, connection: Connection, prompt: str) -> Probe:
-    """Make one request and return what it showed.
+async def probe(
+    provider: type[HTTPProvider], connection: Connection, prompt: str
+) -> Probe:
+    """Make one request through `provider` and return what it showed.
 
     Raises:
         UsageError: A bad endpoint, proxy or model, before any request.
     """
-    endpoint = connection.endpoint or provider.api_endpoint
+    endpoint = provider.resolve_endpoint(connection.endpoint)
     model = provider.get_model(connection.model)
     result = Probe(endpoint=redact_url(endpoint), model=model)
     try:
@@ -80,7 +70,7 @@ async def probe(provider: Any, connection: Connection, prompt: str) -> Probe:
 
 
 async def _measure(
-    provider: Any,
+    provider: type[HTTPProvider],
     connection: Connection,
     endpoint: str,
     model: str,
@@ -88,42 +78,19 @@ async def _measure(
     result: Probe,
 ) -> None:
     """Send the request, filling in `result` as the reply arrives."""
-    body = provider.build_body(
-        model, normalize_messages([{"role": "user", "content": prompt}])
-    )
-    headers = {"Content-Type": "application/json", **provider.build_headers()}
-    timeouts = Timeouts(total=connection.timeout)
-    connector = get_connector(None, connection.proxy)
-    # HTTP proxies go per request, SOCKS proxies in the connector: once each.
-    http_proxy = connection.proxy if connector is None else None
     loop = asyncio.get_running_loop()
     start = loop.time()
     last = start
-    async with (
-        ClientSession(connector=connector) as session,
-        translate_errors(endpoint, timeouts, connection.proxy),
-        session.post(
-            endpoint,
-            data=msgspec.json.encode(body),
-            headers=headers,
-            proxy=http_proxy,
-            timeout=timeouts.client_timeout(timeouts.total),
-        ) as response,
-    ):
-        result.status = response.status
+    async with provider.open_attempt(
+        model,
+        [{"role": "user", "content": prompt}],
+        proxy=connection.proxy,
+        api_endpoint=endpoint,
+        timeout=connection.timeout,
+    ) as attempt:
+        result.status = attempt.response.status
         result.first_byte_seconds = loop.time() - start
-        await raise_for_status(response)
-        if response.content_type != "text/event-stream":
-            # docs/protocol.md, "Errors seen in the wild": an HTML 200 is a failure.
-            excerpt = text_excerpt(await read_excerpt(response, 64 * 1024))
-            raise NotEventStreamError(
-                f"{result.endpoint} answered {response.status} with "
-                f"{response.content_type or 'no content type'} instead of an "
-                "event stream" + (f": {excerpt}" if excerpt else ""),
-                content_type=response.content_type,
-                body=excerpt,
-            )
-        async with aclosing(provider._parse_event_stream(response)) as values:
+        async with aclosing(attempt.values()) as values:
             async for value in values:
                 if not text_of(value):
                     continue

@@ -1,6 +1,23 @@
-"""Providers: the gpt4free-style base classes and the Koala provider."""
+"""Providers: the gpt4free-style base classes, the HTTP base and `Koala`.
 
+`HTTPProvider` owns the attempt loop; a provider over HTTP subclasses it and
+says only what it sends (`build_request`) and how its reply reads
+(`read_reply`). `Koala.open_attempt(...)` shows one attempt's raw response
+beside its values.
+"""
+
+from .attempts import Attempt, HTTPRequest
 from .base import AsyncGeneratorProvider, ProviderModelMixin
+from .http import HTTPProvider
 from .koala import Koala
+from .options import RequestOptions
 
-__all__ = ["AsyncGeneratorProvider", "Koala", "ProviderModelMixin"]
+__all__ = [
+    "AsyncGeneratorProvider",
+    "Attempt",
+    "HTTPProvider",
+    "HTTPRequest",
+    "Koala",
+    "ProviderModelMixin",
+    "RequestOptions",
+]

@@ -1,16 +1,18 @@
-"""The keyword options of `Koala.create_async_generator`, and the retry policy.
+"""The keyword options of an HTTP provider's call, and the retry policy.
 
 Everything here is checked before any request is sent ("Bad input").
 """
 
 from __future__ import annotations
 
-import os
 import random
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .. import defaults
+from .._http import Timeouts
+from .._mro import lookup
 from ..errors import (
     CloudflareChallengeError,
     KoalaError,
@@ -20,13 +22,6 @@ from ..errors import (
     TransportError,
     UsageError,
 )
-from ..requests import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_TOTAL_TIMEOUT,
-    Timeouts,
-)
-from ..sse import DEFAULT_MAX_EVENT_SIZE
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
@@ -45,7 +40,14 @@ DEFAULT_MAX_RETRY_WAIT: Final = defaults.MAX_RETRY_WAIT
 
 @dataclass(frozen=True, slots=True)
 class RequestOptions:
-    """The keyword options of `create_async_generator`, checked."""
+    """The keyword options of `create_async_generator`, checked.
+
+    `api_endpoint` is the caller's own choice, None when not given; the provider
+    decides what that means (`HTTPProvider.resolve_endpoint`). `extra` holds the
+    other keywords, unchecked: a provider reads its own options there (and
+    ignores the rest, as gpt4free callers pass options meant for others). It is
+    left out of the repr, as it may hold a key.
+    """
 
     api_endpoint: str | None
     timeouts: Timeouts
@@ -53,35 +55,53 @@ class RequestOptions:
     retry_backoff: float
     max_retry_wait: float
     max_event_size: int
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> RequestOptions:
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> RequestOptions:
         """Check the keyword options; raise UsageError for a bad one."""
-        endpoint = kwargs.get("api_endpoint") or os.environ.get(ENDPOINT_VARIABLE)
         return cls(
-            api_endpoint=endpoint or None,
+            api_endpoint=kwargs.get("api_endpoint") or None,
             timeouts=Timeouts(
-                connect=kwargs.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
-                idle=kwargs.get("idle_timeout", DEFAULT_IDLE_TIMEOUT),
-                total=kwargs.get("timeout", DEFAULT_TOTAL_TIMEOUT),
+                connect=kwargs.get("connect_timeout", defaults.CONNECT_TIMEOUT),
+                idle=kwargs.get("idle_timeout", defaults.IDLE_TIMEOUT),
+                total=kwargs.get("timeout", defaults.TOTAL_TIMEOUT),
             ),
             max_retries=_count(kwargs, "max_retries", DEFAULT_MAX_RETRIES),
             retry_backoff=_seconds(kwargs, "retry_backoff", DEFAULT_RETRY_BACKOFF),
             max_retry_wait=_seconds(kwargs, "max_retry_wait", DEFAULT_MAX_RETRY_WAIT),
             max_event_size=_count(
-                kwargs, "max_event_size", DEFAULT_MAX_EVENT_SIZE, minimum=1
+                kwargs, "max_event_size", defaults.MAX_EVENT_SIZE, minimum=1
             ),
+            extra={k: v for k, v in kwargs.items() if k not in _KNOWN},
         )
 
 
-def _count(kwargs: dict[str, Any], name: str, default: int, *, minimum: int = 0) -> int:
+#: The keywords `RequestOptions.from_kwargs` checks itself.
+_KNOWN: Final = frozenset(
+    (
+        "api_endpoint",
+        "timeout",
+        "connect_timeout",
+        "idle_timeout",
+        "max_retries",
+        "retry_backoff",
+        "max_retry_wait",
+        "max_event_size",
+    )
+)
+
+
+def _count(
+    kwargs: Mapping[str, Any], name: str, default: int, *, minimum: int = 0
+) -> int:
     value = kwargs.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise UsageError(f"{name} must be a whole number >= {minimum}, not {value!r}")
     return value
 
 
-def _seconds(kwargs: dict[str, Any], name: str, default: float) -> float:
+def _seconds(kwargs: Mapping[str, Any], name: str, default: float) -> float:
     value = kwargs.get(name, default)
     # `not value >= 0` also refuses NaN, which every comparison answers False.
     if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
@@ -96,23 +116,50 @@ def retry_wait(
     delivered: bool,
     time_left: float | None,
 ) -> float | None:
-    """Return how long to wait before retrying after `exc`, or None to give up."""
+    """Return how long to wait before retrying after `exc`, or None to give up.
+
+    Only failures before the first value are retried, at most `max_retries`
+    times, and only when the wait ends before the deadline.
+    """
     if delivered or attempt > options.max_retries:
         return None
-    retryable = (RateLimitError, ServerError, TransportError)
-    if not isinstance(exc, retryable) or isinstance(
-        exc, ProxyError | CloudflareChallengeError
-    ):
+    policy = lookup(_RETRY_POLICY, exc, None)
+    if policy is None:
         return None
-    if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-        if exc.retry_after > options.max_retry_wait:
-            return None
-        wait = exc.retry_after
-    else:
-        # Exponential backoff, jittered between half and all of the step so that
-        # clients that failed together do not retry together.
-        step = options.retry_backoff * 2 ** (attempt - 1)
-        wait = min(step, options.max_retry_wait) * random.uniform(0.5, 1.0)
-    if time_left is not None and wait >= time_left:
+    wait = policy(exc, attempt, options)
+    if wait is None or (time_left is not None and wait >= time_left):
         return None
     return wait
+
+
+def _backoff(exc: KoalaError, attempt: int, options: RequestOptions) -> float:
+    # Exponential backoff, jittered between half and all of the step so that
+    # clients that failed together do not retry together.
+    step = options.retry_backoff * 2.0 ** (attempt - 1)
+    return min(step, options.max_retry_wait) * random.uniform(0.5, 1.0)
+
+
+def _retry_after(
+    exc: KoalaError, attempt: int, options: RequestOptions
+) -> float | None:
+    # docs/protocol.md, "Errors seen in the wild": 402 and 429 mean the quota is
+    # used up; the server's own `Retry-After` is honoured when it is short enough.
+    assert isinstance(exc, RateLimitError)
+    if exc.retry_after is None:
+        return _backoff(exc, attempt, options)
+    if exc.retry_after > options.max_retry_wait:
+        return None
+    return exc.retry_after
+
+
+_Policy = Callable[[KoalaError, int, RequestOptions], float | None]
+
+#: Which failures are retried, and after how long; None: never. Looked up along
+#: the error's MRO, so a subclass follows its parent unless named here.
+_RETRY_POLICY: Final[Mapping[type[BaseException], _Policy | None]] = {
+    TransportError: _backoff,  # connect errors, time-outs, cut connections
+    ProxyError: None,  # a broken proxy or bad credentials stay broken
+    RateLimitError: _retry_after,
+    CloudflareChallengeError: None,  # a challenge is not passed by asking again
+    ServerError: _backoff,
+}

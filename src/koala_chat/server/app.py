@@ -17,9 +17,9 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from .._http import proxy_scheme
 from ..contract.provider import ChatProvider
 from ..providers import Koala
-from ..requests import proxy_scheme
 from .accesslog import AccessLogger
 from .config import ServerConfig
 from .middleware import auth_middleware, error_middleware

@@ -27,9 +27,9 @@ from typing import Final
 
 from aiohttp import web
 
+from .._http import proxy_scheme
 from ..contract.provider import ChatProvider
 from ..providers import Koala
-from ..requests import proxy_scheme
 from ..urls import check_endpoint, redact_url
 from .app import create_app, create_runner
 from .config import ServerConfig

@@ -1,0 +1,151 @@
+"""A reply's status becomes our error; error bodies become short excerpts."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Mapping
+from typing import Final, TypedDict
+
+from aiohttp import ClientResponse
+
+from ..errors import (
+    CloudflareChallengeError,
+    ProxyError,
+    RateLimitError,
+    ServerError,
+    StatusError,
+)
+from ..urls import redact_url
+
+__all__ = [
+    "is_cloudflare_challenge",
+    "parse_retry_after",
+    "raise_for_status",
+    "read_excerpt",
+    "text_excerpt",
+]
+
+#: How much of an error body is read to classify it, and how much is kept.
+_ERROR_BODY_LIMIT: Final = 256 * 1024
+_EXCERPT_LENGTH: Final = 200
+
+
+class _StatusDetails(TypedDict):
+    """What every StatusError carries, as keyword arguments."""
+
+    status: int
+    url: str
+    body: str
+    request_id: str | None
+
+
+async def raise_for_status(response: ClientResponse) -> None:
+    """Raise our error for a non-2xx `response`; return quietly for 2xx.
+
+    Always a coroutine. The body of an error reply is read (up to 256 KiB) to
+    recognise a Cloudflare challenge before it is cut to a short excerpt.
+
+    Raises:
+        RateLimitError: 402 or 429 (docs/protocol.md: the free quota is used up).
+        CloudflareChallengeError: a Cloudflare challenge, by header or page markers.
+        ProxyError: 407, an HTTP proxy refused the credentials (or their absence).
+        ServerError: any other 5xx.
+        StatusError: any other non-2xx status.
+    """
+    if 200 <= response.status < 300:
+        return
+    body = await read_excerpt(response, _ERROR_BODY_LIMIT)
+    url = redact_url(response.url)
+    excerpt = text_excerpt(body)
+    reason = f"{response.status} {response.reason or ''}".strip()
+    details: _StatusDetails = {
+        "status": response.status,
+        "url": url,
+        "body": excerpt,
+        "request_id": (
+            response.headers.get("cf-ray") or response.headers.get("x-request-id")
+        ),
+    }
+    if response.status == 407:
+        # RFC 9110, section 15.5.8: the proxy, not the server, wants credentials.
+        # aiohttp sends a plain-HTTP request to the proxy itself, so its 407 comes
+        # back as a response here (for HTTPS it fails the CONNECT instead).
+        raise ProxyError(f"the proxy refused the request to {url} ({reason})")
+    if is_cloudflare_challenge(response.headers, body):
+        raise CloudflareChallengeError(
+            f"Cloudflare blocked the request to {url} with a challenge ({reason}); "
+            "the Koala API cannot be used from here right now",
+            **details,
+        )
+    suffix = f": {excerpt}" if excerpt else ""
+    if response.status in (402, 429):
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        wait = f", retry after {retry_after:g} s" if retry_after is not None else ""
+        raise RateLimitError(
+            f"rate limited by {url} ({reason}{wait}){suffix}",
+            retry_after=retry_after,
+            **details,
+        )
+    error = ServerError if response.status >= 500 else StatusError
+    raise error(f"{url} answered {reason}{suffix}", **details)
+
+
+async def read_excerpt(response: ClientResponse, limit: int) -> str:
+    """Read at most `limit` bytes of the body and return them as text."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    data = b"".join(chunks)
+    try:
+        return data.decode(response.charset or "utf-8", "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
+
+
+_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def text_excerpt(body: str, length: int = _EXCERPT_LENGTH) -> str:
+    """Return a short one-line excerpt of an error body (an HTML page's title)."""
+    title = _TITLE.search(body)
+    text = title.group(1) if title else _TAG.sub(" ", body)
+    text = " ".join(text.split())
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+_CHALLENGE_MARKERS: Final = (
+    "<title>just a moment...</title>",
+    "cf-chl-",
+    "challenge-platform",
+    "cf_chl_opt",
+)
+
+
+def is_cloudflare_challenge(headers: Mapping[str, str], body: str) -> bool:
+    """Tell whether a reply is a Cloudflare challenge (docs/protocol.md, errors)."""
+    if headers.get("cf-mitigated", "").lower() == "challenge":
+        return True
+    lowered = body.lower()
+    return any(marker in lowered for marker in _CHALLENGE_MARKERS)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Return a `Retry-After` header (seconds or an HTTP date) as seconds from now."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

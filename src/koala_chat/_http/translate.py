@@ -1,0 +1,198 @@
+"""Where aiohttp's and aiohttp-socks' exceptions enter our code and become ours.
+
+One table keyed by exception class, looked up along the class's method
+resolution order (`koala_chat._mro.lookup`): a subclass without an entry of its
+own is translated as its nearest ancestor is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+import aiohttp_socks
+
+from .._mro import lookup
+from ..errors import (
+    ConnectError,
+    KoalaError,
+    KoalaTimeoutError,
+    ProxyError,
+    TransportError,
+)
+from ..urls import redact_url
+from .timeouts import Timeouts
+
+__all__ = ["FOREIGN_ERRORS", "translate_error", "translate_errors"]
+
+#: What `translate_errors` catches: everything aiohttp and aiohttp-socks raise.
+FOREIGN_ERRORS: Final = (
+    aiohttp.ClientError,
+    aiohttp_socks.ProxyError,
+    aiohttp_socks.ProxyConnectionError,
+    aiohttp_socks.ProxyTimeoutError,
+    asyncio.IncompleteReadError,
+    TimeoutError,
+)
+
+
+@asynccontextmanager
+async def translate_errors(
+    url: str, timeouts: Timeouts, proxy: str | None = None
+) -> AsyncIterator[None]:
+    """Turn aiohttp and aiohttp-socks exceptions raised inside into our errors.
+
+    Raises:
+        ProxyError, ConnectError, TransportError, KoalaTimeoutError.
+    """
+    try:
+        yield
+    except KoalaError:
+        # Already ours: our KoalaTimeoutError is also a builtin TimeoutError.
+        raise
+    except FOREIGN_ERRORS as exc:
+        raise translate_error(exc, url, timeouts, proxy) from exc
+
+
+def translate_error(
+    exc: BaseException, url: str, timeouts: Timeouts, proxy: str | None = None
+) -> KoalaError:
+    """Return our error for an exception of aiohttp or aiohttp-socks.
+
+    The URLs in the message are redacted; the work is done only on failure.
+    """
+    failure = _Failure(exc, redact_url(url), timeouts, proxy)
+    return lookup(_TRANSLATIONS, exc, _total_timeout)(failure)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """An exception and what its message needs: the target, limits, proxy."""
+
+    exc: BaseException
+    target: str
+    timeouts: Timeouts
+    proxy: str | None
+
+    @property
+    def via(self) -> str:
+        return f" via proxy {redact_url(self.proxy)}" if self.proxy else ""
+
+    @property
+    def reason(self) -> str:
+        """A one-line description of the exception, the proxy password removed."""
+        text = " ".join(str(self.exc).split()) or type(self.exc).__name__
+        if self.proxy:
+            password = urlsplit(self.proxy).password
+            if password:
+                for secret in {password, unquote(password)}:
+                    text = text.replace(secret, "***")
+        return text
+
+
+def _proxy_timeout(f: _Failure) -> KoalaError:
+    return KoalaTimeoutError(
+        f"the proxy {redact_url(f.proxy)} did not answer within {f.timeouts.connect} s",
+        limit="connect",
+        seconds=f.timeouts.connect,
+    )
+
+
+def _proxy_failed(f: _Failure) -> KoalaError:
+    return ProxyError(f"proxy {redact_url(f.proxy)} failed for {f.target}: {f.reason}")
+
+
+def _handshake_cut(f: _Failure) -> KoalaError:
+    # python-socks lets this through when a SOCKS proxy hangs up in the middle
+    # of its handshake (pproxy does on wrong credentials); aiohttp itself
+    # never raises it.
+    who = f"proxy {redact_url(f.proxy)}" if f.proxy else "the SOCKS proxy"
+    return ProxyError(
+        f"{who} closed the connection during its handshake for {f.target}"
+    )
+
+
+def _connect_timeout(f: _Failure) -> KoalaError:
+    return KoalaTimeoutError(
+        f"could not connect to {f.target}{f.via} within {f.timeouts.connect} s",
+        limit="connect",
+        seconds=f.timeouts.connect,
+    )
+
+
+def _idle_timeout(f: _Failure) -> KoalaError:
+    # SocketTimeoutError, or an older aiohttp's plain read time-out.
+    return KoalaTimeoutError(
+        f"{f.target} sent nothing for {f.timeouts.idle} s",
+        limit="idle",
+        seconds=f.timeouts.idle,
+    )
+
+
+def _connect_failed(f: _Failure) -> KoalaError:
+    return ConnectError(f"could not connect to {f.target}{f.via}: {f.reason}")
+
+
+def _cut_off(f: _Failure) -> KoalaError:
+    return TransportError(
+        f"{f.target} closed the connection before the reply ended: {f.reason}"
+    )
+
+
+def _os_error(f: _Failure) -> KoalaError:
+    if isinstance(f.exc.__cause__, socket.gaierror):
+        # A connector that resolves names itself (aiohttp-socks for socks5, as
+        # opposed to socks5h) reports a failed look-up as a bare OSError.
+        return ConnectError(
+            f"could not resolve the host of {f.target}{f.via}: {f.reason}"
+        )
+    return _client_error(f)
+
+
+def _bad_head(f: _Failure) -> KoalaError:
+    # aiohttp's parser refused the status line or the headers (a header over
+    # 8190 bytes, too many headers); its "400" is its own verdict, not the
+    # server's status, so the message leaves it out.
+    assert isinstance(f.exc, aiohttp.ClientResponseError)
+    detail = " ".join(str(f.exc.message).split())
+    return TransportError(
+        f"{f.target} sent a reply head that cannot be parsed: {detail}"
+    )
+
+
+def _client_error(f: _Failure) -> KoalaError:
+    return TransportError(f"request to {f.target} failed: {f.reason}")
+
+
+def _total_timeout(f: _Failure) -> KoalaError:
+    # aiohttp raises the builtin TimeoutError when ClientTimeout.total runs out.
+    return KoalaTimeoutError(
+        f"{f.target} did not finish the reply within the total time limit",
+        limit="total",
+        seconds=f.timeouts.total,
+    )
+
+
+_TRANSLATIONS: Final[Mapping[type[BaseException], Callable[[_Failure], KoalaError]]] = {
+    aiohttp_socks.ProxyTimeoutError: _proxy_timeout,
+    aiohttp_socks.ProxyError: _proxy_failed,
+    aiohttp_socks.ProxyConnectionError: _proxy_failed,
+    aiohttp.ClientProxyConnectionError: _proxy_failed,
+    aiohttp.ClientHttpProxyError: _proxy_failed,
+    asyncio.IncompleteReadError: _handshake_cut,
+    aiohttp.ConnectionTimeoutError: _connect_timeout,
+    aiohttp.ServerTimeoutError: _idle_timeout,
+    aiohttp.ClientConnectorError: _connect_failed,
+    aiohttp.ServerDisconnectedError: _cut_off,
+    aiohttp.ClientPayloadError: _cut_off,
+    aiohttp.ClientOSError: _os_error,
+    aiohttp.ClientResponseError: _bad_head,
+    aiohttp.ClientError: _client_error,
+    TimeoutError: _total_timeout,
+}

@@ -1,0 +1,90 @@
+"""Reading an event-stream reply into JSON values, in batches.
+
+docs/protocol.md, "Response": each event's data is one JSON value. The bytes are
+read as they come (`content.iter_any()`, not aiohttp's line iterator, which
+splits on LF only and fails on long lines) and handed to `JSONValueDecoder`,
+which does the parsing; this module does only the reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterable
+from typing import Any
+
+from aiohttp import ClientResponse
+
+from .._http import read_excerpt, text_excerpt
+from ..errors import NotEventStreamError
+from ..jsonstream import DONE_MARKER, JSONValueDecoder, loads
+from ..messages import JSONValue
+from ..urls import redact_url
+
+__all__ = ["check_event_stream", "event_batches"]
+
+
+async def event_batches(
+    response: Any, max_event_size: int, *, require_event_stream: bool = True
+) -> AsyncGenerator[list[JSONValue], None]:
+    """Yield the values of an event-stream reply in non-empty lists.
+
+    Each list holds what one chunk of the reply completed: the layers above
+    pass lists on, so that many streams stay cheap (benchmarks/bench_load.py).
+    With `require_event_stream`, a reply of another content type is refused
+    first. An object whose `content` has no `iter_any` (the stand-in response
+    of docs/protocol.md, "The provider's contract") is read as the seed's code
+    reads aiohttp's lines: each item one line, each `data:` line one value.
+
+    Raises:
+        NotEventStreamError: the reply is of another content type.
+        InvalidJSONError, IncompleteEventError, EventTooLargeError: see
+            `JSONValueDecoder`.
+    """
+    if require_event_stream:
+        await check_event_stream(response)
+    content = response.content
+    iter_any = getattr(content, "iter_any", None)
+    if iter_any is None:
+        async for value in _parse_lines(content):
+            yield [value]
+        return
+    decoder = JSONValueDecoder(max_event_size=max_event_size)
+    async for chunk in iter_any():
+        if values := decoder.feed(chunk):
+            yield values
+        if decoder.done:
+            return
+    if values := decoder.close():
+        yield values
+
+
+async def check_event_stream(response: ClientResponse) -> None:
+    """Raise NotEventStreamError unless a reply is `text/event-stream`.
+
+    docs/protocol.md, "Errors seen in the wild": an HTML page with status 200 must be
+    an error, never an empty reply.
+    """
+    if response.content_type == "text/event-stream":
+        return
+    body = text_excerpt(await read_excerpt(response, 64 * 1024))
+    kind = response.content_type or "no content type"
+    raise NotEventStreamError(
+        f"{redact_url(response.url)} answered {response.status} with {kind} instead "
+        f"of an event stream" + (f": {body}" if body else ""),
+        content_type=response.content_type,
+        body=body,
+    )
+
+
+async def _parse_lines(
+    lines: AsyncIterable[bytes | str],
+) -> AsyncGenerator[JSONValue, None]:
+    """Yield the value of each `data:` line of an iterable of lines."""
+    async for item in lines:
+        line = item.decode("utf-8", "replace") if isinstance(item, bytes) else item
+        line = line.rstrip("\r\n")
+        if not line.startswith("data:"):
+            continue  # comments, other fields and blank lines carry no value
+        data = line[6:] if line.startswith("data: ") else line[5:]
+        if data.strip() == DONE_MARKER:
+            return
+        yield loads(data)

@@ -1,0 +1,129 @@
+"""The chat page of `koala serve`: `/` and its static files, from the package.
+
+    GET /                   the page (index.html)
+    GET /static/{name}      its stylesheet, ES modules and icon
+
+The files ship in `koala_chat/server/web/`; they are read and gzipped once,
+when the first app is built, and served from memory. Only the names found
+there are served, so no path from a request ever reaches the file system.
+
+Every answer carries a strict Content-Security-Policy: scripts, styles and
+requests only from this origin, no inline script, nothing remote. The page
+talks to the server's public API only (`/v1/models`, `/v1/chat/completions`),
+so API keys and CORS settings apply to it as to any other client. Responses
+carry an ETag and `Cache-Control: no-cache`: a browser keeps the files and
+asks whether they changed (304), so an upgraded package is seen at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Final
+
+from aiohttp import web
+
+__all__ = ["SECURITY_HEADERS", "StaticFile", "add_web_routes", "static_files"]
+
+#: Sent with the page and every static file.
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": "; ".join(
+        (
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self'",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        )
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+_CONTENT_TYPES: Final = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StaticFile:
+    """One file of the page: its bytes, gzipped bytes, type and ETag."""
+
+    body: bytes
+    gzipped: bytes
+    content_type: str
+    etag: str
+
+    @classmethod
+    def of(cls, body: bytes, content_type: str) -> StaticFile:
+        """Return the file for `body`, compressed once (mtime 0: reproducible)."""
+        digest = hashlib.sha256(body).hexdigest()[:20]
+        return cls(body, gzip.compress(body, 9, mtime=0), content_type, f'"{digest}"')
+
+
+@functools.cache
+def static_files() -> dict[str, StaticFile]:
+    """Return the page's files by name, read from the package once."""
+    folder = resources.files(__package__).joinpath("web")
+    files = {}
+    for entry in folder.iterdir():
+        kind = _CONTENT_TYPES.get("." + entry.name.rpartition(".")[2])
+        if entry.is_file() and kind is not None:
+            files[entry.name] = StaticFile.of(entry.read_bytes(), kind)
+    return files
+
+
+def add_web_routes(app: web.Application) -> None:
+    """Add `/` and `/static/{name}` to `app` (no API key needed for them)."""
+    files = static_files()
+    app.router.add_get("/", functools.partial(_serve, files["index.html"]))
+    app.router.add_get("/static/{name}", functools.partial(_serve_static, files))
+
+
+async def _serve_static(
+    files: dict[str, StaticFile], request: web.Request
+) -> web.Response:
+    found = files.get(request.match_info["name"])
+    if found is None or request.match_info["name"] == "index.html":
+        raise web.HTTPNotFound()
+    return await _serve(found, request)
+
+
+async def _serve(file: StaticFile, request: web.Request) -> web.Response:
+    headers = {
+        **SECURITY_HEADERS,
+        "Cache-Control": "no-cache",
+        "ETag": file.etag,
+        "Vary": "Accept-Encoding",
+    }
+    if file.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    body = file.body
+    if _accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        body = file.gzipped
+        headers["Content-Encoding"] = "gzip"
+    headers["Content-Type"] = file.content_type
+    return web.Response(body=body, headers=headers)
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    """Tell whether an Accept-Encoding header allows gzip (RFC 9110, 12.5.3)."""
+    for item in accept_encoding.split(","):
+        name, _, params = item.partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            quality = params.strip().removeprefix("q=").strip() if params else "1"
+            try:
+                return float(quality) > 0
+            except ValueError:
+                return True
+    return False

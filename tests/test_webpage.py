@@ -103,6 +103,21 @@ def replies(page: Page):  # type: ignore[no-untyped-def]
     return page.get_by_role("article", name="Koala", exact=True)
 
 
+#: The first piece of the reply the screenshots show mid-stream.
+INTRO = """Here are three facts about koalas:
+
+1. They sleep up to **twenty hours** a day.
+2. They eat almost nothing but *eucalyptus* leaves.
+3. A newborn koala is called a `joey`.
+
+```python
+facts = ["sleepy", "picky", "small"]
+print(", ".join(facts))
+```
+
+In short, koalas """
+
+
 def screenshots(page: Page) -> None:
     """Write the page as it looks now, light and dark, for a person to look at."""
     SCREENSHOTS.mkdir(exist_ok=True)
@@ -127,24 +142,24 @@ def test_a_reply_streams_stops_and_survives_a_reload(
     prompt.press_sequentially("about koalas")
     expect(prompt).to_have_value("Tell me\nabout koalas")
     assert sandbox.requests == []
-    sandbox.push(
-        Reply(values=["Koalas ", "sleep ", "**twenty** hours."], stall_at=1, done=True)
-    )
+    sandbox.push(Reply(values=[INTRO, "sleep ", "**a lot**."], stall_at=1, done=True))
     prompt.press("Enter")
     expect(prompt).to_have_value("")
     reply = replies(page).last
     # The first piece shows while the rest is held upstream.
-    expect(reply).to_contain_text("Koalas")
+    expect(reply).to_contain_text("In short, koalas")
     assert sandbox.wait_stalled()
-    expect(reply).not_to_contain_text("sleep")
+    expect(reply).not_to_contain_text("koalas sleep")
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
     expect(page.get_by_role("button", name="Send")).to_be_disabled()
     screenshots(page)
     sandbox.release()
-    expect(reply).to_contain_text("Koalas sleep twenty hours.")
-    expect(reply.get_by_text("twenty", exact=True)).to_have_js_property(
+    expect(reply).to_contain_text("In short, koalas sleep a lot.")
+    expect(reply.get_by_text("a lot", exact=True)).to_have_js_property(
         "tagName", "STRONG"
     )
+    expect(reply.get_by_role("listitem")).to_have_count(3)
+    expect(reply.get_by_role("button", name="Copy python code")).to_be_visible()
     expect(page.get_by_role("button", name="Stop")).to_be_hidden()
     assert sandbox.requests[0].json == {
         "input": "Tell me\nabout koalas",
@@ -162,9 +177,7 @@ def test_a_reply_streams_stops_and_survives_a_reload(
     assert sandbox.wait_disconnect()
     expect(replies(page).last).to_contain_text("Stopped.")
     assert sandbox.requests[1].json is not None
-    assert sandbox.requests[1].json["outputHistory"] == [
-        "Koalas sleep **twenty** hours."
-    ]
+    assert sandbox.requests[1].json["outputHistory"] == [INTRO + "sleep **a lot**."]
 
     # Regenerate, and Esc stops that one too.
     sandbox.push(Reply(values=["Again ", "and again"], stall_at=1, done=True))
@@ -180,7 +193,7 @@ def test_a_reply_streams_stops_and_survives_a_reload(
         ["Tell me\nabout koalas", "And then?"]
     )
     expect(replies(page)).to_have_count(2)
-    expect(replies(page).first).to_contain_text("Koalas sleep twenty hours.")
+    expect(replies(page).first).to_contain_text("koalas sleep a lot.")
     expect(replies(page).last).to_contain_text("Again")
     expect(page.get_by_role("heading", level=1)).to_have_text("Tell me about koalas")
 

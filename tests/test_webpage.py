@@ -24,13 +24,16 @@ from koala_chat.server.webpage import static_files
 from server_fixtures import ServerThread
 
 
-def fetch(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers=headers)
+def fetch(
+    url: str, data: bytes | None = None, **headers: str
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, data, headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+        with error:
+            return error.code, dict(error.headers), error.read()
 
 
 # --- the files and their headers --------------------------------------------

@@ -377,3 +377,39 @@ def test_switches_show_only_where_the_server_offers_them(
     expect(replies(page).last.get_by_role("alert")).to_contain_text(
         "The server refused the request: protocol: unknown parameter"
     )
+
+
+def test_rendering_the_tail_alone_matches_rendering_the_whole(
+    page: Page, koala_server: ServerThread
+) -> None:
+    # A streaming reply renders only the text after its finished blocks; at
+    # every length of every sample, that gives the nodes a full render gives.
+    samples = [
+        INTRO + "sleep **a lot**.\n\n> quoted\n> more\n\nend",
+        "- item\n  ```\n  code in a list\n\n  ```\n\n"
+        "```js\nlet a;\n\nlet b;\n```\n\nafter",
+        "para one\r\n\r\n~~~\r\nfence\r\n\r\n~~~\r\n\r\n# Heading\n\n3. three\n4. four",
+    ]
+    page.goto(koala_server.url + "/")
+    mismatches = page.evaluate(
+        """async (samples) => {
+            const { renderMarkdown, stableEnd } = await import("/static/markdown.js");
+            const html = (text) => {
+                const box = document.createElement("div");
+                box.append(renderMarkdown(text));
+                return box.innerHTML;
+            };
+            const bad = [];
+            for (const sample of samples) {
+                for (let n = 0; n <= sample.length; n++) {
+                    const text = sample.slice(0, n);
+                    const end = stableEnd(text);
+                    const split = html(text.slice(0, end)) + html(text.slice(end));
+                    if (split !== html(text)) bad.push(text);
+                }
+            }
+            return bad;
+        }""",
+        samples,
+    )
+    assert mismatches == []

@@ -65,6 +65,27 @@ export function renderMarkdown(text, doc = document) {
   return fragment;
 }
 
+// Returns the end of the finished blocks of `text`, scanning from `from` (a
+// block boundary): the offset just past its last blank line outside a code
+// fence. Rendering text[0:end] and text[end:] apart gives what rendering the
+// whole would, so a streaming reply renders only its tail again.
+export function stableEnd(text, from = 0) {
+  let end = from;
+  let fence = null;
+  let start = from;
+  while (start < text.length) {
+    const stop = text.indexOf("\n", start);
+    if (stop < 0) break; // the last line may still grow
+    const line = text.slice(start, stop);
+    const open = FENCE.exec(line);
+    if (fence === null && open) fence = open[1];
+    else if (fence !== null && line.trim().startsWith(fence)) fence = null;
+    else if (fence === null && !line.trim()) end = stop + 1;
+    start = stop + 1;
+  }
+  return end;
+}
+
 function startsBlock(line) {
   return FENCE.test(line) || HEADING.test(line) || BULLET.test(line) || NUMBERED.test(line) || QUOTE.test(line);
 }
@@ -86,7 +107,7 @@ function list(doc, lines, start, fragment) {
       item = doc.createElement("li");
       appendInline(item, ordered ? match[2] : match[1], doc);
       element.append(item);
-    } else if (line.trim() && /^\s+/.test(line) && item) {
+    } else if (line.trim() && /^\s+/.test(line) && item && !FENCE.test(line)) {
       // An indented line continues the item above.
       item.append(doc.createElement("br"));
       appendInline(item, line.trim(), doc);

@@ -2,7 +2,7 @@
 // the reply that is streaming. Text enters the DOM only as text nodes
 // (textContent, or the markdown renderer, which builds nodes).
 
-import { renderMarkdown } from "./markdown.js";
+import { renderMarkdown, stableEnd } from "./markdown.js";
 
 const SPEAKERS = { user: "You", assistant: "Koala" };
 
@@ -60,10 +60,7 @@ export function renderMessage(message, actions = []) {
   const article = document.createElement("article");
   article.className = `message ${message.role}`;
   article.setAttribute("aria-label", SPEAKERS[message.role] ?? message.role);
-  const body = document.createElement("div");
-  body.className = "body";
-  article.append(body);
-  fillBody(body, message);
+  article.append(bodyFor(message));
   if (message.pending && !message.content) {
     const spinner = document.createElement("div");
     spinner.className = "spinner";
@@ -94,19 +91,34 @@ function note(text) {
   return p;
 }
 
-function fillBody(body, message) {
-  if (message.role === "assistant") body.replaceChildren(renderMarkdown(message.content));
-  else body.textContent = message.content;
+// The rendered body of each message, kept while its text stays the same, so
+// drawing the conversation again renders only what changed.
+const bodies = new WeakMap();
+
+function bodyFor(message) {
+  const cached = bodies.get(message);
+  if (cached && cached.content === message.content) return cached.element;
+  const element = document.createElement("div");
+  element.className = "body";
+  if (message.role === "assistant") element.append(renderMarkdown(message.content));
+  else element.textContent = message.content;
+  bodies.set(message, { content: message.content, element });
+  return element;
 }
 
 // Draws a streaming reply at most once per animation frame, however fast the
-// pieces come: a 2,000-piece reply costs a few dozen renders, not 2,000.
+// pieces come, and renders again only its tail: the blocks before the last
+// blank line (outside a code fence) are finished and stay as they are. A
+// 2,000-piece reply costs a few dozen small renders, not 2,000 large ones.
 export class LiveReply {
   constructor(message) {
     this.message = message;
     this.article = null;
-    this.scheduled = false;
     this.scroller = null;
+    this.scheduled = false;
+    this.body = null;
+    this.stable = 0; // characters of the text in finished blocks
+    this.tail = []; // the nodes of the unfinished rest
   }
 
   attach(article, scroller) {
@@ -127,8 +139,25 @@ export class LiveReply {
     const article = this.article;
     if (!article || !article.isConnected) return;
     const follow = nearBottom(this.scroller);
-    fillBody(article.querySelector(".body"), this.message);
-    if (this.message.content) article.querySelector(".spinner")?.remove();
+    const body = article.querySelector(".body");
+    if (body !== this.body) {
+      this.body = body;
+      this.stable = 0;
+      this.tail = [];
+      body.replaceChildren();
+    }
+    const text = this.message.content;
+    for (const node of this.tail) node.remove();
+    const end = stableEnd(text, this.stable);
+    if (end > this.stable) {
+      body.append(renderMarkdown(text.slice(this.stable, end)));
+      this.stable = end;
+    }
+    const tail = renderMarkdown(text.slice(this.stable));
+    this.tail = [...tail.childNodes];
+    body.append(tail);
+    bodies.set(this.message, { content: text, element: body });
+    if (text) article.querySelector(".spinner")?.remove();
     if (follow) scrollToBottom(this.scroller);
   }
 }

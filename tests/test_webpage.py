@@ -48,6 +48,10 @@ def test_the_page_is_served_with_strict_headers(koala_server: ServerThread) -> N
     policy = headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy
     assert "script-src 'self';" in policy
+    # The stylesheet is inside the page, allowed by its hash alone.
+    assert re.search(r"style-src 'sha256-[A-Za-z0-9+/]+=*';", policy)
+    assert "<style>/* The chat page" in html
+    assert 'rel="stylesheet"' not in html
     assert "unsafe" not in policy
     assert "http" not in policy  # no remote origin
     assert headers["X-Content-Type-Options"] == "nosniff"

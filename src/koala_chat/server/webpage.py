@@ -1,22 +1,26 @@
 """The chat page of `koala serve`: `/` and its static files, from the package.
 
-    GET /                   the page (index.html)
-    GET /static/{name}      its stylesheet, ES modules and icon
+    GET /                   the page: index.html with style.css inlined
+    GET /static/{name}      its ES modules, stylesheet and icon
 
 The files ship in `koala_chat/server/web/`; they are read and gzipped once,
 when the first app is built, and served from memory. Only the names found
 there are served, so no path from a request ever reaches the file system.
 
-Every answer carries a strict Content-Security-Policy: scripts, styles and
-requests only from this origin, no inline script, nothing remote. The page
-talks to the server's public API only (`/v1/models`, `/v1/chat/completions`),
-so API keys and CORS settings apply to it as to any other client. Responses
-carry an ETag and `Cache-Control: no-cache`: a browser keeps the files and
-asks whether they changed (304), so an upgraded package is seen at once.
+The stylesheet is put inside the page as it is served, so the page paints
+after one round trip; the Content-Security-Policy allows exactly that style by
+its SHA-256 hash. Scripts come only from files of this origin (no inline
+script), requests go only to this origin, nothing is loaded from elsewhere.
+The page talks to the server's public API only (`/v1/models`,
+`/v1/chat/completions`), so API keys and CORS settings apply to it as to any
+other client. Responses carry an ETag and `Cache-Control: no-cache`: a browser
+keeps the files and asks whether they changed (304), so an upgraded package is
+seen at once.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import hashlib
@@ -26,26 +30,10 @@ from typing import Final
 
 from aiohttp import web
 
-__all__ = ["SECURITY_HEADERS", "StaticFile", "add_web_routes", "static_files"]
+__all__ = ["StaticFile", "add_web_routes", "content_security_policy", "static_files"]
 
-#: Sent with the page and every static file.
-SECURITY_HEADERS: Final = {
-    "Content-Security-Policy": "; ".join(
-        (
-            "default-src 'none'",
-            "script-src 'self'",
-            "style-src 'self'",
-            "img-src 'self'",
-            "connect-src 'self'",
-            "base-uri 'none'",
-            "form-action 'none'",
-            "frame-ancestors 'none'",
-        )
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
+#: The tag of index.html that the served page replaces by the stylesheet.
+STYLESHEET_LINK: Final = '<link rel="stylesheet" href="/static/style.css">'
 
 _CONTENT_TYPES: Final = {
     ".html": "text/html; charset=utf-8",
@@ -55,32 +43,75 @@ _CONTENT_TYPES: Final = {
 }
 
 
+def content_security_policy(style_src: str = "'self'") -> str:
+    """Return the policy of the page and its files, allowing `style_src` styles."""
+    return "; ".join(
+        (
+            "default-src 'none'",
+            "script-src 'self'",
+            f"style-src {style_src}",
+            "img-src 'self'",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        )
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StaticFile:
-    """One file of the page: its bytes, gzipped bytes, type and ETag."""
+    """One file of the page: its bytes, gzipped bytes, type, ETag and policy."""
 
     body: bytes
     gzipped: bytes
     content_type: str
     etag: str
+    policy: str
 
     @classmethod
-    def of(cls, body: bytes, content_type: str) -> StaticFile:
+    def of(
+        cls, body: bytes, content_type: str, policy: str | None = None
+    ) -> StaticFile:
         """Return the file for `body`, compressed once (mtime 0: reproducible)."""
         digest = hashlib.sha256(body).hexdigest()[:20]
-        return cls(body, gzip.compress(body, 9, mtime=0), content_type, f'"{digest}"')
+        return cls(
+            body,
+            gzip.compress(body, 9, mtime=0),
+            content_type,
+            f'"{digest}"',
+            policy or content_security_policy(),
+        )
 
 
 @functools.cache
 def static_files() -> dict[str, StaticFile]:
-    """Return the page's files by name, read from the package once."""
+    """Return the page's files by name, read from the package once.
+
+    "index.html" is the page as served, with the stylesheet inside it.
+    """
     folder = resources.files(__package__).joinpath("web")
     files = {}
     for entry in folder.iterdir():
         kind = _CONTENT_TYPES.get("." + entry.name.rpartition(".")[2])
         if entry.is_file() and kind is not None:
             files[entry.name] = StaticFile.of(entry.read_bytes(), kind)
+    files["index.html"] = _with_style(files["index.html"], files["style.css"])
     return files
+
+
+def _with_style(page: StaticFile, style: StaticFile) -> StaticFile:
+    """Return `page` with `style` inlined, and a policy that allows it alone."""
+    html = page.body.decode()
+    if STYLESHEET_LINK not in html or b"</" in style.body:
+        raise RuntimeError("web/index.html must link web/style.css as shipped")
+    inline = html.replace(STYLESHEET_LINK, f"<style>{style.body.decode()}</style>")
+    digest = base64.b64encode(hashlib.sha256(style.body).digest()).decode()
+    return StaticFile.of(
+        inline.encode(),
+        page.content_type,
+        content_security_policy(f"'sha256-{digest}'"),
+    )
 
 
 def add_web_routes(app: web.Application) -> None:
@@ -93,15 +124,18 @@ def add_web_routes(app: web.Application) -> None:
 async def _serve_static(
     files: dict[str, StaticFile], request: web.Request
 ) -> web.Response:
-    found = files.get(request.match_info["name"])
-    if found is None or request.match_info["name"] == "index.html":
+    name = request.match_info["name"]
+    found = files.get(name)
+    if found is None or name == "index.html":
         raise web.HTTPNotFound()
     return await _serve(found, request)
 
 
 async def _serve(file: StaticFile, request: web.Request) -> web.Response:
     headers = {
-        **SECURITY_HEADERS,
+        "Content-Security-Policy": file.policy,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
         "Cache-Control": "no-cache",
         "ETag": file.etag,
         "Vary": "Accept-Encoding",

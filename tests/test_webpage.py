@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -275,12 +276,28 @@ def test_conversations_switch_rename_edit_export_and_import(
 def test_errors_are_plain_words_and_markup_stays_text(
     page: Page,
     sandbox: Sandbox,
-    koala_server: ServerThread,
+    start_server: Callable[..., ServerThread],
     page_watch: PageWatch,
 ) -> None:
-    open_chat(page, koala_server)
+    # A port that was bound and let go: nothing listens there.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    nowhere = {"api_endpoint": f"http://127.0.0.1:{port}/api/gpt/"}
+    open_chat(page, start_server(provider_options=nowhere))
+    say(page, "Anyone there?")
+    expect(replies(page).get_by_role("alert")).to_contain_text(
+        "The server cannot reach Koala."
+    )
+
+    open_chat(page, start_server())
+    sandbox.push(Reply(values=[], done=True))
+    say(page, "Say nothing")
+    expect(replies(page).get_by_role("alert")).to_have_text(
+        "Koala sent an empty reply. Try Regenerate."
+    )
     sandbox.push(Reply(status=429, headers={"Retry-After": "7"}, body=b"slow down"))
-    say(page, "Hi")
+    page.get_by_role("button", name="Regenerate").click()
     expect(replies(page).get_by_role("alert")).to_have_text(
         "Koala is rate limiting us: try again in 7 seconds."
     )

@@ -161,6 +161,11 @@ def test_a_reply_streams_stops_and_survives_a_reload(
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
     expect(page.get_by_role("button", name="Send")).to_be_disabled()
     screenshots(page)
+    # Every control has a name a screen reader can say.
+    controls = page.locator("button, input, select, textarea, summary")
+    for index in range(controls.count()):
+        if controls.nth(index).is_visible():
+            expect(controls.nth(index)).to_have_accessible_name(re.compile(r"\S"))
     sandbox.release()
     expect(reply).to_contain_text("In short, koalas sleep a lot.")
     expect(reply.get_by_text("a lot", exact=True)).to_have_js_property(

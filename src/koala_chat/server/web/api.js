@@ -149,11 +149,11 @@ export class EventParser {
   feed(text) {
     const out = [];
     this.buffer += text;
+    const ends = /\r\n|\r|\n/g;
     let start = 0;
     for (;;) {
-      const match = /\r\n|\r|\n/g;
-      match.lastIndex = start;
-      const found = match.exec(this.buffer);
+      ends.lastIndex = start;
+      const found = ends.exec(this.buffer);
       if (!found) break;
       // A CR at the very end may be the first half of a CRLF: wait for more.
       if (found[0] === "\r" && found.index === this.buffer.length - 1) break;

@@ -14,6 +14,7 @@ from typing import Final
 
 from .. import __version__
 from ..messages import JSONValue
+from .webpage import openapi_paths
 
 __all__ = ["openapi_document"]
 
@@ -42,6 +43,7 @@ def openapi_document() -> dict[str, JSONValue]:
             "/v1/models/{model}": {"get": _get_model()},
             "/health": {"get": _health()},
             "/openapi.json": {"get": _openapi()},
+            **openapi_paths(),
         },
         "components": {
             "securitySchemes": {

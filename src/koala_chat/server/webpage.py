@@ -30,7 +30,15 @@ from typing import Final
 
 from aiohttp import web
 
-__all__ = ["StaticFile", "add_web_routes", "content_security_policy", "static_files"]
+from ..messages import JSONValue
+
+__all__ = [
+    "StaticFile",
+    "add_web_routes",
+    "content_security_policy",
+    "openapi_paths",
+    "static_files",
+]
 
 #: The tag of index.html that the served page replaces by the stylesheet.
 STYLESHEET_LINK: Final = '<link rel="stylesheet" href="/static/style.css">'
@@ -148,6 +156,60 @@ async def _serve(file: StaticFile, request: web.Request) -> web.Response:
         headers["Content-Encoding"] = "gzip"
     headers["Content-Type"] = file.content_type
     return web.Response(body=body, headers=headers)
+
+
+def openapi_paths() -> dict[str, JSONValue]:
+    """Return the OpenAPI path items of the page's routes (no key needed)."""
+    not_found: JSONValue = {
+        "description": "No such file (code not_found).",
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/ErrorResponse"}
+            }
+        },
+    }
+    unchanged: JSONValue = {"description": "The copy the client has is current."}
+    text = {"schema": {"type": "string"}}
+    return {
+        "/": {
+            "get": {
+                "operationId": "chatPage",
+                "summary": "The chat page (HTML; it uses the /v1 routes)",
+                "security": [],
+                "responses": {
+                    "200": {"description": "The page.", "content": {"text/html": text}},
+                    "304": unchanged,
+                },
+            }
+        },
+        "/static/{name}": {
+            "get": {
+                "operationId": "chatPageFile",
+                "summary": "A file of the chat page: an ES module or its icon",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file.",
+                        "content": {
+                            "text/javascript": text,
+                            "text/css": text,
+                            "image/svg+xml": text,
+                        },
+                    },
+                    "304": unchanged,
+                    "404": not_found,
+                },
+            }
+        },
+    }
 
 
 def _accepts_gzip(accept_encoding: str) -> bool:

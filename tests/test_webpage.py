@@ -172,7 +172,13 @@ def test_a_reply_streams_stops_and_survives_a_reload(
         "tagName", "STRONG"
     )
     expect(reply.get_by_role("listitem")).to_have_count(3)
-    expect(reply.get_by_role("button", name="Copy python code")).to_be_visible()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    copy = reply.get_by_role("button", name="Copy python code")
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == (
+        'facts = ["sleepy", "picky", "small"]\nprint(", ".join(facts))'
+    )
     expect(page.get_by_role("button", name="Stop")).to_be_hidden()
     assert sandbox.requests[0].json == {
         "input": "Tell me\nabout koalas",
@@ -192,10 +198,10 @@ def test_a_reply_streams_stops_and_survives_a_reload(
     assert sandbox.requests[1].json is not None
     assert sandbox.requests[1].json["outputHistory"] == [INTRO + "sleep **a lot**."]
 
-    # Regenerate, and Esc stops that one too.
-    sandbox.push(Reply(values=["Again ", "and again"], stall_at=1, done=True))
+    # Regenerate: a spinner until the first piece, and Esc stops that too.
+    sandbox.push(Reply(values=["Again ", "and again"], stall_at=0, done=True))
     page.get_by_role("button", name="Regenerate").click()
-    expect(replies(page).last).to_contain_text("Again")
+    expect(page.get_by_role("status", name="Waiting for the reply")).to_be_visible()
     assert sandbox.wait_stalled()
     page.keyboard.press("Escape")
     assert sandbox.wait_disconnect(count=2)
@@ -207,7 +213,7 @@ def test_a_reply_streams_stops_and_survives_a_reload(
     )
     expect(replies(page)).to_have_count(2)
     expect(replies(page).first).to_contain_text("koalas sleep a lot.")
-    expect(replies(page).last).to_contain_text("Again")
+    expect(replies(page).last).to_have_text("Stopped.Regenerate")
     expect(page.get_by_role("heading", level=1)).to_have_text("Tell me about koalas")
 
 

@@ -17,8 +17,9 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 # Fixtures of the hardening tests: real proxy servers and a leak check;
-# of the OpenAI-compatible server: `koala serve` on a thread.
-pytest_plugins = ["hardening", "proxies", "server_fixtures"]
+# of the OpenAI-compatible server: `koala serve` on a thread; of the chat page:
+# headless Chromium.
+pytest_plugins = ["browser", "hardening", "proxies", "server_fixtures"]
 
 
 @pytest.fixture

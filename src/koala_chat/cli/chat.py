@@ -92,6 +92,9 @@ def add_parsers(
         help="answer from a Koala-protocol sandbox started in this process "
         f"(offline; ignores ${ENDPOINT_VARIABLE})",
     )
+    chat.add_argument(
+        "--web", action="store_true", help="chat in the browser (see `koala serve`)"
+    )
     chat.set_defaults(handler=run_chat)
 
     demo = subparsers.add_parser(
@@ -124,6 +127,10 @@ def run_chat(args: argparse.Namespace) -> int:
     """Run `koala chat`; return the exit code."""
     if args.sandbox and args.endpoint:
         raise UsageError("--sandbox and --endpoint exclude each other: choose one")
+    if args.web:
+        from .web import run_web
+
+        return run_web(args)
     connection = Connection.from_args(args, environment=not args.sandbox)
     systems: Messages = [{"role": "system", "content": text} for text in args.system]
     output = _output(args)

@@ -24,6 +24,7 @@ from .accesslog import AccessLogger
 from .config import ServerConfig
 from .middleware import auth_middleware, error_middleware
 from .routes import STATE_KEY, ServerState, routes
+from .webpage import add_web_routes
 
 __all__ = ["ACCESS_LOGGER", "create_app", "create_runner"]
 
@@ -42,6 +43,7 @@ def create_app(config: ServerConfig, provider: ChatProvider = Koala) -> web.Appl
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body)
     app[STATE_KEY] = ServerState(config, provider, dict(config.provider_options))
     app.add_routes(routes)
+    add_web_routes(app)
     app.cleanup_ctx.append(_upstream_pool)
     return app
 

@@ -17,6 +17,7 @@ from typing import Final
 from .. import __version__
 from ..contract.params import PARAMETERS, Treatment
 from ..messages import JSONValue
+from .webpage import openapi_paths
 
 __all__ = ["openapi_document"]
 
@@ -45,6 +46,7 @@ def openapi_document() -> dict[str, JSONValue]:
             "/v1/models/{model}": {"get": _get_model()},
             "/health": {"get": _health()},
             "/openapi.json": {"get": _openapi()},
+            **openapi_paths(),
         },
         "components": {
             "securitySchemes": {

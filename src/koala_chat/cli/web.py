@@ -1,0 +1,79 @@
+"""`koala chat --web`: the chat page of `koala serve`, in the default browser.
+
+The server runs in this process on a free loopback port, in front of a sandbox
+(`--sandbox`) or the configured endpoint, and the page opens with the standard
+`webbrowser` module. Ctrl-C stops the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import webbrowser
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..defaults import CHAT_SANDBOX_INTERVAL
+from ..errors import UsageError
+from .options import Connection
+
+__all__ = ["run_web"]
+
+#: Only this machine can reach the page (and so spend the Koala quota).
+HOST = "127.0.0.1"
+
+
+def run_web(args: argparse.Namespace) -> int:
+    """Serve the chat page until Ctrl-C and open it; return the exit code.
+
+    Raises:
+        UsageError: a PROMPT or --system given (the page asks for those), or a
+            bad endpoint.
+        OSError: no loopback port could be bound.
+    """
+    if args.prompt is not None or args.system:
+        raise UsageError(
+            "--web opens the chat page: type the prompt and the system prompt "
+            "there, not on the command line"
+        )
+    connection = Connection.from_args(args, environment=not args.sandbox)
+    import asyncio
+
+    from ..server.config import ServerConfig
+    from ..server.runner import serve_async
+
+    with _upstream(connection, args.sandbox) as endpoint:
+        options = connection.provider_kwargs()
+        if endpoint is not None:
+            options["api_endpoint"] = endpoint
+        config = ServerConfig(
+            host=HOST,
+            port=0,
+            grace=1.0,
+            provider_options={k: v for k, v in options.items() if v is not None},
+        )
+        asyncio.run(serve_async(config, args.provider, started=_open_page))
+    return 0
+
+
+def _open_page(port: int) -> None:
+    url = f"http://{HOST}:{port}/"
+    sys.stderr.write(f"koala: the chat page is at {url} (Ctrl-C stops)\n")
+    sys.stderr.flush()
+    # A console browser (lynx, w3m) runs until it quits: never on the loop.
+    threading.Thread(
+        target=webbrowser.open, args=(url,), name="koala-browser", daemon=True
+    ).start()
+
+
+@contextmanager
+def _upstream(connection: Connection, sandbox: bool) -> Iterator[str | None]:
+    """Yield the endpoint to use: a sandbox's when asked, else the configured one."""
+    if not sandbox:
+        yield connection.endpoint
+        return
+    from ..sandbox import Sandbox
+
+    with Sandbox(interval=CHAT_SANDBOX_INTERVAL) as server:
+        yield server.api_endpoint

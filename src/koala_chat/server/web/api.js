@@ -1,0 +1,181 @@
+// The server's public API, and nothing else: GET /v1/models and a streamed
+// POST /v1/chat/completions. Errors come back as ApiError with plain words.
+
+const KEY_STORAGE = "koala-chat.api-key";
+
+export class ApiError extends Error {
+  constructor(message, { status = 0, code = null, retryAfter = null } = {}) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+
+  get needsKey() {
+    return this.status === 401;
+  }
+}
+
+// The key lives in session storage only: it ends with the tab.
+export function apiKey() {
+  return sessionStorage.getItem(KEY_STORAGE);
+}
+
+export function setApiKey(key) {
+  if (key) sessionStorage.setItem(KEY_STORAGE, key);
+  else sessionStorage.removeItem(KEY_STORAGE);
+}
+
+function headers(extra = {}) {
+  const key = apiKey();
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
+// Returns {models: [names], koala: {protocols, web_search} | null}.
+export async function fetchModels() {
+  const response = await send("/v1/models", { headers: headers() });
+  if (!response.ok) throw await errorOf(response);
+  const body = await response.json();
+  const models = Array.isArray(body.data) ? body.data.map((m) => String(m.id)) : [];
+  const koala = body.koala && typeof body.koala === "object" ? body.koala : null;
+  return { models, koala };
+}
+
+// Streams a completion: calls onPiece(text) for every piece, in order, and
+// resolves when the reply ends. Rejects with ApiError, or an AbortError when
+// `signal` aborts (the server then cancels the upstream request).
+export async function streamChat(body, { signal, onPiece }) {
+  const response = await send("/v1/chat/completions", {
+    method: "POST",
+    headers: headers({ "Content-Type": "application/json" }),
+    body: JSON.stringify({ ...body, stream: true }),
+    signal,
+  });
+  if (!response.ok) throw await errorOf(response);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  const events = new EventParser();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    for (const data of events.feed(value)) {
+      if (data === "[DONE]") return;
+      handleEvent(data, onPiece);
+    }
+  }
+  // The stream ended without [DONE]: the connection was cut.
+  throw new ApiError("The reply was cut off: the connection to the server closed early.");
+}
+
+async function send(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError(
+      "Cannot reach the koala server at this address. Is `koala serve` still running?",
+    );
+  }
+}
+
+function handleEvent(data, onPiece) {
+  let chunk;
+  try {
+    chunk = JSON.parse(data);
+  } catch {
+    throw new ApiError("The server sent an event that is not JSON.");
+  }
+  if (chunk && chunk.error) throw explain(200, chunk.error, null);
+  const choice = chunk && Array.isArray(chunk.choices) ? chunk.choices[0] : null;
+  const text = choice && choice.delta ? choice.delta.content : null;
+  if (typeof text === "string" && text) onPiece(text);
+}
+
+async function errorOf(response) {
+  let error = {};
+  try {
+    const body = await response.json();
+    if (body && typeof body.error === "object" && body.error) error = body.error;
+  } catch {
+    // Not our JSON error shape (a proxy's page): the status still speaks.
+  }
+  const wait = Number.parseInt(response.headers.get("Retry-After") ?? "", 10);
+  return explain(response.status, error, Number.isFinite(wait) ? wait : null);
+}
+
+function seconds(n) {
+  return n === 1 ? "1 second" : `${n} seconds`;
+}
+
+// The server's errors (see its failures module) in words a person can act on.
+export function explain(status, error, retryAfter) {
+  const code = error.code ?? null;
+  const said = typeof error.message === "string" ? error.message : "";
+  const facts = { status, code, retryAfter };
+  const wait = retryAfter === null ? "a moment" : seconds(retryAfter);
+  if (status === 401) {
+    return new ApiError("The server needs an API key, and none (or a wrong one) was sent.", facts);
+  }
+  if (status === 429 || code === "rate_limit_exceeded") {
+    const who = code === "too_many_streams" ? "The koala server is busy" : "Koala is rate limiting us";
+    return new ApiError(`${who}: try again in ${wait}.`, facts);
+  }
+  const upstream = {
+    upstream_challenge:
+      "Koala is behind a Cloudflare challenge, so the server cannot reach it. " +
+      "Try again later, or point the server at another endpoint.",
+    upstream_unreachable: `The server cannot reach Koala. ${said}`,
+    upstream_timeout: "Koala took too long to answer. Try again.",
+    upstream_protocol_error: `Koala answered with something that is not a chat reply. ${said}`,
+    upstream_error: `Koala answered with an error. ${said}`,
+  };
+  if (code in upstream) return new ApiError(upstream[code].trim(), facts);
+  if (status === 504) return new ApiError(upstream.upstream_timeout, facts);
+  if (status >= 500) return new ApiError(`The koala server failed (status ${status}). ${said}`.trim(), facts);
+  if (status >= 400) return new ApiError(`The server refused the request: ${said || `status ${status}`}`, facts);
+  return new ApiError(`The reply failed: ${said || "no reason given"}`, facts);
+}
+
+// Server-sent events (the HTML standard, "Parsing an event stream"): lines end
+// in CR, LF or CRLF; "data" lines of one event join with LF; a blank line ends
+// the event. Other fields and comments carry nothing we use.
+export class EventParser {
+  constructor() {
+    this.buffer = "";
+    this.data = null;
+  }
+
+  // Returns the data of every event completed by `text`.
+  feed(text) {
+    const out = [];
+    this.buffer += text;
+    const ends = /\r\n|\r|\n/g;
+    let start = 0;
+    for (;;) {
+      ends.lastIndex = start;
+      const found = ends.exec(this.buffer);
+      if (!found) break;
+      // A CR at the very end may be the first half of a CRLF: wait for more.
+      if (found[0] === "\r" && found.index === this.buffer.length - 1) break;
+      this.line(this.buffer.slice(start, found.index), out);
+      start = found.index + found[0].length;
+    }
+    this.buffer = this.buffer.slice(start);
+    return out;
+  }
+
+  line(line, out) {
+    if (line === "") {
+      if (this.data !== null) out.push(this.data);
+      this.data = null;
+      return;
+    }
+    if (line.startsWith(":")) return;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    if (field !== "data") return;
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    this.data = this.data === null ? value : `${this.data}\n${value}`;
+  }
+}

@@ -1,0 +1,63 @@
+"""`koala chat --web`: the chat page served in this process, the browser opened."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import urllib.error
+import urllib.request
+import webbrowser
+
+import pytest
+
+from koala_chat.cli import main
+
+
+def fetch(
+    url: str, data: bytes | None = None, **headers: str
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, data, headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, dict(error.headers), error.read()
+
+
+HI = [{"role": "user", "content": "Hi"}]
+
+
+def test_koala_chat_web_serves_the_page_and_opens_the_browser(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[tuple[int, dict[str, str], bytes]] = []
+
+    def open_page(url: str) -> bool:
+        # Stand in for the browser: load the page and a reply, then press Ctrl-C.
+        try:
+            seen.append(fetch(url))
+            body = json.dumps({"model": "", "messages": HI}).encode()
+            seen.append(fetch(url + "v1/chat/completions", body))
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)
+        return True
+
+    monkeypatch.setattr(webbrowser, "open", open_page)
+    assert main(["chat", "--web", "--sandbox"]) == 0
+    (status, _, html), (answered, _, body) = seen
+    url = capsys.readouterr().err.split(" is at ")[1].split()[0]
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url)
+    assert status == 200
+    assert b'<script type="module" src="/static/app.js">' in html
+    assert answered == 200, body
+    assert json.loads(body)["choices"][0]["message"]["content"].startswith(
+        'You said: "Hi"'
+    )
+
+
+def test_koala_chat_web_takes_no_prompt(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", "--web", "--sandbox", "Hi"]) != 0
+    assert "--web opens the chat page" in capsys.readouterr().err

@@ -6,11 +6,18 @@ the private loop lives in a worker thread, since a thread can run only one loop.
 Nobody's loop is patched (no nest_asyncio). Whenever the caller stops early
 (break, close, an exception, Ctrl-C) the async iterator is closed at once, so its
 response and session are released before control returns.
+
+A generator may also be closed where it was not made: dropped and collected in
+another thread, or in this thread while some other event loop runs here (a
+notebook cell, another library's `asyncio.run`). A thread that runs a loop
+cannot run a second one, so the private loop then finishes its work in a
+short-lived thread of its own, and the caller waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -70,6 +77,8 @@ class _PrivateLoop:
         cancelled and awaited before the interruption goes on.
         """
         if self._thread is None:
+            if _loop_running_here():
+                return self._run_in_thread(coroutine)
             task = self._loop.create_task(coroutine)
             try:
                 return self._loop.run_until_complete(task)
@@ -88,6 +97,21 @@ class _PrivateLoop:
                 # Wait for the cancellation to be carried out on the loop thread.
                 asyncio.run_coroutine_threadsafe(_noop(), self._loop).result()
             raise
+
+    def _run_in_thread(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the private loop in a thread made for it."""
+        outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                outcome.set_result(self._loop.run_until_complete(coroutine))
+            except BaseException as exc:  # handed to the waiting caller
+                outcome.set_exception(exc)
+
+        thread = threading.Thread(target=run, name="koala-chat-close")
+        thread.start()
+        thread.join()
+        return outcome.result()
 
     def close(self) -> None:
         """Finish async generators, stop the loop and its thread; idempotent."""

@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_count,
         default=1,
         metavar="N",
-        help="processes sharing the port with SO_REUSEPORT (1)",
+        help="processes sharing one listening socket (1)",
     )
     listen.add_argument(
         "--max-streams",
@@ -98,6 +98,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         metavar="SECONDS",
         help="how long open streams may finish after Ctrl-C or SIGTERM (10)",
+    )
+    listen.add_argument(
+        "--head-timeout",
+        type=positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="time to send a request's head; also the longest idle keep-alive (10)",
+    )
+    listen.add_argument(
+        "--body-timeout",
+        type=positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="time to send a request's body; slower get 408 (30)",
+    )
+    listen.add_argument(
+        "--max-connections",
+        type=positive_count,
+        default=1000,
+        metavar="N",
+        help="open connections per process; more get 503 (1000)",
     )
     listen.add_argument(
         "--quiet",
@@ -166,6 +187,9 @@ def run(args: argparse.Namespace) -> int:
         max_streams=args.max_streams,
         grace=args.grace,
         workers=args.workers,
+        head_timeout=args.head_timeout,
+        body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
         provider_options={k: v for k, v in options.items() if v is not None},
     )
     return serve(config)

@@ -336,6 +336,7 @@ async def test_a_low_file_limit_logs_one_line_not_a_traceback_per_accept(
             client.close()
         process.terminate()
         _, log = await asyncio.to_thread(process.communicate, None, 15.0)
+    assert log.count("limit of open files (48)") == 1, log[-2000:]
     assert log.count("cannot accept connections") == 1, log[-2000:]
     assert "Traceback" not in log
     assert process.returncode == 0

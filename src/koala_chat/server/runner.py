@@ -20,6 +20,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 from collections.abc import Callable, Iterator
@@ -57,6 +58,7 @@ def serve(config: ServerConfig, provider: ChatProvider = Koala) -> int:
     """
     config.check_exposure()
     _check_upstream(config)
+    _raise_file_limit(config.max_connections)
     # Everything alive now (the modules) lives as long as the process: keep it
     # out of the collector's full passes, which otherwise cost a busy server
     # about a tenth of its CPU time.
@@ -146,6 +148,32 @@ def _check_upstream(config: ServerConfig) -> None:
     proxy = config.provider_options.get("proxy")
     if proxy is not None:
         proxy_scheme(proxy)
+
+
+def _raise_file_limit(max_connections: int) -> None:
+    """Let the process hold its connections: raise its limit of open files.
+
+    Each client connection may need an upstream one too. The soft limit is
+    raised toward the hard one; if that is still too low, say so once now
+    rather than once per failed `accept()` later.
+    """
+    needed = 2 * max_connections + 64  # and the log, the listening socket...
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft < needed:
+        logger.warning(
+            "the limit of open files (%d) is below the %d that --max-connections "
+            "%d may need: raise it (ulimit -n) or lower --max-connections",
+            soft,
+            needed,
+            max_connections,
+        )
 
 
 def _log_start(config: ServerConfig, port: int) -> None:

@@ -8,17 +8,19 @@ response and session (a thread can run one loop at a time).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 
 import aiohttp
 import pytest
 
 from hardening import MESSAGES
 from koala_chat import Koala
+from koala_chat._sync import iterate_sync
 from koala_chat.sandbox import Reply, Sandbox
 
 
@@ -96,3 +98,40 @@ def test_a_stream_closed_from_another_thread_closes_its_session(
     assert not _open_sessions()
     assert sandbox.wait_disconnect(5.0)
     sandbox.release()
+
+
+def test_a_stream_collected_on_its_own_loop_thread_hands_its_clean_up_over() -> None:
+    closed = threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def items() -> AsyncGenerator[int, None]:
+        loops.append(asyncio.get_running_loop())
+        try:
+            yield 1
+            yield 2
+        finally:
+            closed.set()
+
+    async def first_item() -> list[object]:
+        # Made while a loop runs here: the private loop lives in a worker thread.
+        stream = iterate_sync(items)
+        assert next(stream) == 1
+        cycle: list[object] = [stream]
+        cycle.append(cycle)  # only the collector frees it
+        return cycle
+
+    gc.disable()  # nobody but the private loop's thread may collect the cycle
+    try:
+        asyncio.run(first_item())
+        (loop,) = loops
+        collected: concurrent.futures.Future[int] = concurrent.futures.Future()
+        loop.call_soon_threadsafe(lambda: collected.set_result(gc.collect()))
+        assert collected.result(5.0) > 0
+    finally:
+        gc.enable()
+    assert closed.wait(5.0)
+    for thread in threading.enumerate():
+        if thread.name == "koala-chat-loop":
+            thread.join(5.0)
+            assert not thread.is_alive()
+    assert loop.is_closed()

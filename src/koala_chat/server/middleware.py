@@ -116,7 +116,8 @@ def body_middleware(max_body: int, timeout: float) -> Middleware:
                 "without Content-Encoding",
                 {"Accept-Encoding": "identity"},
             ).response()
-        if request.body_exists:
+        # No route (404, 405): nothing will read the body, so neither do we.
+        if request.body_exists and request.match_info.http_exception is None:
             if request.content_length is not None and request.content_length > max_body:
                 return _too_large(max_body)
             try:

@@ -19,7 +19,8 @@ The limits (per process; options of `koala serve`):
 `ServerRunner` is aiohttp's `AppRunner` with those limits and with
 `GuardedHandler` as the connection protocol. aiohttp answers requests it cannot
 parse (a bad request line, method or header, a header too long) itself, before
-any middleware runs; `GuardedHandler.handle_error` gives them the OpenAI error
+any middleware runs, through the protocol's `handle_error` (aiohttp has no
+other hook for them); `GuardedHandler.handle_error` gives them the OpenAI error
 shape and logs one line that quotes nothing the client sent (aiohttp's own log
 line carries the offending header, which may be the server's API key).
 
@@ -42,7 +43,7 @@ from .._mro import lookup
 from .failures import Failure
 from .logtext import loggable
 
-__all__ = ["GuardedHandler", "ResourceShortageLog", "ServerRunner"]
+__all__ = ["GuardedHandler", "GuardedServer", "ResourceShortageLog", "ServerRunner"]
 
 logger = logging.getLogger("koala_chat.server")
 

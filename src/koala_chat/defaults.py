@@ -43,6 +43,12 @@ SERVER_MAX_STREAMS: Final = 1000
 #: Seconds open streams may go on after Ctrl-C or SIGTERM.
 SERVER_GRACE: Final = 10.0
 SERVER_WORKERS: Final = 1
+#: Seconds a client has to send a request's head; also the longest idle keep-alive.
+SERVER_HEAD_TIMEOUT: Final = 10.0
+#: Seconds a client has to send a request's body once its head is in; then 408.
+SERVER_BODY_TIMEOUT: Final = 30.0
+#: Open connections per process; one more gets 503 and is closed.
+SERVER_MAX_CONNECTIONS: Final = 1000
 #: `Retry-After` seconds sent for an upstream rate limit that named no time.
 SERVER_RETRY_AFTER: Final = 10
 

@@ -1,6 +1,8 @@
 """One access-log line per request: status, model, time to first piece, pieces.
 
 Nothing secret goes in: no headers (so no API key), no query string, no body.
+What the client chose (the path, the method, the model) is escaped with
+`loggable`, so a request writes exactly one line, never one of its own making.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from .logtext import loggable
 from .streaming import RequestLog
 
 __all__ = ["LOG_KEY", "AccessLogger"]
@@ -35,15 +38,15 @@ class AccessLogger(AbstractAccessLogger):
         model = ttfp = "-"
         pieces = 0
         if info is not None:
-            model = info.model or "-"
+            model = loggable(info.model) if info.model else "-"
             pieces = info.pieces
             if info.first_piece is not None:
                 ttfp = f"{info.first_piece - info.started:.3f}s"
         self.logger.info(
             '%s "%s %s" %d model=%s ttfp=%s pieces=%d time=%.3fs',
-            request.remote or "-",
-            request.method,
-            request.path,
+            loggable(request.remote or "-"),
+            loggable(request.method),
+            loggable(request.path),
             response.status,
             model,
             ttfp,

@@ -22,7 +22,8 @@ from ..contract.provider import ChatProvider
 from ..providers import Koala
 from .accesslog import AccessLogger
 from .config import ServerConfig
-from .middleware import auth_middleware, error_middleware
+from .limits import ServerRunner
+from .middleware import auth_middleware, body_middleware, error_middleware
 from .routes import STATE_KEY, ServerState, routes
 from .webpage import add_web_routes
 
@@ -40,6 +41,7 @@ def create_app(config: ServerConfig, provider: ChatProvider = Koala) -> web.Appl
     middlewares: list[Middleware] = [error_middleware]
     if config.api_key is not None:
         middlewares.append(auth_middleware(config.api_key))
+    middlewares.append(body_middleware(config.max_body, config.body_timeout))
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body)
     app[STATE_KEY] = ServerState(config, provider, dict(config.provider_options))
     app.add_routes(routes)
@@ -51,16 +53,25 @@ def create_app(config: ServerConfig, provider: ChatProvider = Koala) -> web.Appl
 def create_runner(app: web.Application) -> web.AppRunner:
     """Return a runner for `app` that cancels a handler whose client left.
 
-    Cleaning the runner up stops accepting, lets open streams run for the
-    configured grace period, then cancels them.
+    It holds clients to the limits of `koala_chat.server.limits`: the time to
+    send a request head, the number of open connections, no decompression of
+    request bodies. Cleaning the runner up stops accepting, lets open streams
+    run for the configured grace period, then cancels them.
     """
     config = app[STATE_KEY].config
-    return web.AppRunner(
+    return ServerRunner(
         app,
+        max_connections=config.max_connections,
         handler_cancellation=True,
         access_log_class=AccessLogger,
         access_log=logging.getLogger(ACCESS_LOGGER),
         shutdown_timeout=config.grace,
+        # aiohttp closes a connection whose next request head has not fully
+        # arrived this long after the connection or the previous response.
+        keepalive_timeout=config.head_timeout,
+        # Inflating happens in the parser, before any size limit or the key
+        # check; body_middleware refuses compressed bodies instead.
+        auto_decompress=False,
     )
 
 

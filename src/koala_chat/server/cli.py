@@ -29,9 +29,12 @@ from ..defaults import (
     MAX_RETRIES,
     SANDBOX_PORT,
     SERVER_API_KEY_VARIABLE,
+    SERVER_BODY_TIMEOUT,
     SERVER_GRACE,
+    SERVER_HEAD_TIMEOUT,
     SERVER_HOST,
     SERVER_MAX_BODY,
+    SERVER_MAX_CONNECTIONS,
     SERVER_MAX_STREAMS,
     SERVER_PORT,
     SERVER_WORKERS,
@@ -114,7 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_count,
         default=SERVER_WORKERS,
         metavar="N",
-        help=f"processes sharing the port with SO_REUSEPORT ({SERVER_WORKERS})",
+        help=f"processes sharing one listening socket ({SERVER_WORKERS})",
     )
     listen.add_argument(
         "--max-streams",
@@ -137,6 +140,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long open streams may finish after Ctrl-C or SIGTERM "
         f"({SERVER_GRACE:g})",
+    )
+    listen.add_argument(
+        "--head-timeout",
+        type=positive_seconds,
+        default=SERVER_HEAD_TIMEOUT,
+        metavar="SECONDS",
+        help="time to send a request's head; also the longest idle keep-alive "
+        f"({SERVER_HEAD_TIMEOUT:g})",
+    )
+    listen.add_argument(
+        "--body-timeout",
+        type=positive_seconds,
+        default=SERVER_BODY_TIMEOUT,
+        metavar="SECONDS",
+        help=f"time to send a request's body; slower get 408 ({SERVER_BODY_TIMEOUT:g})",
+    )
+    listen.add_argument(
+        "--max-connections",
+        type=positive_count,
+        default=SERVER_MAX_CONNECTIONS,
+        metavar="N",
+        help=f"open connections per process; more get 503 ({SERVER_MAX_CONNECTIONS})",
     )
     listen.add_argument(
         "--quiet",
@@ -212,6 +237,9 @@ def run(args: argparse.Namespace) -> int:
         max_streams=args.max_streams,
         grace=args.grace,
         workers=args.workers,
+        head_timeout=args.head_timeout,
+        body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
         provider_options={k: v for k, v in options.items() if v is not None},
     )
     return serve(config, args.provider or Koala)

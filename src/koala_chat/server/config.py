@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -42,18 +43,29 @@ class ServerConfig:
     grace: float = defaults.SERVER_GRACE
     workers: int = defaults.SERVER_WORKERS
     provider_options: dict[str, Any] = field(default_factory=dict)
+    #: Seconds a client has to send a request head (and a kept-alive
+    #: connection may stay idle); see `koala_chat.server.limits`.
+    head_timeout: float = defaults.SERVER_HEAD_TIMEOUT
+    #: Seconds a client has to send a request body once its head arrived.
+    body_timeout: float = defaults.SERVER_BODY_TIMEOUT
+    #: Open connections per process; one more is answered 503 and closed.
+    max_connections: int = defaults.SERVER_MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
-        for name in ("max_body", "max_streams", "workers"):
+        for name in ("max_body", "max_streams", "workers", "max_connections"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise UsageError(f"{name} must be a whole number >= 1, not {value!r}")
         if not 0 <= self.port <= 65535:
             raise UsageError(f"port must be from 0 to 65535, not {self.port}")
-        if self.grace < 0:
+        if not 0 <= self.grace < math.inf:
             raise UsageError(f"grace must be >= 0 seconds, not {self.grace}")
-        if self.api_key is not None and not self.api_key.strip():
-            raise UsageError("the API key is empty; give a real key or none")
+        for name in ("head_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if not 0 < value < math.inf:
+                raise UsageError(f"{name} must be more than 0 seconds, not {value}")
+        if self.api_key is not None:
+            _check_api_key(self.api_key)
 
     def check_exposure(self) -> None:
         """Refuse to listen beyond this machine without an API key.
@@ -67,3 +79,27 @@ class ServerConfig:
                 "who can reach the port could spend your Koala quota; set "
                 f"--api-key or {API_KEY_VARIABLE}, or listen on 127.0.0.1"
             )
+
+
+def _check_api_key(key: str) -> None:
+    """Refuse a key no client could send as it is.
+
+    HTTP drops the whitespace around a header value, so a key with a space or
+    newline at either end (a key read from a file) would turn every request
+    away with 401; a control character cannot be sent at all.
+
+    Raises:
+        UsageError: the key is empty, has whitespace at an end, or holds a
+            control character.
+    """
+    if not key.strip():
+        raise UsageError("the API key is empty; give a real key or none")
+    if key != key.strip():
+        raise UsageError(
+            "the API key starts or ends with whitespace (a newline from a "
+            "file?), which no client can send: remove it"
+        )
+    if not key.isprintable():
+        raise UsageError(
+            "the API key holds a control character, which no client can send: remove it"
+        )

@@ -1,7 +1,13 @@
-"""Middlewares: OpenAI-shaped errors for everything, and the API key check."""
+"""Middlewares: OpenAI-shaped errors for everything, the API key check, the body.
+
+In order: `error_middleware` shapes every error, `auth_middleware` checks the
+key, `body_middleware` refuses a compressed body and reads the body under its
+time limit. So a client without the key never gets a byte of its body read.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 
@@ -10,8 +16,9 @@ from aiohttp.typedefs import Handler, Middleware
 
 from ..errors import KoalaError
 from .failures import Failure, FailureError, failure_for
+from .logtext import loggable
 
-__all__ = ["auth_middleware", "error_middleware"]
+__all__ = ["auth_middleware", "body_middleware", "error_middleware"]
 
 logger = logging.getLogger("koala_chat.server")
 
@@ -50,7 +57,11 @@ async def error_middleware(
     except KoalaError as exc:
         return failure_for(exc).response()
     except Exception as exc:
-        logger.exception("unexpected error in %s %s", request.method, request.path)
+        logger.exception(
+            "unexpected error in %s %s",
+            loggable(request.method),
+            loggable(request.path),
+        )
         return failure_for(exc).response()
 
 
@@ -59,6 +70,8 @@ def auth_middleware(api_key: str) -> Middleware:
 
     The key is compared in constant time (`hmac.compare_digest`); it is never
     logged and never forwarded upstream (the provider builds its own headers).
+    A header that is not UTF-8 (aiohttp keeps its bytes as surrogate escapes)
+    is compared byte for byte, and so is simply a wrong key.
     """
     expected = api_key.encode()
 
@@ -67,7 +80,7 @@ def auth_middleware(api_key: str) -> Middleware:
         if request.path == "/v1" or request.path.startswith("/v1/"):
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(
-                token.strip().encode(), expected
+                token.strip().encode("utf-8", "surrogateescape"), expected
             ):
                 return Failure(
                     401,
@@ -79,3 +92,60 @@ def auth_middleware(api_key: str) -> Middleware:
         return await handler(request)
 
     return check_key
+
+
+def body_middleware(max_body: int, timeout: float) -> Middleware:
+    """Return a middleware that reads each request body before its handler runs.
+
+    A body with a `Content-Encoding` other than identity is refused with 415
+    unread (aiohttp's own decompression is off: inflating happened before any
+    limit). The rest is read within `timeout` seconds (else 408 and the
+    connection closes) and `max_body` bytes (else 413); the handler then gets
+    it from `request.read()` at once.
+    """
+
+    @web.middleware
+    async def read_body(request: web.Request, handler: Handler) -> web.StreamResponse:
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            return Failure(
+                415,
+                "invalid_request_error",
+                "unsupported_content_encoding",
+                "compressed request bodies are not accepted: send the body "
+                "without Content-Encoding",
+                {"Accept-Encoding": "identity"},
+            ).response()
+        # No route (404, 405): nothing will read the body, so neither do we.
+        if request.body_exists and request.match_info.http_exception is None:
+            if request.content_length is not None and request.content_length > max_body:
+                return _too_large(max_body)
+            try:
+                async with asyncio.timeout(timeout):
+                    await request.read()
+            except TimeoutError:
+                response = Failure(
+                    408,
+                    "invalid_request_error",
+                    "request_timeout",
+                    f"the request body did not arrive within {timeout:g} s",
+                ).response()
+                response.force_close()
+                return response
+            except web.HTTPRequestEntityTooLarge:
+                return _too_large(max_body)
+        return await handler(request)
+
+    return read_body
+
+
+def _too_large(limit: int) -> web.Response:
+    response = Failure(
+        413,
+        "invalid_request_error",
+        "request_too_large",
+        f"the request body is larger than the limit of {limit} bytes",
+    ).response()
+    # The rest of the body is not worth reading: close instead.
+    response.force_close()
+    return response

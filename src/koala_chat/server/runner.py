@@ -4,24 +4,26 @@ Stopping is graceful: the listening socket closes at once, idle connections are
 closed, open streams get `grace` seconds to finish and are then cancelled. A
 second Ctrl-C stops at once.
 
-With `workers` > 1 the parent forks that many processes; each binds its own
-socket to the same port with SO_REUSEPORT, so the kernel spreads connections over
-them, and the server keeps no state a process would need to share. The parent
-forwards SIGTERM and Ctrl-C to them and waits.
+With `workers` > 1 the parent binds the listening socket once and forks that
+many processes, which all accept from it; the server keeps no state a process
+would need to share. The parent forwards SIGTERM and Ctrl-C to them and waits.
+The socket is bound without SO_REUSEPORT, so a port that anything else holds,
+another `koala serve` included, is refused at start instead of shared.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from types import FrameType
 from typing import Final
 
@@ -29,10 +31,12 @@ from aiohttp import web
 
 from .._http import proxy_scheme
 from ..contract.provider import ChatProvider
+from ..errors import UsageError
 from ..providers import Koala
 from ..urls import check_endpoint, redact_url
 from .app import create_app, create_runner
 from .config import ServerConfig
+from .limits import ResourceShortageLog
 from .routes import STATE_KEY
 
 __all__ = ["serve", "serve_async"]
@@ -48,19 +52,29 @@ def serve(config: ServerConfig, provider: ChatProvider = Koala) -> int:
     """Serve until Ctrl-C or SIGTERM; return the exit code (0: a clean stop).
 
     Raises:
-        UsageError: the configuration exposes the server without an API key.
+        UsageError: the configuration exposes the server without an API key,
+            or the port is in use.
         OSError: the address cannot be bound.
     """
     config.check_exposure()
     _check_upstream(config)
+    _raise_file_limit(config.max_connections)
     # Everything alive now (the modules) lives as long as the process: keep it
     # out of the collector's full passes, which otherwise cost a busy server
     # about a tenth of its CPU time.
     gc.freeze()
-    if config.workers == 1:
-        asyncio.run(serve_async(config, provider))
-        return 0
-    return _serve_workers(config, provider)
+    try:
+        if config.workers == 1:
+            asyncio.run(serve_async(config, provider))
+            return 0
+        return _serve_workers(config, provider)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise UsageError(
+            f"port {config.port} on {config.host} is in use (another server, or "
+            "another koala serve, listens there): stop it or choose another --port"
+        ) from exc
 
 
 async def serve_async(
@@ -70,26 +84,31 @@ async def serve_async(
     stop: asyncio.Event | None = None,
     started: Callable[[int], None] | None = None,
     escalate: bool = True,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve on the running loop until `stop` is set or a signal arrives.
 
     `started` is called with the bound port once the server listens. Signal
     handlers are installed when this runs in the main thread; with `escalate`
     a second signal cancels the open completions instead of waiting for them.
+    `sock` is a socket bound already (the workers share one); without it the
+    server binds `config.host` and `config.port`.
     """
     stop = stop or asyncio.Event()
     app = create_app(config, provider)
     state = app[STATE_KEY]
     runner = create_runner(app)
     await runner.setup()
-    with _signals_set(stop, state.cancel_all if escalate else None):
+    loop = asyncio.get_running_loop()
+    with (
+        ResourceShortageLog(loop),
+        _signals_set(stop, state.cancel_all if escalate else None),
+    ):
         try:
-            site = web.TCPSite(
-                runner,
-                config.host,
-                config.port,
-                backlog=BACKLOG,
-                reuse_port=config.workers > 1,
+            site: web.BaseSite = (
+                web.TCPSite(runner, config.host, config.port, backlog=BACKLOG)
+                if sock is None
+                else web.SockSite(runner, sock, backlog=BACKLOG)
             )
             await site.start()
             port = int(runner.addresses[0][1])
@@ -105,7 +124,15 @@ async def serve_async(
                 config.grace,
             )
         finally:
-            await runner.cleanup()
+            # aiohttp waits up to the grace for each request, then once more
+            # for the handler it cancelled; a streaming handler notices
+            # nothing but a cancellation of its task, so cancel the
+            # completions when the grace runs out: the stop takes the grace.
+            deadline = loop.call_later(config.grace, state.cancel_all)
+            try:
+                await runner.cleanup()
+            finally:
+                deadline.cancel()
     logger.info("stopped")
 
 
@@ -121,6 +148,32 @@ def _check_upstream(config: ServerConfig) -> None:
     proxy = config.provider_options.get("proxy")
     if proxy is not None:
         proxy_scheme(proxy)
+
+
+def _raise_file_limit(max_connections: int) -> None:
+    """Let the process hold its connections: raise its limit of open files.
+
+    Each client connection may need an upstream one too. The soft limit is
+    raised toward the hard one; if that is still too low, say so once now
+    rather than once per failed `accept()` later.
+    """
+    needed = 2 * max_connections + 64  # and the log, the listening socket...
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft < needed:
+        logger.warning(
+            "the limit of open files (%d) is below the %d that --max-connections "
+            "%d may need: raise it (ulimit -n) or lower --max-connections",
+            soft,
+            needed,
+            max_connections,
+        )
 
 
 def _log_start(config: ServerConfig, port: int) -> None:
@@ -166,23 +219,22 @@ def _signals_set(
 
 
 def _serve_workers(config: ServerConfig, provider: ChatProvider) -> int:
-    """Run `config.workers` forked processes on one port; wait for them."""
-    holder = None
-    port = config.port
-    if port == 0:
-        # Reserve one free port for all workers (bound, never listening).
-        holder = _reuse_port_socket(config.host)
-        port = holder.getsockname()[1]
-    worker_config = replace(config, port=port)
-    context = multiprocessing.get_context("fork")
-    processes = [
-        context.Process(
-            target=_worker, args=(worker_config, provider), name=f"koala-serve-{n}"
-        )
-        for n in range(config.workers)
-    ]
-    for process in processes:
-        process.start()
+    """Run `config.workers` forked processes on one socket; wait for them.
+
+    Raises:
+        OSError: the address cannot be bound (in use, not ours).
+    """
+    with _listening_socket(config.host, config.port) as sock:
+        context = multiprocessing.get_context("fork")
+        processes = [
+            context.Process(
+                target=_worker, args=(config, provider, sock), name=f"koala-serve-{n}"
+            )
+            for n in range(config.workers)
+        ]
+        for process in processes:
+            process.start()
+    # The workers hold the socket now: once the last one stops, it closes.
     signals_seen = 0
 
     def forward(signum: int, frame: FrameType | None) -> None:
@@ -202,21 +254,35 @@ def _serve_workers(config: ServerConfig, provider: ChatProvider) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        if holder is not None:
-            holder.close()
     return 0 if all(process.exitcode == 0 for process in processes) else 1
 
 
-def _worker(config: ServerConfig, provider: ChatProvider) -> None:
+def _worker(config: ServerConfig, provider: ChatProvider, sock: socket.socket) -> None:
     """One worker process: serve until told to stop (signals never escalate)."""
     # Ctrl-C on a terminal reaches every process of the group; the parent also
     # forwards it. Either way each signal only asks for the graceful stop.
-    asyncio.run(serve_async(config, provider, escalate=False))
+    asyncio.run(serve_async(config, provider, escalate=False, sock=sock))
 
 
-def _reuse_port_socket(host: str) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, 0))
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """Return a socket listening on `host` and `port`, for the workers to share.
+
+    SO_REUSEADDR lets it rebind a port whose old connections linger in
+    TIME_WAIT, as aiohttp's own sites do; SO_REUSEPORT is left off, so the bind
+    fails when anyone listens there already.
+
+    Raises:
+        OSError: the address cannot be resolved or bound.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
     return sock

@@ -100,6 +100,27 @@ def test_ctrl_c_during_a_reply_exits_130(
     assert b"Traceback" not in err
 
 
+@pytest.mark.parametrize("options", [[], ["--json"]])
+def test_sigterm_during_a_reply_ends_its_line_and_exits_143(
+    sandbox: Sandbox, processes: list[subprocess.Popen[bytes]], options: list[str]
+) -> None:
+    sandbox.push(Reply(values=["one", "two"], stall_at=1))
+    process = koala_process(
+        "chat", "--endpoint", sandbox.api_endpoint, *options, "Count"
+    )
+    processes.append(process)
+    assert process.stdout is not None
+    first = b'"one"\n' if options else b"one"
+    assert process.stdout.read(len(first)) == first
+    assert sandbox.wait_stalled(TIMEOUT)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == ExitCode.TERMINATED == 128 + signal.SIGTERM
+    assert out == (b"" if options else b"\n")  # the line ended, nothing more
+    assert err == b""
+    assert sandbox.wait_disconnect(TIMEOUT)
+
+
 def test_sandbox_command_serves_until_ctrl_c(
     processes: list[subprocess.Popen[bytes]],
     capsys: pytest.CaptureFixture[str],

@@ -166,9 +166,15 @@ def _read_bounded(path: Path, limit: int) -> bytes:
     """Return the bytes of the regular file `path`, at most `limit` of them."""
     # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused next.
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        regular = stat.S_ISREG(os.fstat(descriptor).st_mode)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    if not regular:
+        os.close(descriptor)
+        raise UsageError(f"{path} is not a regular file")
     with open(descriptor, "rb", buffering=0) as file:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise UsageError(f"{path} is not a regular file")
         # One byte past the limit tells a file of exactly `limit` bytes from a
         # larger one; a /proc file's size is 0, so the size cannot decide.
         chunks: list[bytes] = []

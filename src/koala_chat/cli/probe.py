@@ -13,12 +13,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..defaults import ENDPOINT_VARIABLE
 from ..errors import KoalaError, UsageError
 from ..messages import text_of
 from ..providers import HTTPProvider
@@ -142,15 +144,13 @@ def _failure(args: argparse.Namespace, exc: BaseException) -> Probe:
     """Return the probe of a check that failed with `exc` before its request."""
     from .termination import terminated
 
-    endpoint = getattr(args, "endpoint", None) or ""
-    model = getattr(args, "model", None) or ""
     provider: Any = getattr(args, "provider", None)
-    # The provider may be the thing that failed: its answers are a bonus.
+    model = getattr(args, "model", None) or getattr(provider, "default_model", "")
+    endpoint = getattr(args, "endpoint", None) or os.environ.get(ENDPOINT_VARIABLE)
+    # The provider may be what failed: only its simplest answer is asked for.
     with contextlib.suppress(Exception):
         endpoint = provider.resolve_endpoint(endpoint or None)
-    with contextlib.suppress(Exception):
-        model = provider.get_model(model)
-    result = Probe(endpoint=redact_url(endpoint), model=str(model))
+    result = Probe(endpoint=redact_url(endpoint or ""), model=str(model))
     if isinstance(exc, KeyboardInterrupt):
         result.reason = "interrupted"
         result.error = "the check was interrupted"

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from koala_chat.cli import main
@@ -119,6 +120,27 @@ def test_sigterm_during_a_reply_ends_its_line_and_exits_143(
     assert out == (b"" if options else b"\n")  # the line ended, nothing more
     assert err == b""
     assert sandbox.wait_disconnect(TIMEOUT)
+
+
+def test_sigterm_on_a_terminal_ends_the_line_and_exits_143(sandbox: Sandbox) -> None:
+    sandbox.push(Reply(values=["one", "two"], stall_at=1))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "koala_chat", "chat", "--endpoint", sandbox.api_endpoint, "Count"],
+        env={**environment(), "TERM": "dumb"},
+        encoding="utf-8",
+        timeout=TIMEOUT,
+    )
+    try:
+        child.expect_exact("one")
+        assert sandbox.wait_stalled(TIMEOUT)
+        child.kill(signal.SIGTERM)
+        child.expect(pexpect.EOF)
+        assert child.before == "\r\n"
+        child.close()
+        assert child.exitstatus == ExitCode.TERMINATED
+    finally:
+        child.close(force=True)
 
 
 def test_sandbox_command_serves_until_ctrl_c(

@@ -25,6 +25,7 @@ from ..errors import KoalaError, UsageError
 from ..messages import text_of
 from ..providers import HTTPProvider
 from ..urls import redact_url
+from .conversation import without_surrogates
 from .exits import ExitCode, exit_code_for, reason_for
 from .options import Connection
 from .redaction import Redactor, report_error
@@ -67,7 +68,9 @@ async def probe(
         raise
     except KoalaError as exc:
         result.reason = reason_for(exc)
-        result.error = redact(" ".join(str(exc).split()))
+        # A lone surrogate (quoted from a reply) cannot be printed as UTF-8.
+        message = without_surrogates(" ".join(str(exc).split()))[0]
+        result.error = redact(message)
         result.exit_code = exit_code_for(exc)
         return result
     if result.pieces == 0:

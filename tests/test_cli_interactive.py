@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,16 +23,24 @@ PROMPT = "\r\n> "
 TIMEOUT = 15
 
 
-def spawn(sandbox: Sandbox, tmp_path: Path, *options: str) -> pexpect.spawn:
-    """Start a session and wait for its first prompt."""
+def spawn(
+    sandbox: Sandbox, tmp_path: Path, *options: str, **variables: str
+) -> pexpect.spawn:
+    """Start a session (`variables` added to its environment) and wait for its
+    first prompt."""
     inputrc = tmp_path / "inputrc"
-    # A fixed terminal: no bracketed-paste escapes around the prompt.
-    inputrc.write_text("set enable-bracketed-paste off\n")
+    # A fixed terminal: no bracketed-paste escapes around the prompt, and bytes
+    # above 127 passed through as they are (a line that is not UTF-8).
+    inputrc.write_text(
+        "set enable-bracketed-paste off\n"
+        "set input-meta on\nset convert-meta off\nset output-meta on\n"
+    )
     env = {
         **os.environ,
         "TERM": "dumb",
         "INPUTRC": str(inputrc),
         "HOME": str(tmp_path),
+        **variables,
     }
     env.pop("KOALA_API_ENDPOINT", None)
     child = pexpect.spawn(
@@ -40,6 +49,7 @@ def spawn(sandbox: Sandbox, tmp_path: Path, *options: str) -> pexpect.spawn:
         env=env,
         cwd=str(tmp_path),
         encoding="utf-8",
+        codec_errors="replace",
         timeout=TIMEOUT,
         dimensions=(24, 200),
     )
@@ -180,3 +190,81 @@ def test_a_failed_turn_is_forgotten_and_the_session_goes_on(
         assert leave(child) == 0
     finally:
         child.close(force=True)
+
+
+def test_bad_files_are_noted_and_the_conversation_goes_on(
+    session: pexpect.spawn, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "long.json").write_text("[" + "9" * 5000 + "]")
+    say(session, "one", reply_to("one", 0, 0))
+    say(session, "/load deep.json", "koala: error: deep.json is JSON nested too deeply")
+    say(session, "/load long.json", "koala: error: long.json is not a JSON file")
+    say(session, "/load /dev/zero", "koala: error: /dev/zero is not a regular file")
+    say(session, "/load ~nosuchuser-koala/x", "no such user")
+    say(session, "/save /", "koala: error: ")
+    say(session, "two", reply_to("two", 1, 1))
+    assert sandbox.requests[-1].json["inputHistory"] == ["one"]
+    assert leave(session) == 0
+
+
+def test_save_over_a_file_never_loses_it_to_a_lone_surrogate(
+    session: pexpect.spawn, tmp_path: Path
+) -> None:
+    (tmp_path / "saved.json").write_text("[]\n")
+    (tmp_path / "odd.json").write_text(
+        '[{"role": "user", "content": "odd \\ud800"}, '
+        '{"role": "assistant", "content": "fine"}]'
+    )
+    say(session, "/load odd.json", "loaded 2 messages")
+    say(
+        session,
+        "/save saved.json",
+        "saved 2 messages to saved.json",
+        "1 character(s) that were not text saved as U+FFFD",
+    )
+    saved = json.loads((tmp_path / "saved.json").read_bytes().decode("utf-8"))
+    assert saved[0] == {"role": "user", "content": "odd \ufffd"}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp") == []
+    assert leave(session) == 0
+
+
+def test_a_typed_line_that_is_not_utf8_is_sent_with_a_replacement(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # A strict decoder on stdin, as in an en_US.UTF-8 locale: input() would
+    # raise UnicodeDecodeError on the byte 0xFF (never valid in UTF-8).
+    child = spawn(sandbox, tmp_path, PYTHONIOENCODING="utf-8:strict")
+    try:
+        os.write(child.child_fd, b"caf\xff\r")
+        child.expect_exact("1 byte(s) of the line were not UTF-8 text")
+        child.expect_exact(reply_to("caf\ufffd", 0, 0))
+        child.expect_exact(PROMPT)
+        assert sandbox.requests[-1].json["input"] == "caf\ufffd"
+        say(child, "next", reply_to("next", 1, 1))
+        assert leave(child) == 0
+    finally:
+        child.close(force=True)
+
+
+def test_sigterm_during_a_reply_ends_its_line_and_exits_143(
+    session: pexpect.spawn, sandbox: Sandbox
+) -> None:
+    sandbox.push(Reply(values=["partial", " never shown"], stall_at=1))
+    session.sendline("slow")
+    session.expect_exact("partial")
+    assert sandbox.wait_stalled(TIMEOUT)
+    session.kill(signal.SIGTERM)
+    session.expect(pexpect.EOF)
+    assert session.before == "\r\n"
+    assert "Traceback" not in session.before
+    session.close()
+    assert session.exitstatus == 143
+    assert sandbox.wait_disconnect(TIMEOUT)
+
+
+def test_sigterm_at_the_prompt_exits_143(session: pexpect.spawn) -> None:
+    session.kill(signal.SIGTERM)
+    session.expect(pexpect.EOF)
+    session.close()
+    assert session.exitstatus == 143

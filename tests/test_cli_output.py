@@ -127,3 +127,20 @@ def test_is_terminal_of_odd_streams() -> None:
     closed = io.StringIO()
     closed.close()
     assert is_terminal(closed) is False
+
+
+@pytest.mark.parametrize(
+    ("encoding", "expected"),
+    [("utf-8", "a\ufffdb\u00e9\n"), ("ascii", "a?b?\n")],
+)
+@pytest.mark.parametrize("stream", [True, False])
+def test_text_the_terminal_cannot_encode_is_replaced_not_fatal(
+    encoding: str, expected: str, stream: bool
+) -> None:
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding=encoding, errors="strict", newline="\n")
+    output = Output(out=out, stream=stream)
+    output.emit("a\ud800b")
+    output.emit("\u00e9")
+    output.finish()
+    assert raw.getvalue().decode(encoding) == expected

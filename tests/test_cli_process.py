@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from koala_chat.cli import main
@@ -98,6 +99,48 @@ def test_ctrl_c_during_a_reply_exits_130(
     assert sandbox.wait_disconnect(TIMEOUT)
     _, err = process.communicate(timeout=TIMEOUT)
     assert b"Traceback" not in err
+
+
+@pytest.mark.parametrize("options", [[], ["--json"]])
+def test_sigterm_during_a_reply_ends_its_line_and_exits_143(
+    sandbox: Sandbox, processes: list[subprocess.Popen[bytes]], options: list[str]
+) -> None:
+    sandbox.push(Reply(values=["one", "two"], stall_at=1))
+    process = koala_process(
+        "chat", "--endpoint", sandbox.api_endpoint, *options, "Count"
+    )
+    processes.append(process)
+    assert process.stdout is not None
+    first = b'"one"\n' if options else b"one"
+    assert process.stdout.read(len(first)) == first
+    assert sandbox.wait_stalled(TIMEOUT)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == ExitCode.TERMINATED == 128 + signal.SIGTERM
+    assert out == (b"" if options else b"\n")  # the line ended, nothing more
+    assert err == b""
+    assert sandbox.wait_disconnect(TIMEOUT)
+
+
+def test_sigterm_on_a_terminal_ends_the_line_and_exits_143(sandbox: Sandbox) -> None:
+    sandbox.push(Reply(values=["one", "two"], stall_at=1))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "koala_chat", "chat", "--endpoint", sandbox.api_endpoint, "Count"],
+        env={**environment(), "TERM": "dumb"},
+        encoding="utf-8",
+        timeout=TIMEOUT,
+    )
+    try:
+        child.expect_exact("one")
+        assert sandbox.wait_stalled(TIMEOUT)
+        child.kill(signal.SIGTERM)
+        child.expect(pexpect.EOF)
+        assert child.before == "\r\n"
+        child.close()
+        assert child.exitstatus == ExitCode.TERMINATED
+    finally:
+        child.close(force=True)
 
 
 def test_sandbox_command_serves_until_ctrl_c(

@@ -20,7 +20,7 @@ from ..defaults import API_ENDPOINT, ENDPOINT_VARIABLE
 from ..sandbox import cli as sandbox_command
 from ..server import cli as serve_command
 from . import chat, check, models
-from .exits import EXIT_CODES_HELP, ExitCode, exit_code_for, one_line
+from .exits import EXIT_CODES_HELP, ExitCode, exit_code_for
 from .options import connection_options
 from .provider import Provider, default_provider
 
@@ -97,24 +97,36 @@ def main(argv: Sequence[str] | None = None, *, provider: Provider | None = None)
         parser.print_help()
         return ExitCode.USAGE
     try:
-        args.provider = provider if provider is not None else default_provider()
-        return int(args.handler(args))
+        with _sigterm_like_ctrl_c(args.command):
+            args.provider = provider if provider is not None else default_provider()
+            return int(args.handler(args))
     except KeyboardInterrupt:
-        return ExitCode.INTERRUPTED
+        from .termination import terminated
+
+        return ExitCode.TERMINATED if terminated() else ExitCode.INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
         return ExitCode.BROKEN_PIPE
     except SystemExit as exc:
         return exit_status(exc)
     except Exception as exc:
-        # Everything else is reported in one line too; --debug tells more.
-        if args.debug:
-            import traceback
+        from .redaction import report_error
 
-            traceback.print_exc()
-        sys.stderr.write(f"{PROG}: error: {one_line(exc, args.command)}\n")
-        sys.stderr.flush()
+        report_error(exc, args)
         return exit_code_for(exc)
+
+
+#: The commands during which SIGTERM acts as Ctrl-C (see `termination.py`);
+#: the servers answer SIGTERM with their own graceful stop.
+_SIGTERM_COMMANDS = frozenset({"chat", "demo", "check", "models"})
+
+
+def _sigterm_like_ctrl_c(command: str) -> contextlib.AbstractContextManager[None]:
+    if command not in _SIGTERM_COMMANDS:
+        return contextlib.nullcontext()
+    from .termination import handle_sigterm
+
+    return handle_sigterm()
 
 
 def run() -> NoReturn:

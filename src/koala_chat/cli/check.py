@@ -57,7 +57,18 @@ def add_parser(
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run `koala check`; return 0 when the endpoint works."""
+    """Run `koala check`; return 0 when the endpoint works.
+
+    With --json, stdout gets one JSON object whatever fails (`probe.as_json`).
+    """
+    if args.json:
+        from .probe import as_json
+
+        return as_json(args, _run)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import asyncio
     import json
     from dataclasses import asdict

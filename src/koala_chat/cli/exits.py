@@ -12,6 +12,7 @@ Every expected error maps to one code here and nowhere else:
     6    protocol: the reply is not a Koala event stream
     130  interrupted (Ctrl-C)
     141  the reader of stdout went away (a broken pipe, as with `| head -1`)
+    143  terminated (SIGTERM), after ending the reply's line
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class ExitCode(IntEnum):
     PROTOCOL = 6
     INTERRUPTED = 130
     BROKEN_PIPE = 141
+    TERMINATED = 143
 
 
 EXIT_CODES_HELP = """\
@@ -71,7 +73,8 @@ exit codes:
   5    a Cloudflare challenge or another error status
   6    the reply is not a Koala event stream
   130  interrupted (Ctrl-C)
-  141  stdout was closed early (| head)"""
+  141  stdout was closed early (| head)
+  143  terminated (SIGTERM)"""
 
 
 #: The exit code of each error class; a subclass without an entry of its own

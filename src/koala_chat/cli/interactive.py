@@ -8,39 +8,59 @@ with every turn. Input comes from `input()` with the standard library's
 Ctrl-C during a reply cancels that reply's task: `asyncio.Runner` turns the
 signal into a cancellation, the provider closes the response, and what came
 stays in the conversation, marked with `CUT_MARK`. Ctrl-C or Ctrl-D at the
-prompt leaves.
+prompt leaves; SIGTERM ends the session as Ctrl-C does, exiting with 143.
+
+No command ends the session by failing: an error it expects, and any it does
+not, is one line on stderr, and the conversation stays as it was before the
+command. `/save` and `/load` go through `conversation.py`: the file is replaced
+atomically, and `/load` reads only a regular file of at most 16 MiB. A typed
+line with bytes that are not UTF-8 is kept with each such byte replaced by
+U+FFFD, and a note says so.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from ..errors import KoalaError, UsageError
-from ..messages import JSONValue, Message, Messages, normalize_messages, text_of
+from ..messages import JSONValue, Messages, text_of
+from .conversation import (
+    MAX_CONVERSATION_BYTES,
+    conversation_path,
+    load_messages,
+    save_messages,
+    without_surrogates,
+)
 from .exits import ExitCode, one_line
 from .options import Connection
 from .output import Output
 from .provider import Provider, endpoint_of, name_of
+from .redaction import Redactor
 from .reply import stream_reply
+from .termination import terminated
 
 __all__ = ["CUT_MARK", "PROMPT", "Session"]
 
 PROMPT = "> "
+#: The longest note the session prints: an error may quote a value of a
+#: loaded file, and a 16 MiB role name is not worth a screenful.
+MAX_NOTE_CHARS = 500
 #: Appended to a reply stopped with Ctrl-C, in the conversation that is sent on
 #: and saved ("the partial text stays in history, marked as cut").
 CUT_MARK = "[cut off]"
 
+_LIMIT = f"{MAX_CONVERSATION_BYTES / 2**20:g} MiB"
 HELP = f"""\
 commands:
   /reset          start over (system messages given with -s stay)
   /model [NAME]   show or change the model
   /system [TEXT]  add a system message, or list them
-  /save FILE      save the conversation as JSON (OpenAI messages)
-  /load FILE      replace the conversation with a saved one
+  /save FILE      save the conversation as JSON (OpenAI messages); the file
+                  is replaced whole or not at all
+  /load FILE      replace the conversation with a saved one (at most {_LIMIT})
   /exit           leave (Ctrl-D and Ctrl-C at the prompt leave too)
 Ctrl-C during a reply stops it; its text stays, marked {CUT_MARK}.
 A line starting with // is sent with one / removed."""
@@ -61,6 +81,7 @@ class Session:
         self.initial: Messages = list(systems)
         self.messages: Messages = list(systems)
         self.output = output
+        self._redact = Redactor.from_values([connection.endpoint, connection.proxy])
         self._commands: dict[str, Callable[[str], bool]] = {
             "/help": self._help,
             "/reset": self._reset,
@@ -80,6 +101,7 @@ class Session:
             f"chatting with {name_of(self.provider)} ({self._where()}); "
             "/help lists commands"
         )
+        self._decode_leniently()
         with asyncio.Runner() as runner:
             while True:
                 try:
@@ -89,13 +111,43 @@ class Session:
                     return ExitCode.OK
                 except KeyboardInterrupt:
                     self._end_line()
-                    return ExitCode.INTERRUPTED
+                    return self._interrupted_code()
+                except UnicodeDecodeError:
+                    # Only when stdin's decoder could not be made lenient.
+                    self._note("the line was not UTF-8 text and was ignored")
+                    continue
                 if self.handle(line, runner):
                     return ExitCode.OK
 
     def handle(self, line: str, runner: asyncio.Runner) -> bool:
-        """Act on one line of input; return True when the user wants to leave."""
-        text = line.strip()
+        """Act on one line of input; return True when the user wants to leave.
+
+        No failure of the line's command or turn escapes, except the user's own
+        interruption of a turn by SIGTERM: the error is noted in one line and
+        the conversation is left as it was before the line.
+        """
+        line, replaced = without_surrogates(line)
+        if replaced:
+            self._note(
+                f"{replaced} byte(s) of the line were not UTF-8 text; "
+                "each is kept as U+FFFD"
+            )
+        before = list(self.messages)
+        try:
+            return self._dispatch(line.strip(), runner)
+        except KeyboardInterrupt:
+            self.output.interrupted()
+            if terminated():
+                raise
+            self.messages = before
+            self._note("interrupted; the conversation is as it was")
+        except Exception as exc:
+            self.output.interrupted()
+            self.messages = before
+            self._error(exc)
+        return False
+
+    def _dispatch(self, text: str, runner: asyncio.Runner) -> bool:
         if not text:
             return False
         if text.startswith("/") and not text.startswith("//"):
@@ -119,6 +171,8 @@ class Session:
             runner.run(reply)
         except KeyboardInterrupt:
             self.output.interrupted()
+            if terminated():
+                raise
             partial = "".join(text_of(value) for value in values)
             space = "" if not partial or partial[-1].isspace() else " "
             cut = f"{partial}{space}{CUT_MARK}"
@@ -171,14 +225,15 @@ class Session:
         if not argument:
             self._note("usage: /save FILE")
             return False
-        path = Path(argument).expanduser()
-        data = json.dumps(self.messages, ensure_ascii=False, indent=2) + "\n"
         try:
-            path.write_text(data, encoding="utf-8")
-        except OSError as exc:
+            path = conversation_path(argument)
+            replaced = save_messages(path, self.messages)
+        except (OSError, UsageError) as exc:
             self._error(exc)
             return False
         self._note(f"saved {len(self.messages)} messages to {path}")
+        if replaced:
+            self._note(f"{replaced} character(s) that were not text saved as U+FFFD")
         return False
 
     def _load(self, argument: str) -> bool:
@@ -186,7 +241,7 @@ class Session:
             self._note("usage: /load FILE")
             return False
         try:
-            self.messages = load_messages(Path(argument).expanduser())
+            self.messages = load_messages(conversation_path(argument))
         except (OSError, UsageError) as exc:
             self._error(exc)
             return False
@@ -210,6 +265,9 @@ class Session:
         self._note(f"error: {one_line(exc, 'chat')}")
 
     def _note(self, text: str, *, prefix: str = "koala: ") -> None:
+        text = self._redact(without_surrogates(text)[0])
+        if prefix and len(text) > MAX_NOTE_CHARS:
+            text = text[: MAX_NOTE_CHARS - 1] + "…"
         sys.stderr.write(f"{prefix}{text}\n")
         sys.stderr.flush()
 
@@ -217,30 +275,14 @@ class Session:
         sys.stdout.write("\n")
         sys.stdout.flush()
 
+    def _interrupted_code(self) -> ExitCode:
+        return ExitCode.TERMINATED if terminated() else ExitCode.INTERRUPTED
 
-def load_messages(path: Path) -> Messages:
-    """Read a conversation saved by `/save`: a JSON list of OpenAI messages.
-
-    An OpenAI request body (an object with `messages`) is accepted too.
-
-    Raises:
-        OSError: The file cannot be read.
-        UsageError: It is not JSON, or not a list of valid messages.
-    """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path} is not a JSON file: {exc}") from None
-    if isinstance(data, dict) and "messages" in data:
-        data = data["messages"]
-    if data == []:
-        return []
-    try:
-        normalized = normalize_messages(data)
-    except UsageError as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    loaded: list[Message] = [
-        {"role": message["role"], "content": message["content"]}
-        for message in normalized
-    ]
-    return loaded
+    @staticmethod
+    def _decode_leniently() -> None:
+        """Let `input()` return a line that is not UTF-8 instead of raising:
+        each bad byte becomes a surrogate (`handle` turns it into U+FFFD)."""
+        reconfigure = getattr(sys.stdin, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="surrogateescape")

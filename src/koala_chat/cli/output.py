@@ -58,7 +58,7 @@ class Output:
         if not text:
             return
         if self.stream:
-            self.out.write(text)
+            _write(self.out, text)
             self.out.flush()
             self._open_line = not text.endswith("\n")
         else:
@@ -67,7 +67,7 @@ class Output:
     def finish(self) -> None:
         """Write what was kept, then end the last line if it is open."""
         if self._kept:
-            self.out.write("".join(self._kept))
+            _write(self.out, "".join(self._kept))
             self._open_line = not self._kept[-1].endswith("\n")
             self._kept.clear()
         if self._open_line:
@@ -82,6 +82,20 @@ class Output:
             self.out.write("\n")
             self.out.flush()
         self._open_line = False
+
+
+def _write(out: TextIO, text: str) -> None:
+    """Write `text`, replacing what `out` cannot encode instead of failing: a
+    lone surrogate from a provider becomes U+FFFD, a character a non-UTF-8
+    terminal lacks becomes its codec's replacement."""
+    try:
+        out.write(text)
+    except UnicodeEncodeError:
+        from .conversation import without_surrogates
+
+        encoding = getattr(out, "encoding", None) or "utf-8"
+        text = without_surrogates(text)[0]
+        out.write(text.encode(encoding, "replace").decode(encoding, "replace"))
 
 
 class Spinner:

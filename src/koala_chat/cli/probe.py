@@ -9,18 +9,28 @@ time limits, proxy rules and error translation.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
+from ..defaults import ENDPOINT_VARIABLE
 from ..errors import KoalaError, UsageError
 from ..messages import text_of
 from ..providers import HTTPProvider
 from ..urls import redact_url
+from .conversation import without_surrogates
 from .exits import ExitCode, exit_code_for, reason_for
 from .options import Connection
+from .redaction import Redactor, report_error
 
-__all__ = ["Probe", "probe", "report"]
+__all__ = ["Probe", "as_json", "probe", "report"]
 
 
 @dataclass
@@ -50,14 +60,17 @@ async def probe(
     """
     endpoint = provider.resolve_endpoint(connection.endpoint)
     model = provider.get_model(connection.model)
-    result = Probe(endpoint=redact_url(endpoint), model=model)
+    redact = Redactor.from_values([endpoint, connection.proxy])
+    result = Probe(endpoint=redact(redact_url(endpoint)), model=model)
     try:
         await _measure(provider, connection, endpoint, model, prompt, result)
     except UsageError:
         raise
     except KoalaError as exc:
         result.reason = reason_for(exc)
-        result.error = " ".join(str(exc).split())
+        # A lone surrogate (quoted from a reply) cannot be printed as UTF-8.
+        message = without_surrogates(" ".join(str(exc).split()))[0]
+        result.error = redact(message)
         result.exit_code = exit_code_for(exc)
         return result
     if result.pieces == 0:
@@ -102,6 +115,60 @@ async def _measure(
         span = last - start - result.first_piece_seconds
         if span > 0:
             result.pieces_per_second = (result.pieces - 1) / span
+
+
+def as_json(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) -> int:
+    """Return `run(args)`, which prints the probe as JSON; when it fails before
+    printing (a usage error, an unexpected error, Ctrl-C), print one JSON object
+    that says why instead, and report the error on stderr as `koala` does.
+
+    Every secret of `args` is masked in what is printed.
+    """
+    try:
+        return run(args)
+    except BrokenPipeError:
+        raise
+    except (Exception, KeyboardInterrupt) as exc:
+        result = _failure(args, exc)
+        failure = exc
+    redact = Redactor.from_args(args)
+    for name, value in vars(result).items():
+        if isinstance(value, str):
+            setattr(result, name, redact(value))
+    text = json.dumps(asdict(result), ensure_ascii=True)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    if not isinstance(failure, KeyboardInterrupt):
+        report_error(failure, args)
+    return result.exit_code
+
+
+def _failure(args: argparse.Namespace, exc: BaseException) -> Probe:
+    """Return the probe of a check that failed with `exc` before its request."""
+    from .termination import terminated
+
+    provider: Any = getattr(args, "provider", None)
+    model = getattr(args, "model", None) or getattr(provider, "default_model", "")
+    endpoint = getattr(args, "endpoint", None) or os.environ.get(ENDPOINT_VARIABLE)
+    # The provider may be what failed: only its simplest answer is asked for.
+    with contextlib.suppress(Exception):
+        endpoint = provider.resolve_endpoint(endpoint or None)
+    result = Probe(endpoint=redact_url(endpoint or ""), model=str(model))
+    if isinstance(exc, KeyboardInterrupt):
+        result.reason = "interrupted"
+        result.error = "the check was interrupted"
+        interrupted = terminated()
+        result.exit_code = ExitCode.TERMINATED if interrupted else ExitCode.INTERRUPTED
+        return result
+    result.reason = reason_for(exc)
+    message = (
+        str(exc)
+        if isinstance(exc, KoalaError)
+        else f"unexpected {type(exc).__name__}: {exc}"
+    )
+    result.error = " ".join(message.split())
+    result.exit_code = exit_code_for(exc)
+    return result
 
 
 def report(result: Probe) -> str:

@@ -1,0 +1,119 @@
+"""Secrets out of every line the command prints.
+
+`redact_url` hides the password of a URL we print ourselves. An error can also
+quote a URL the way another library parsed it, cut at a `#`, `/` or `?` that
+the user's password holds, percent-decoded, or inside a `repr`. So the command
+line also removes every secret it was given, in each of those forms, from each
+error line, note and JSON report it prints: the password of the endpoint and of
+the proxy, and the API key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Iterable
+from urllib.parse import quote, unquote, urlsplit
+
+from ..defaults import ENDPOINT_VARIABLE
+from .exits import one_line
+
+__all__ = ["MASK", "Redactor", "report_error", "url_secrets"]
+
+MASK = "***"
+
+
+def url_secrets(url: str) -> set[str]:
+    """Return the forms the password of `url` may take in a message.
+
+    Where the user info ends is ambiguous when the password holds `@`, `#`,
+    `/` or `?`, so every reading is taken: what follows the first `:` of the
+    user info up to each `@`, and each piece between those characters (a
+    parser that stops at a `#` quotes only the piece before it). Masking a
+    stretch too long hides nothing secret.
+    """
+    passwords: set[str] = set()
+    try:
+        strict = urlsplit(url).password
+    except ValueError:
+        strict = None
+    if strict:
+        passwords.add(strict)
+    _, scheme_end, rest = url.partition("://")
+    rest = rest if scheme_end else url
+    for match in re.finditer("@", rest):
+        _, colon, password = rest[: match.start()].partition(":")
+        if colon and password:
+            passwords.add(password)
+            passwords.update(re.split("[@#/?]", password))
+    forms: set[str] = set()
+    for password in passwords:
+        for form in (password, unquote(password)):
+            forms.update((form, quote(form, safe=""), repr(form)[1:-1]))
+    return {form for form in forms if form}
+
+
+class Redactor:
+    """A function from text to text with every known secret masked.
+
+    Example:
+        >>> redact = Redactor.from_values(["http://me:p#ss@proxy:3128"])
+        >>> redact("invalid URL http://me:p#ss@proxy:3128")
+        'invalid URL http://me:***@proxy:3128'
+    """
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # The longest first, so that a secret holding another is masked whole;
+        # only where it is not part of a longer word, so that a password `p`
+        # leaves "Port" alone.
+        ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
+        alternatives = "|".join(map(re.escape, ordered))
+        self._pattern = (
+            re.compile(f"(?<![^\\W_])(?:{alternatives})(?![^\\W_])")
+            if ordered
+            else None
+        )
+
+    @classmethod
+    def from_values(
+        cls, urls: Iterable[object], keys: Iterable[object] = ()
+    ) -> Redactor:
+        """Mask the passwords of `urls` and the `keys` themselves (non-strings
+        and None are skipped)."""
+        secrets = {key for key in keys if isinstance(key, str)}
+        for url in urls:
+            if isinstance(url, str):
+                secrets |= url_secrets(url)
+        return cls(secrets)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Redactor:
+        """Mask the secrets of a command's options and of its environment."""
+        urls = [
+            getattr(args, "endpoint", None),
+            getattr(args, "proxy", None),
+            os.environ.get(ENDPOINT_VARIABLE),
+        ]
+        keys = [getattr(args, "api_key", None)]
+        return cls.from_values(urls, keys)
+
+    def __call__(self, text: str) -> str:
+        """Return `text` with every secret replaced by `MASK`."""
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(MASK, text)
+
+
+def report_error(exc: BaseException, args: argparse.Namespace) -> None:
+    """Write `exc` as `koala: error: ...`, one line on stderr (with --debug, its
+    traceback before), every secret of `args` masked."""
+    redact = Redactor.from_args(args)
+    if getattr(args, "debug", False):
+        import traceback
+
+        sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+    command = getattr(args, "command", None) or "COMMAND"
+    sys.stderr.write(redact(f"koala: error: {one_line(exc, command)}") + "\n")
+    sys.stderr.flush()

@@ -16,6 +16,7 @@ import pytest
 
 from koala_chat import (
     AuthenticationError,
+    Client,
     CloudflareChallengeError,
     CreditsExhaustedError,
     InvalidJSONError,
@@ -448,3 +449,17 @@ def test_models_per_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Koala.get_model(None) == "gemini-3-flash"
     with pytest.raises(UsageError, match="protocol"):
         Koala.get_models(protocol="gopher")
+
+
+def test_the_client_passes_the_dialect_of_a_call(sandbox: Sandbox) -> None:
+    with Client(provider=Koala, api_endpoint=sandbox.api_endpoint) as client:
+        completion = client.chat.completions.create(
+            model="", messages=CONVERSATION, protocol="messages", web_search=False
+        )
+    (request,) = sandbox.requests
+    assert request.json is not None
+    assert "messages" in request.json
+    assert request.json["model"] == "gemini-3-flash"
+    assert request.headers["flag-real-time-data"] == "false"
+    text = "".join(default_reply(request.json, dialect="messages"))
+    assert completion.choices[0].message.content == text

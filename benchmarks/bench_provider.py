@@ -4,8 +4,9 @@ The sandbox runs in a separate process (`python -m koala_chat.sandbox`) so that
 only the client is measured in this one. Every client reads a reply of N
 values; the naive one is the seed's code: aiohttp's line iterator and
 `json.loads` on each `data: ` line. `Koala` is measured in the history dialect
-and in the messages dialect (whose stream ends with `data: [DONE]`); the last
-line compares the two.
+and in the messages dialect (whose stream ends with `data: [DONE]`), and as
+the seed calls it (`auto`, answered in the history dialect); the last line
+compares the two dialects.
 
     python benchmarks/bench_provider.py [--values 100000] [--rounds 3]
 """
@@ -32,13 +33,15 @@ MESSAGES = [{"role": "user", "content": "Count for me."}]
 BODY = {"input": "Count for me.", "inputHistory": [], "outputHistory": [], "model": ""}
 
 
-async def ours(endpoint: str, protocol: str = "history") -> int:
+async def ours(endpoint: str, protocol: str | None = None) -> int:
     count = 0
+    # No protocol is the seed's call: `auto`, which sends the history dialect.
+    options = {} if protocol is None else {"protocol": protocol}
     stream = Koala.create_async_generator(
         "",
         MESSAGES,  # type: ignore[arg-type]
         api_endpoint=endpoint,
-        protocol=protocol,
+        **options,
     )
     async with aclosing(stream):
         async for _ in stream:
@@ -111,7 +114,10 @@ def main() -> None:
         endpoint = f"http://127.0.0.1:{port}/api/gpt/"
         results = {
             "naive (seed)": measure(naive, endpoint, args.rounds),
-            "Koala history": measure(ours, endpoint, args.rounds),
+            "Koala (auto)": measure(ours, endpoint, args.rounds),
+            "Koala history": measure(
+                functools.partial(ours, protocol="history"), endpoint, args.rounds
+            ),
             "Koala messages": measure(
                 functools.partial(ours, protocol="messages"), endpoint, args.rounds
             ),

@@ -182,6 +182,8 @@ class Koala(HTTPProvider):
         cls, call: Call, request: HTTPRequest
     ) -> AsyncGenerator[list[JSONValue], None]:
         """Send `request`, and under `auto` its fallback when its shape is refused."""
+        if request.fallback is None:
+            return call.batches(request, cls.read_reply)  # a dialect was chosen
         return negotiate(call, request, cls.read_reply, cls.dialect_memory)
 
     @classmethod

@@ -194,9 +194,10 @@ def test_sandbox_and_endpoint_exclude_each_other(
             "Cloudflare",
         ),
         (
-            Reply(status=404, content_type="text/plain", body=b"no such page"),
+            # 410, not 404: `auto` would try the messages dialect after a 404.
+            Reply(status=410, content_type="text/plain", body=b"no such page"),
             ExitCode.STATUS,
-            "404",
+            "410",
         ),
         (
             Reply(content_type="text/html", body=b"<title>Koala</title>"),
@@ -278,7 +279,7 @@ def test_a_bad_proxy_url_is_a_usage_error(
 def test_debug_adds_the_traceback(
     capsys: pytest.CaptureFixture[str], sandbox: Sandbox, stdin: io.StringIO
 ) -> None:
-    sandbox.push(Reply(status=404, body=b"gone"))
+    sandbox.push(Reply(status=410, body=b"gone"))
     code, _, err = koala(
         capsys, "--debug", "chat", "--endpoint", sandbox.api_endpoint, "Hi"
     )

@@ -78,6 +78,10 @@ class _Config:
         options = dict(self.options)
         if timeout is not None:
             options["timeout"] = timeout
+        # Koala's own extensions choose the dialect of this call only.
+        for name in ("protocol", "web_search"):
+            if (value := getattr(request, name)) is not None:
+                options[name] = value
         return request, options
 
 

@@ -23,12 +23,15 @@ class ChatProvider(Protocol):
         """Send the conversation and yield each value the server streams back."""
         ...
 
-    def get_model(self, model: str | None) -> str:
-        """Return the model name to send for `model` (raises ModelNotFoundError)."""
+    def get_model(self, model: str | None, **kwargs: Any) -> str:
+        """Return the model name to send for `model` (raises ModelNotFoundError).
+
+        Koala takes `protocol`: an empty name is that dialect's default.
+        """
         ...
 
-    def get_models(self) -> list[str]:
-        """Return the provider's known models."""
+    def get_models(self, **kwargs: Any) -> list[str]:
+        """Return the provider's known models (Koala: of `protocol`'s dialect)."""
         ...
 
 

@@ -197,7 +197,9 @@ async def read_text(values: AsyncGenerator[JSONValue, None], reply: Reply) -> st
 def _open(
     provider: ChatProvider, request: CompletionRequest, options: dict[str, Any]
 ) -> tuple[Reply, AsyncGenerator[JSONValue, None]]:
-    model = provider.get_model(request.model)
+    # Koala's default model depends on the dialect a call chose.
+    chosen = {"protocol": options["protocol"]} if "protocol" in options else {}
+    model = provider.get_model(request.model, **chosen)
     values = provider.create_async_generator(model, request.messages, **options)
     return Reply(request, model), values
 

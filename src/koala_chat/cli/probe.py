@@ -12,23 +12,31 @@ from __future__ import annotations
 import asyncio
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import cast
 
 from ..errors import KoalaError, UsageError
 from ..messages import text_of
 from ..providers import HTTPProvider
+from ..providers.dialects import Dialect, resolve_model
 from ..urls import redact_url
 from .exits import ExitCode, exit_code_for, reason_for
 from .options import Connection
 
-__all__ = ["Probe", "probe", "report"]
+__all__ = ["Probe", "milliseconds", "probe", "report"]
 
 
 @dataclass
 class Probe:
-    """What one request to the endpoint showed; times in seconds."""
+    """What one request to the endpoint showed; times in seconds.
+
+    `protocol` is the setting the request was made with, `dialect` the one it
+    was sent in (None when the provider does not say).
+    """
 
     endpoint: str
     model: str
+    protocol: str | None = None
+    dialect: str | None = None
     works: bool = False
     status: int | None = None
     first_byte_seconds: float | None = None
@@ -45,14 +53,23 @@ async def probe(
 ) -> Probe:
     """Make one request through `provider` and return what it showed.
 
+    The request is made in the connection's dialect settings (`protocol`,
+    `api_key`, `web_search`), as `koala chat` would make it.
+
     Raises:
-        UsageError: A bad endpoint, proxy or model, before any request.
+        UsageError: A bad endpoint, proxy, model or dialect setting, before any
+            request.
     """
     endpoint = provider.resolve_endpoint(connection.endpoint)
     model = provider.get_model(connection.model)
-    result = Probe(endpoint=redact_url(endpoint), model=model)
+    options = connection.dialect_kwargs()
+    result = Probe(
+        endpoint=redact_url(endpoint),
+        model=model,
+        protocol=options.get("protocol"),
+    )
     try:
-        await _measure(provider, connection, endpoint, model, prompt, result)
+        await _measure(provider, connection, endpoint, prompt, result)
     except UsageError:
         raise
     except KoalaError as exc:
@@ -73,7 +90,6 @@ async def _measure(
     provider: type[HTTPProvider],
     connection: Connection,
     endpoint: str,
-    model: str,
     prompt: str,
     result: Probe,
 ) -> None:
@@ -82,14 +98,18 @@ async def _measure(
     start = loop.time()
     last = start
     async with provider.open_attempt(
-        model,
+        connection.model,
         [{"role": "user", "content": prompt}],
         proxy=connection.proxy,
         api_endpoint=endpoint,
         timeout=connection.timeout,
+        **connection.dialect_kwargs(),
     ) as attempt:
         result.status = attempt.response.status
         result.first_byte_seconds = loop.time() - start
+        result.dialect = getattr(attempt, "dialect", None)
+        if result.dialect is not None and not connection.model:
+            result.model = resolve_model(cast(Dialect, result.dialect), "")
         async with aclosing(attempt.values()) as values:
             async for value in values:
                 if not text_of(value):
@@ -109,10 +129,11 @@ def report(result: Probe) -> str:
     lines = [
         f"works:        {'yes' if result.works else 'no'}",
         f"endpoint:     {result.endpoint}",
+        f"dialect:      {result.dialect or result.protocol or '-'}",
         f"model:        {result.model}",
         f"status:       {result.status if result.status is not None else '-'}",
-        f"first byte:   {_ms(result.first_byte_seconds)}",
-        f"first piece:  {_ms(result.first_piece_seconds)}",
+        f"first byte:   {milliseconds(result.first_byte_seconds)}",
+        f"first piece:  {milliseconds(result.first_piece_seconds)}",
         f"pieces:       {result.pieces}",
         f"pieces/s:     {_rate(result.pieces_per_second)}",
     ]
@@ -122,7 +143,8 @@ def report(result: Probe) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _ms(seconds: float | None) -> str:
+def milliseconds(seconds: float | None) -> str:
+    """Return `seconds` as whole milliseconds, or "-" when unknown."""
     return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
 
 

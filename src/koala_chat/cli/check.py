@@ -64,8 +64,8 @@ def add_parser(
     parser.add_argument(
         "--all",
         action="store_true",
-        help="try every dialect and tell which one works (ignores --protocol "
-        f"and ${defaults.PROTOCOL_VARIABLE})",
+        help="try every dialect and tell which one works (instead of --protocol; "
+        f"${defaults.PROTOCOL_VARIABLE} is ignored)",
     )
     parser.set_defaults(handler=run)
 

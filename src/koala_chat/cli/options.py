@@ -44,7 +44,7 @@ def connection_options() -> Parser:
         "--model",
         metavar="NAME",
         default="",
-        help="the model to ask (default: the provider's, see `koala models`)",
+        help="the model to ask (default: the dialect's, see `koala models`)",
     )
     group.add_argument(
         "--endpoint",

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
+from koala_chat.providers import Koala
 from koala_chat.sandbox import Sandbox
 
 # CI must give the same verdict on the same commit: there the property tests
@@ -20,6 +21,22 @@ if os.environ.get("CI"):
 # of the OpenAI-compatible server: `koala serve` on a thread; of the chat page:
 # headless Chromium.
 pytest_plugins = ["browser", "hardening", "proxies", "server_fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dialects(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts as a fresh process: no dialect remembered, none configured.
+
+    Sandboxes of different tests may get the same port, and `auto` remembers
+    per endpoint URL (docs/protocol.md, "Choosing a dialect").
+    """
+    monkeypatch.delenv("KOALA_PROTOCOL", raising=False)
+    monkeypatch.delenv("KOALA_API_KEY", raising=False)
+    Koala.forget_dialects()
+    try:
+        yield
+    finally:
+        Koala.forget_dialects()
 
 
 @pytest.fixture

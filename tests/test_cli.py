@@ -233,6 +233,27 @@ EVERY_ERROR: dict[type[BaseException], tuple[ExitCode, str, int, str, str]] = {
         "upstream_error",
         "upstream_challenge",
     ),
+    errors.AuthenticationError: (
+        ExitCode.STATUS,
+        "api key refused",
+        502,
+        "upstream_error",
+        "upstream_auth",
+    ),
+    errors.CreditsExhaustedError: (
+        ExitCode.STATUS,
+        "out of credits",
+        402,
+        "insufficient_quota",
+        "insufficient_quota",
+    ),
+    errors.UnexpectedReplyError: (
+        ExitCode.PROTOCOL,
+        "not an event stream",
+        502,
+        "upstream_error",
+        "upstream_protocol_error",
+    ),
     ServerError: (
         ExitCode.STATUS,
         "server error",

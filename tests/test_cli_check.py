@@ -172,8 +172,8 @@ def test_models_marks_the_default(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(Koala.models)
-    assert [line for line in lines if line.endswith("(default)")] == [
-        f"{Koala.default_model}    (default)"
+    assert [line.split() for line in lines if line.endswith("(default)")] == [
+        [Koala.default_model, "(default)"]
     ]
 
 

@@ -145,7 +145,11 @@ def test_client_max_tokens(sandbox: Sandbox) -> None:
 
 
 def test_client_error_is_ours(sandbox: Sandbox) -> None:
-    sandbox.push(Reply(status=404, body=b"no such thing", content_type="text/plain"))
+    # `auto` tries the messages dialect after a 404: refuse both.
+    for _ in range(2):
+        sandbox.push(
+            Reply(status=404, body=b"no such thing", content_type="text/plain")
+        )
     with pytest.raises(StatusError) as caught:
         Client(provider=Koala).chat.completions.create(
             messages=HI, api_endpoint=sandbox.api_endpoint

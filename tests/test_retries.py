@@ -204,7 +204,7 @@ async def test_client_errors_are_not_retried(sandbox: Sandbox, status: int) -> N
     )
 
     with pytest.raises(StatusError) as caught:
-        await collect(api_endpoint=sandbox.api_endpoint, **FAST)
+        await collect(api_endpoint=sandbox.api_endpoint, protocol="history", **FAST)
 
     assert type(caught.value) is StatusError
     assert caught.value.status == status

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 
 from ._lazy import lazy_attributes
 from .errors import (
+    AuthenticationError,
     CloudflareChallengeError,
     ConnectError,
+    CreditsExhaustedError,
     EventTooLargeError,
     IncompleteEventError,
     InvalidJSONError,
@@ -29,6 +31,7 @@ from .errors import (
     ServerError,
     StatusError,
     TransportError,
+    UnexpectedReplyError,
     UsageError,
 )
 from .messages import JSONValue, Message, Messages, text_of
@@ -44,9 +47,11 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncClient",
     "AsyncGeneratorProvider",
+    "AuthenticationError",
     "Client",
     "CloudflareChallengeError",
     "ConnectError",
+    "CreditsExhaustedError",
     "EventTooLargeError",
     "IncompleteEventError",
     "InvalidJSONError",
@@ -65,6 +70,7 @@ __all__ = [
     "ServerError",
     "StatusError",
     "TransportError",
+    "UnexpectedReplyError",
     "UsageError",
     "__version__",
     "get_connector",

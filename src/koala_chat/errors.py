@@ -8,9 +8,12 @@
     ├── StatusError                the server answered with a non-2xx status
     │   ├── RateLimitError         402 or 429: the free quota is used up (`retry_after`)
     │   ├── CloudflareChallengeError  403 with a Cloudflare challenge page
+    │   ├── AuthenticationError    401, or 403 without Cloudflare's marks, to a key
+    │   ├── CreditsExhaustedError  402 to a key: the account is out of credits
     │   └── ServerError            5xx
     ├── ProtocolError              the reply is not the Koala event stream it should be
     │   ├── NotEventStreamError    a 2xx reply of another content type (an HTML page)
+    │   │   └── UnexpectedReplyError  a 2xx JSON reply without a string `output`
     │   ├── InvalidJSONError       a complete event whose data is not JSON
     │   ├── IncompleteEventError   the stream ended inside an event
     │   └── EventTooLargeError     one event exceeds the size limit
@@ -27,8 +30,10 @@ redacted before they reach an error (see `koala_chat.urls.redact_url`).
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "CloudflareChallengeError",
     "ConnectError",
+    "CreditsExhaustedError",
     "EventTooLargeError",
     "IncompleteEventError",
     "InvalidJSONError",
@@ -42,6 +47,7 @@ __all__ = [
     "ServerError",
     "StatusError",
     "TransportError",
+    "UnexpectedReplyError",
     "UsageError",
 ]
 
@@ -157,6 +163,23 @@ class CloudflareChallengeError(StatusError):
     """Cloudflare answered with a bot challenge instead of the API."""
 
 
+class AuthenticationError(StatusError):
+    """The API refused the key: 401, or 403 without Cloudflare's marks.
+
+    Raised only for a request that carried a key (docs/protocol.md, "The
+    official API"); the message says to check `KOALA_API_KEY` and never holds
+    the key itself.
+    """
+
+
+class CreditsExhaustedError(StatusError):
+    """402 to a request with a key: the account has no credits left.
+
+    Not a rate limit: waiting does not help before the plan renews, so it is
+    never retried (docs/protocol.md, "The official API").
+    """
+
+
 class ServerError(StatusError):
     """A 5xx status."""
 
@@ -182,6 +205,13 @@ class NotEventStreamError(ProtocolError):
         super().__init__(message, attempts=attempts)
         self.content_type = content_type
         self.body = body
+
+
+class UnexpectedReplyError(NotEventStreamError):
+    """A 2xx JSON reply that is neither an event stream nor `{"output": "..."}`.
+
+    Usually an error object sent with a success status; `body` is an excerpt.
+    """
 
 
 class InvalidJSONError(ProtocolError):

@@ -127,15 +127,24 @@ def _part_text(where: str, part: object) -> str:
 def text_of(value: JSONValue) -> str:
     """Return the text a streamed value carries.
 
-    A JSON string is text; an object's string `"text"` field is text (the seed's
-    example shape). Anything else (numbers, lists, objects without a text field,
-    null) carries no text and gives "": the raw values stay available from
-    `create_async_generator`.
+    A JSON string is text; so is an object's string `"text"` field (the seed's
+    example shape) or `"content"` field, and an OpenAI-style chunk's
+    `choices[0].delta.content`: the shapes the messages dialect may stream
+    (docs/protocol.md, "The messages dialect (2026)"). Anything else (numbers,
+    lists, objects without such a field, null) carries no text and gives "":
+    the raw values stay available from `create_async_generator`.
     """
     if isinstance(value, str):
         return value
-    if isinstance(value, dict):
-        text = value.get("text")
+    if not isinstance(value, dict):
+        return ""
+    for key in ("text", "content"):
+        text = value.get(key)
         if isinstance(text, str):
             return text
+    choices = value.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        delta = choices[0].get("delta")
+        if isinstance(delta, dict) and isinstance(content := delta.get("content"), str):
+            return content
     return ""

@@ -11,7 +11,9 @@ from typing import Final, TypedDict
 from aiohttp import ClientResponse
 
 from ..errors import (
+    AuthenticationError,
     CloudflareChallengeError,
+    CreditsExhaustedError,
     ProxyError,
     RateLimitError,
     ServerError,
@@ -47,7 +49,13 @@ async def raise_for_status(response: ClientResponse) -> None:
     Always a coroutine. The body of an error reply is read (up to 256 KiB) to
     recognise a Cloudflare challenge before it is cut to a short excerpt.
 
+    A request that carried a key (an `Authorization` header) is answered with
+    the key errors of docs/protocol.md, "The official API", and the key is
+    blanked out of the body excerpt, should the server echo it.
+
     Raises:
+        AuthenticationError: 401, or 403 without Cloudflare's marks, to a key.
+        CreditsExhaustedError: 402 to a key.
         RateLimitError: 402 or 429 (docs/protocol.md: the free quota is used up).
         CloudflareChallengeError: a Cloudflare challenge, by header or page markers.
         ProxyError: 407, an HTTP proxy refused the credentials (or their absence).
@@ -58,6 +66,9 @@ async def raise_for_status(response: ClientResponse) -> None:
         return
     body = await read_excerpt(response, _ERROR_BODY_LIMIT)
     url = redact_url(response.url)
+    credential = _credential(response)
+    if credential:
+        body = body.replace(credential, "***")
     excerpt = text_excerpt(body)
     reason = f"{response.status} {response.reason or ''}".strip()
     details: _StatusDetails = {
@@ -80,6 +91,17 @@ async def raise_for_status(response: ClientResponse) -> None:
             **details,
         )
     suffix = f": {excerpt}" if excerpt else ""
+    if credential and response.status in (401, 403):
+        raise AuthenticationError(
+            f"{url} refused the API key ({reason}){suffix}; check KOALA_API_KEY",
+            **details,
+        )
+    if credential and response.status == 402:
+        raise CreditsExhaustedError(
+            f"the account behind the API key is out of credits ({reason} from "
+            f"{url}){suffix}",
+            **details,
+        )
     if response.status in (402, 429):
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         wait = f", retry after {retry_after:g} s" if retry_after is not None else ""
@@ -90,6 +112,17 @@ async def raise_for_status(response: ClientResponse) -> None:
         )
     error = ServerError if response.status >= 500 else StatusError
     raise error(f"{url} answered {reason}{suffix}", **details)
+
+
+def _credential(response: ClientResponse) -> str:
+    """Return the credential the request sent in `Authorization`, or "".
+
+    Only its token: `Bearer abc` gives `abc`, so that the excerpt of an error
+    body can be cleared of it.
+    """
+    request_info = getattr(response, "request_info", None)
+    sent = request_info.headers.get("Authorization", "") if request_info else ""
+    return sent.partition(" ")[2].strip() or sent.strip()
 
 
 async def read_excerpt(response: ClientResponse, limit: int) -> str:

@@ -8,7 +8,8 @@ Every expected error maps to one code here and nowhere else:
     2    usage: a bad option, model, message file or prompt
     3    transport: could not connect, the proxy failed, a time limit ran out
     4    rate limit: the free quota is used up (402 or 429)
-    5    status: a Cloudflare challenge or another error status
+    5    status: a Cloudflare challenge, a refused API key, no credits left, or
+         another error status
     6    protocol: the reply is not a Koala event stream
     130  interrupted (Ctrl-C)
     141  the reader of stdout went away (a broken pipe, as with `| head -1`)
@@ -21,8 +22,10 @@ from enum import IntEnum
 
 from .._mro import lookup
 from ..errors import (
+    AuthenticationError,
     CloudflareChallengeError,
     ConnectError,
+    CreditsExhaustedError,
     KoalaError,
     KoalaTimeoutError,
     ModelNotFoundError,
@@ -68,7 +71,8 @@ exit codes:
   2    usage: a bad option, model, message file or prompt
   3    could not connect, the proxy failed or a time limit ran out
   4    rate limited: the free quota is used up (402, 429)
-  5    a Cloudflare challenge or another error status
+  5    a Cloudflare challenge, a refused API key, no credits left, or
+       another error status
   6    the reply is not a Koala event stream
   130  interrupted (Ctrl-C)
   141  stdout was closed early (| head)"""
@@ -80,6 +84,10 @@ EXIT_CODES: Mapping[type[BaseException], ExitCode] = {
     UsageError: ExitCode.USAGE,
     TransportError: ExitCode.TRANSPORT,
     RateLimitError: ExitCode.RATE_LIMIT,
+    # A refused key or an empty account: waiting does not help, unlike a rate
+    # limit, so they share the code of the other error statuses.
+    AuthenticationError: ExitCode.STATUS,
+    CreditsExhaustedError: ExitCode.STATUS,
     StatusError: ExitCode.STATUS,
     ProtocolError: ExitCode.PROTOCOL,
 }
@@ -106,6 +114,14 @@ FAILURES: Mapping[type[BaseException], tuple[str, str]] = {
     CloudflareChallengeError: (
         "cloudflare challenge",
         "try later or from another network (--proxy)",
+    ),
+    AuthenticationError: (
+        "api key refused",
+        "check KOALA_API_KEY (or --api-key-file)",
+    ),
+    CreditsExhaustedError: (
+        "out of credits",
+        "the account behind KOALA_API_KEY has no credits left: renew the plan",
     ),
     ServerError: ("server error", "the service failed: try again later"),
     StatusError: ("error status", "check --endpoint (or KOALA_API_ENDPOINT)"),

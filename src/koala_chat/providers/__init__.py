@@ -3,7 +3,7 @@
 `HTTPProvider` owns the attempt loop; a provider over HTTP subclasses it and
 says only what it sends (`build_request`) and how its reply reads
 (`read_reply`). `Koala.open_attempt(...)` shows one attempt's raw response
-beside its values.
+beside its values (and `attempt.dialect`, the dialect it spoke).
 """
 
 from .attempts import Attempt, HTTPRequest
@@ -11,10 +11,14 @@ from .base import AsyncGeneratorProvider, ProviderModelMixin
 from .http import HTTPProvider
 from .koala import Koala
 from .options import RequestOptions
+from .settings import API_KEY_VARIABLE, PROTOCOL_VARIABLE, DialectSettings
 
 __all__ = [
+    "API_KEY_VARIABLE",
+    "PROTOCOL_VARIABLE",
     "AsyncGeneratorProvider",
     "Attempt",
+    "DialectSettings",
     "HTTPProvider",
     "HTTPRequest",
     "Koala",

@@ -46,12 +46,32 @@ ReplyReader = Callable[
 
 @dataclass(frozen=True, slots=True)
 class HTTPRequest:
-    """What one attempt sends: the URL, the body bytes and the headers."""
+    """What one attempt sends: the URL, the body bytes and the headers.
+
+    `dialect` names the variant of the service's protocol the request speaks,
+    when the provider has several (None otherwise); `fallback` is the request
+    to send instead when this one's shape is refused (see
+    `providers.negotiation`). The repr shows header names only, as a header
+    may hold a key.
+    """
 
     url: str
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
     method: str = "POST"
+    dialect: str | None = None
+    fallback: HTTPRequest | None = None
+
+    def __repr__(self) -> str:
+        """Show the method, URL, dialect, body size and header names; no values."""
+        return (
+            f"HTTPRequest({self.method} {redact_url(self.url)}, "
+            f"dialect={self.dialect!r}, body=<{len(self.body)} bytes>, "
+            f"headers=[{', '.join(self.headers)}], "
+            f"fallback={self.fallback.dialect if self.fallback else None!r})"
+        )
+
+    __str__ = __repr__
 
 
 class Attempt:
@@ -68,6 +88,11 @@ class Attempt:
     __slots__ = ("_call", "_reader", "_sending", "request", "response")
 
     response: ClientResponse
+
+    @property
+    def dialect(self) -> str | None:
+        """The dialect the request spoke (`HTTPRequest.dialect`), or None."""
+        return self.request.dialect
 
     def __init__(self, call: Call, request: HTTPRequest, reader: ReplyReader) -> None:
         self._call = call

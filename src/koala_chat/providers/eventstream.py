@@ -1,4 +1,4 @@
-"""Reading an event-stream reply into JSON values, in batches.
+"""Reading a reply into JSON values, in batches: an event stream, or one object.
 
 docs/protocol.md, "Response": each event's data is one JSON value. The bytes are
 read as they come (`content.iter_any()`, not aiohttp's line iterator, which
@@ -14,12 +14,17 @@ from typing import Any
 from aiohttp import ClientResponse
 
 from .._http import read_excerpt, text_excerpt
-from ..errors import NotEventStreamError
+from ..errors import (
+    EventTooLargeError,
+    InvalidJSONError,
+    NotEventStreamError,
+    UnexpectedReplyError,
+)
 from ..jsonstream import DONE_MARKER, JSONValueDecoder, loads
 from ..messages import JSONValue
 from ..urls import redact_url
 
-__all__ = ["check_event_stream", "event_batches"]
+__all__ = ["check_event_stream", "event_batches", "json_batches", "reply_batches"]
 
 
 async def event_batches(
@@ -55,6 +60,66 @@ async def event_batches(
             return
     if values := decoder.close():
         yield values
+
+
+def reply_batches(
+    response: ClientResponse, max_event_size: int
+) -> AsyncGenerator[list[JSONValue], None]:
+    """Read a 2xx reply by what it is, not by what was asked for.
+
+    An event stream gives its values as `event_batches` does; a JSON reply
+    (`application/json` or `+json`) is read whole by `json_batches`; anything
+    else (an HTML page) is a NotEventStreamError with an excerpt.
+    """
+    kind = response.content_type
+    if kind == "application/json" or kind.endswith("+json"):
+        return json_batches(response, max_event_size)
+    return event_batches(response, max_event_size)
+
+
+async def json_batches(
+    response: ClientResponse, max_size: int
+) -> AsyncGenerator[list[JSONValue], None]:
+    """Yield the whole answer of a JSON reply `{"output": "..."}`, once.
+
+    docs/protocol.md, "The official API": the reply is one object whose
+    `output` is the whole answer.
+
+    Raises:
+        UnexpectedReplyError: any other JSON (an error object sent with 2xx).
+        InvalidJSONError: the body is not JSON.
+        EventTooLargeError: the body is larger than `max_size`.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while size <= max_size and (chunk := await response.content.read(max_size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > max_size:
+        raise EventTooLargeError(
+            f"the JSON reply of {redact_url(response.url)} is larger than "
+            f"{max_size} bytes",
+            limit=max_size,
+        )
+    text = b"".join(chunks).decode("utf-8", "replace")
+    try:
+        value = loads(text)
+    except InvalidJSONError as exc:
+        raise InvalidJSONError(
+            f"{redact_url(response.url)} answered {response.status} with "
+            f"{response.content_type} that is not JSON: {text_excerpt(text)}",
+            data=exc.data,
+        ) from exc
+    if isinstance(value, dict) and isinstance(output := value.get("output"), str):
+        yield [output]
+        return
+    excerpt = text_excerpt(text)
+    raise UnexpectedReplyError(
+        f"{redact_url(response.url)} answered {response.status} with JSON that "
+        f'is not {{"output": ...}}: {excerpt}',
+        content_type=response.content_type,
+        body=excerpt,
+    )
 
 
 async def check_event_stream(response: ClientResponse) -> None:

@@ -81,6 +81,34 @@ class HTTPProvider(AsyncGeneratorProvider, ProviderModelMixin):
         raise NotImplementedError(f"{cls.__name__} does not build requests")
 
     @classmethod
+    def prepare(
+        cls, model: str, messages: Messages, options: RequestOptions
+    ) -> HTTPRequest:
+        """Return the request for the caller's `model` and `messages`.
+
+        The default resolves the model (`get_model`), normalizes the messages
+        and calls `build_request`. A provider whose default model depends on
+        its options overrides this instead.
+
+        Raises:
+            UsageError: bad messages, model or options.
+        """
+        return cls.build_request(
+            cls.get_model(model), normalize_messages(messages), options
+        )
+
+    @classmethod
+    def send(
+        cls, call: Call, request: HTTPRequest
+    ) -> AsyncGenerator[list[JSONValue], None]:
+        """Return the reply's batches for one call; the default retries `request`.
+
+        A provider that may send another request when the first is refused
+        overrides this, and sends both through `call.batches`.
+        """
+        return call.batches(request, cls.read_reply)
+
+    @classmethod
     def read_reply(
         cls, response: ClientResponse, options: RequestOptions
     ) -> AsyncGenerator[list[JSONValue], None]:
@@ -128,7 +156,7 @@ class HTTPProvider(AsyncGeneratorProvider, ProviderModelMixin):
         options, request = cls._prepare(model, messages, kwargs)
         async with (
             Call(options, proxy, connector) as call,
-            aclosing(call.batches(request, cls.read_reply)) as batches,
+            aclosing(cls.send(call, request)) as batches,
         ):
             # Lists travel the layers below (all that one chunk of the reply
             # completes): one generator hop per value, not four, keeps many
@@ -181,8 +209,8 @@ class HTTPProvider(AsyncGeneratorProvider, ProviderModelMixin):
             UsageError: bad options, model, messages or endpoint.
         """
         options = RequestOptions.from_kwargs(kwargs)
-        request = cls.build_request(
-            cls.get_model(model), normalize_messages(messages), options
-        )
+        request = cls.prepare(model, messages, options)
         check_endpoint(request.url)
+        if request.fallback is not None:
+            check_endpoint(request.fallback.url)
         return options, request

@@ -1,36 +1,62 @@
-"""The Koala provider: chat completions streamed from koala.sh.
+"""The Koala provider: chat completions from koala.sh, in three dialects.
 
-The request, the reply and the behaviour (history, system messages, proxies and
-borrowed connectors) follow docs/protocol.md, "The provider's contract". The
-attempt loop, retries, time limits and error translation are `HTTPProvider`'s;
-this module says only what Koala sends and how its reply reads.
+The dialects, what each sends and how `auto` finds the one an endpoint speaks
+follow docs/protocol.md ("How koala-chat builds each request", "Choosing a
+dialect"); the seed's behaviour (history, system messages, proxies, borrowed
+connectors) follows "The provider's contract". The attempt loop, retries, time
+limits and error translation are `HTTPProvider`'s; this module says only what
+Koala sends and how its reply reads.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any, ClassVar, Final
 
-import msgspec
+from aiohttp import ClientResponse
 from aiohttp.compression_utils import HAS_BROTLI
 
 from .. import defaults
+from ..errors import UsageError
 from ..helper import get_random_string
-from ..messages import JSONValue, NormalizedMessage
-from .attempts import HTTPRequest
-from .eventstream import event_batches
+from ..messages import JSONValue, Messages, NormalizedMessage, normalize_messages
+from . import dialects
+from .attempts import Call, HTTPRequest
+from .dialects import DIALECTS, Dialect, Protocol, choose_protocol
+from .eventstream import event_batches, reply_batches
 from .http import HTTPProvider
+from .negotiation import DialectMemory, negotiate
 from .options import ENDPOINT_VARIABLE, RequestOptions
+from .settings import API_KEY_VARIABLE, PROTOCOL_VARIABLE, DialectSettings, dialect_of
 
-__all__ = ["ENDPOINT_VARIABLE", "Koala"]
+__all__ = ["API_KEY_VARIABLE", "ENDPOINT_VARIABLE", "PROTOCOL_VARIABLE", "Koala"]
 
 # docs/protocol.md, "Request": advertise br only when aiohttp can decode it.
 _ACCEPT_ENCODING: Final = "gzip, deflate, br" if HAS_BROTLI else "gzip, deflate"
 
+# What `auto` may send: the history dialect's models, then the messages one's.
+_AUTO_MODELS: Final = tuple(
+    dict.fromkeys(dialects.HISTORY.models + dialects.MESSAGES.models)
+)
+
 
 class Koala(HTTPProvider):
-    """Chat completions from the Koala chat API, streamed as they are written.
+    """Chat completions from the Koala chat API, in the dialect the endpoint speaks.
+
+    Keyword options besides `HTTPProvider`'s (docs/protocol.md, "Choosing a
+    dialect"):
+
+    - `protocol`: `"auto"` (the default; else `KOALA_PROTOCOL`), `"history"`,
+      `"messages"` or `"api"`. `auto` sends the history request first and,
+      only when the endpoint refuses its shape, the messages request, and
+      remembers per endpoint which one it accepted;
+    - `api_key`: the key of the official API (else `KOALA_API_KEY`); a key
+      without a protocol means `"api"`. It is sent only as the Bearer header;
+    - `web_search`: None keeps each dialect's recorded default; True or False
+      sets `Flag-Real-Time-Data` / `flag-real-time-data` / `realTimeData`.
 
     Example:
         >>> messages = [{"role": "user", "content": "Tell me something."}]
@@ -41,28 +67,162 @@ class Koala(HTTPProvider):
     url = "https://koala.sh/chat"
     api_endpoint: ClassVar[str] = defaults.API_ENDPOINT
     endpoint_variable = ENDPOINT_VARIABLE
-    # docs/protocol.md, "History": Cloudflare has blocked the API since November 2024,
-    # and nothing we can reach says otherwise; `koala check` tells for sure.
-    working = False
+    # docs/protocol.md, "History": Cloudflare has blocked the history dialect
+    # since November 2024, but the messages dialect (which `auto` falls back
+    # to) was recorded working in July 2026, and the api dialect is documented
+    # (2025-2026). `koala check --all` tells for sure.
+    working = True
     supports_stream = True
     supports_message_history = True
     supports_system_message = True
 
-    default_model = "gpt-4o-mini"
-    models = ("gpt-4o-mini", "gpt-3.5-turbo", "gpt-4.1", "gpt-4.1-mini")
+    default_model = dialects.HISTORY.default_model
+    #: The models of the default protocol, `auto`: the history dialect's, then
+    #: the messages dialect's; `get_models(protocol)` gives any dialect's
+    #: (docs/protocol.md, "How koala-chat builds each request").
+    models = _AUTO_MODELS
     # docs/protocol.md, "Models": the service decides about names it does not know.
     accept_unknown_models = True
+
+    #: The dialect each endpoint accepted under `auto`, for the life of the process.
+    dialect_memory: ClassVar[DialectMemory] = DialectMemory()
+
+    @classmethod
+    def forget_dialects(cls, endpoint: str | None = None) -> None:
+        """Forget which dialect `endpoint` accepted (None: every endpoint)."""
+        cls.dialect_memory.forget(endpoint)
+
+    @classmethod
+    def get_models(cls, protocol: str | None = None, **kwargs: Any) -> list[str]:
+        """Return the models of the dialect in use.
+
+        `protocol` None means the configured one (`KOALA_PROTOCOL`, else `api`
+        when `KOALA_API_KEY` is set, else `auto`). `auto` gives the history
+        dialect's models and then the messages dialect's (`Koala.models`), since
+        it may speak either; a dialect gives its own, its default first. Other
+        keywords (gpt4free passes `api_key`) change nothing.
+
+        Raises:
+            UsageError: an unknown protocol.
+        """
+        chosen = cls._protocol(protocol)
+        if chosen == "auto":
+            return list(_AUTO_MODELS)
+        return list(DIALECTS[chosen].models)
+
+    @classmethod
+    def get_model(
+        cls, model: str | None, protocol: str | None = None, **kwargs: Any
+    ) -> str:
+        """Return the model to send for `model` in `protocol`'s dialect.
+
+        Empty or None gives the default of the dialect (`auto`: the history
+        dialect's, which it sends first); any other name passes through.
+
+        Raises:
+            UsageError: `model` is not a string, or an unknown protocol.
+        """
+        if model is None or model == "":
+            chosen = cls._protocol(protocol)
+            return DIALECTS[dialect_of(chosen)].default_model
+        return super().get_model(model)
+
+    @classmethod
+    def prepare(
+        cls, model: str, messages: Messages, options: RequestOptions
+    ) -> HTTPRequest:
+        """Return the request of the chosen dialect (under `auto`, with a fallback).
+
+        Raises:
+            UsageError: bad messages, model or options (protocol, key, web_search).
+        """
+        settings = DialectSettings.from_options(options.extra)
+        normalized = normalize_messages(messages)
+        name = "" if model is None or model == "" else super().get_model(model)
+        url = cls.resolve_endpoint(options.api_endpoint)
+        if settings.protocol != "auto":
+            return cls.dialect_request(
+                settings.protocol, url, name, normalized, settings
+            )
+        first: Dialect = cls.dialect_memory.recall(url) or "history"
+        other: Dialect = "messages" if first == "history" else "history"
+        return replace(
+            cls.dialect_request(first, url, name, normalized, settings),
+            fallback=cls.dialect_request(other, url, name, normalized, settings),
+        )
+
+    @classmethod
+    def dialect_request(
+        cls,
+        dialect: Dialect,
+        url: str,
+        model: str,
+        messages: list[NormalizedMessage],
+        settings: DialectSettings,
+    ) -> HTTPRequest:
+        """Return the request of `dialect`; an empty model is its default.
+
+        Raises:
+            UsageError: the api dialect without a key.
+        """
+        prepared = dialects.build_request(
+            dialect,
+            model,
+            messages,
+            api_key=settings.api_key,
+            web_search=settings.web_search,
+            accept_encoding=_ACCEPT_ENCODING,
+        )
+        return HTTPRequest(
+            url=url, body=prepared.body, headers=prepared.headers, dialect=dialect
+        )
+
+    @classmethod
+    def send(
+        cls, call: Call, request: HTTPRequest
+    ) -> AsyncGenerator[list[JSONValue], None]:
+        """Send `request`, and under `auto` its fallback when its shape is refused."""
+        return negotiate(call, request, cls.read_reply, cls.dialect_memory)
+
+    @classmethod
+    def read_reply(
+        cls, response: ClientResponse, options: RequestOptions
+    ) -> AsyncGenerator[list[JSONValue], None]:
+        """Read a reply by what it is: an event stream, or one `{"output"}` object.
+
+        Raises (from the generator):
+            NotEventStreamError: an HTML page or another content type.
+            UnexpectedReplyError: JSON that is not `{"output": "..."}`.
+        """
+        return reply_batches(response, options.max_event_size)
 
     @classmethod
     def build_request(
         cls, model: str, messages: list[NormalizedMessage], options: RequestOptions
     ) -> HTTPRequest:
         """Return the request of the history dialect (docs/protocol.md, "Request")."""
-        return HTTPRequest(
-            url=cls.resolve_endpoint(options.api_endpoint),
-            body=msgspec.json.encode(cls.build_body(model, messages)),
-            headers={"Content-Type": "application/json", **cls.build_headers()},
+        return cls.dialect_request(
+            "history",
+            cls.resolve_endpoint(options.api_endpoint),
+            model,
+            messages,
+            DialectSettings(protocol="history"),
         )
+
+    @staticmethod
+    def _protocol(protocol: str | None) -> Protocol:
+        """Return the protocol named, else the configured one (the environment).
+
+        Raises:
+            UsageError: an unknown protocol.
+        """
+        if protocol is not None and not isinstance(protocol, str):
+            raise UsageError(
+                f"protocol must be a string, not {type(protocol).__name__}"
+            )
+        setting = protocol or os.environ.get(PROTOCOL_VARIABLE) or None
+        has_key = bool(os.environ.get(API_KEY_VARIABLE, "").strip())
+        return choose_protocol(setting, has_key=has_key)
 
     @classmethod
     def build_body(
@@ -70,44 +230,18 @@ class Koala(HTTPProvider):
     ) -> dict[str, JSONValue]:
         """Return the JSON request body of a conversation (docs/protocol.md, "Request").
 
-        The camelCase wire keys are built here and nowhere else.
+        The history dialect's body; an empty model is `gpt-4o-mini`.
         """
-        input_text = messages[-1]["content"]
-        system = " ".join(m["content"] for m in messages if m["role"] == "system")
-        if system:
-            input_text += f" {system}"
-        return {
-            "input": input_text,
-            "inputHistory": [
-                m["content"] for m in messages[:-1] if m["role"] == "user"
-            ],
-            "outputHistory": [
-                m["content"] for m in messages if m["role"] == "assistant"
-            ],
-            "model": model,
-        }
+        return dialects.history_body(model, messages)
 
     @classmethod
     def build_headers(cls) -> dict[str, str]:
         """Return the browser-like request headers, with a fresh `Visitor-ID`."""
-        return {
-            "User-Agent": (
-                "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:122.0) "
-                "Gecko/20100101 Firefox/122.0"
-            ),
-            "Accept": "text/event-stream",
-            "Accept-Language": "de,en-US;q=0.7,en;q=0.3",
-            "Accept-Encoding": _ACCEPT_ENCODING,
-            "Referer": cls.url or "",
-            "Flag-Real-Time-Data": "false",
-            "Visitor-ID": get_random_string(20),
-            "Origin": "https://koala.sh",
-            "Alt-Used": "koala.sh",
-            "Sec-Fetch-Dest": "empty",
-            "Sec-Fetch-Mode": "cors",
-            "Sec-Fetch-Site": "same-origin",
-            "TE": "trailers",
-        }
+        headers = dialects.history_headers(
+            visitor_id=get_random_string(20), accept_encoding=_ACCEPT_ENCODING
+        )
+        del headers["Content-Type"]
+        return headers
 
     @staticmethod
     async def _parse_event_stream(

@@ -6,6 +6,8 @@ along the error class's MRO (`koala_chat._mro.lookup`) by `failure_for`:
     UsageError                  400 invalid_request_error
     ModelNotFoundError          404 invalid_request_error / model_not_found
     RateLimitError (upstream)   429 rate_limit_error, with Retry-After
+    CreditsExhaustedError       402 insufficient_quota / insufficient_quota
+    AuthenticationError         502 upstream_error / upstream_auth
     CloudflareChallengeError    502 upstream_error / upstream_challenge
     ConnectError, ProxyError    502 upstream_error / upstream_unreachable
     KoalaTimeoutError           504 upstream_error / upstream_timeout
@@ -16,6 +18,13 @@ The OpenAI SDKs pick their exception class from the status (400
 BadRequestError, 401 AuthenticationError, 404 NotFoundError, 429
 RateLimitError, ...), and read a mid-stream error from an event whose data has an
 `error` member.
+
+The upstream's refusal of the server's own Koala key is the server's problem,
+not the client's: a 401 would tell the client its own key is wrong, so it is a
+502 (`upstream_auth`). An upstream account out of credits is a 402 with
+OpenAI's `insufficient_quota`: the SDKs do not retry a 402 (they retry 408,
+409, 429 and 5xx), and retrying cannot help before the plan renews, whereas a
+429 would make every client retry in vain.
 """
 
 from __future__ import annotations
@@ -31,8 +40,10 @@ from aiohttp import web
 from .. import defaults
 from .._mro import lookup
 from ..errors import (
+    AuthenticationError,
     CloudflareChallengeError,
     ConnectError,
+    CreditsExhaustedError,
     KoalaError,
     KoalaTimeoutError,
     ModelNotFoundError,
@@ -59,6 +70,8 @@ STATUSES: Mapping[type[BaseException], tuple[int, str, str]] = {
     ModelNotFoundError: (404, "invalid_request_error", "model_not_found"),
     UsageError: (400, "invalid_request_error", "invalid_request"),
     RateLimitError: (429, "rate_limit_error", "rate_limit_exceeded"),
+    CreditsExhaustedError: (402, "insufficient_quota", "insufficient_quota"),
+    AuthenticationError: (502, "upstream_error", "upstream_auth"),
     KoalaTimeoutError: (504, "upstream_error", "upstream_timeout"),
     CloudflareChallengeError: (502, "upstream_error", "upstream_challenge"),
     ConnectError: (502, "upstream_error", "upstream_unreachable"),

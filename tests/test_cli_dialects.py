@@ -451,8 +451,8 @@ def test_models_of_a_dialect(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     lines = out.splitlines()
     assert [line.split()[0] for line in lines] == list(MESSAGES.models)
-    assert [line for line in lines if line.endswith("(default)")] == [
-        "gemini-3-flash  (default)"
+    assert [line.split() for line in lines if line.endswith("(default)")] == [
+        ["gemini-3-flash", "(default)"]
     ]
     code, out, _ = koala(capsys, "models", "--protocol", "messages", "--json")
     assert json.loads(out) == {
@@ -556,3 +556,27 @@ def test_a_bad_sandbox_key_file_is_one_line(
 def test_a_bad_sandbox_protocol_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert sandbox_main(["--protocol", "smoke-signals"]) == ExitCode.USAGE
     assert "invalid choice: 'smoke-signals'" in capsys.readouterr().err
+
+
+def test_check_follows_auto_to_the_dialect_that_works(
+    capsys: pytest.CaptureFixture[str], strict: Start
+) -> None:
+    sandbox = strict("messages")
+    code, out, _ = koala(capsys, "check", "--endpoint", sandbox.api_endpoint, "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert (report["dialect"], report["refused_first"]) == ("messages", "history")
+    assert report["protocol"] is None
+    assert ["messages" in r.json for r in sandbox.requests] == [False, True]
+
+
+def test_check_with_a_dialect_sends_one_request(
+    capsys: pytest.CaptureFixture[str], strict: Start
+) -> None:
+    sandbox = strict("messages")
+    argv = ["--endpoint", sandbox.api_endpoint, "--protocol", "history", "--json"]
+    code, out, _ = koala(capsys, "check", *argv)
+    assert code == ExitCode.STATUS
+    report = json.loads(out)
+    assert (report["dialect"], report["refused_first"]) == ("history", None)
+    assert len(sandbox.requests) == 1

@@ -12,12 +12,17 @@ from __future__ import annotations
 import asyncio
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import cast
+from typing import Final, cast
 
 from ..errors import KoalaError, UsageError
 from ..messages import text_of
 from ..providers import HTTPProvider
-from ..providers.dialects import Dialect, resolve_model
+from ..providers.dialects import (
+    DIALECTS,
+    SHAPE_REJECTED_STATUSES,
+    Dialect,
+    resolve_model,
+)
 from ..urls import redact_url
 from .exits import ExitCode, exit_code_for, reason_for
 from .options import Connection
@@ -37,6 +42,8 @@ class Probe:
     model: str
     protocol: str | None = None
     dialect: str | None = None
+    #: Under `auto`: the dialect whose request shape was refused first.
+    refused_first: str | None = None
     works: bool = False
     status: int | None = None
     first_byte_seconds: float | None = None
@@ -54,20 +61,46 @@ async def probe(
     """Make one request through `provider` and return what it showed.
 
     The request is made in the connection's dialect settings (`protocol`,
-    `api_key`, `web_search`), as `koala chat` would make it.
+    `api_key`, `web_search`), as `koala chat` would make it: under `auto`, when
+    the endpoint refuses the first request's shape, the same prompt goes once
+    more in the other dialect (docs/protocol.md, "Choosing a dialect"), and the
+    result is that request's, with `refused_first` naming the first dialect.
 
     Raises:
         UsageError: A bad endpoint, proxy, model or dialect setting, before any
             request.
     """
+    result = await _probe_once(provider, connection, prompt)
+    other = _OTHER.get(result.dialect or "")
+    if (
+        result.protocol in (None, "auto")
+        and other is not None
+        and result.status in SHAPE_REJECTED_STATUSES
+    ):
+        second = await _probe_once(
+            provider, connection._replace(protocol=other), prompt
+        )
+        second.protocol = result.protocol
+        second.refused_first = result.dialect
+        return second
+    return result
+
+
+#: What `auto` sends when the endpoint refuses the shape of one dialect's request.
+_OTHER: Final = {"history": "messages", "messages": "history"}
+
+
+async def _probe_once(
+    provider: type[HTTPProvider], connection: Connection, prompt: str
+) -> Probe:
+    """Make one request and return what it showed (see `probe`)."""
     endpoint = provider.resolve_endpoint(connection.endpoint)
     model = provider.get_model(connection.model)
     options = connection.dialect_kwargs()
-    result = Probe(
-        endpoint=redact_url(endpoint),
-        model=model,
-        protocol=options.get("protocol"),
-    )
+    protocol = options.get("protocol")
+    if not connection.model and protocol in DIALECTS:
+        model = resolve_model(cast(Dialect, protocol), "")
+    result = Probe(endpoint=redact_url(endpoint), model=model, protocol=protocol)
     try:
         await _measure(provider, connection, endpoint, prompt, result)
     except UsageError:
@@ -129,7 +162,7 @@ def report(result: Probe) -> str:
     lines = [
         f"works:        {'yes' if result.works else 'no'}",
         f"endpoint:     {result.endpoint}",
-        f"dialect:      {result.dialect or result.protocol or '-'}",
+        f"dialect:      {_dialect(result)}",
         f"model:        {result.model}",
         f"status:       {result.status if result.status is not None else '-'}",
         f"first byte:   {milliseconds(result.first_byte_seconds)}",
@@ -141,6 +174,13 @@ def report(result: Probe) -> str:
         lines.append(f"reason:       {result.reason}")
         lines.append(f"error:        {result.error}")
     return "\n".join(lines) + "\n"
+
+
+def _dialect(result: Probe) -> str:
+    name = result.dialect or result.protocol or "-"
+    if result.refused_first is not None:
+        return f"{name} ({result.refused_first} was refused first)"
+    return name
 
 
 def milliseconds(seconds: float | None) -> str:

@@ -193,10 +193,12 @@ def test_sandbox_and_endpoint_exclude_each_other(
             ExitCode.STATUS,
             "Cloudflare",
         ),
+        # Not 404: under `auto` that is a refused shape, answered by a second
+        # request in the messages dialect (docs/protocol.md, "Choosing a dialect").
         (
-            Reply(status=404, content_type="text/plain", body=b"no such page"),
+            Reply(status=410, content_type="text/plain", body=b"no such page"),
             ExitCode.STATUS,
-            "404",
+            "410",
         ),
         (
             Reply(content_type="text/html", body=b"<title>Koala</title>"),
@@ -278,7 +280,7 @@ def test_a_bad_proxy_url_is_a_usage_error(
 def test_debug_adds_the_traceback(
     capsys: pytest.CaptureFixture[str], sandbox: Sandbox, stdin: io.StringIO
 ) -> None:
-    sandbox.push(Reply(status=404, body=b"gone"))
+    sandbox.push(Reply(status=410, body=b"gone"))
     code, _, err = koala(
         capsys, "--debug", "chat", "--endpoint", sandbox.api_endpoint, "Hi"
     )

@@ -17,6 +17,7 @@ __all__ = [
     "Provider",
     "default_provider",
     "endpoint_of",
+    "model_for",
     "models_of",
     "name_of",
     "speaks_dialects",
@@ -93,3 +94,15 @@ def models_of(provider: Provider, protocol: str) -> tuple[list[str], str | None]
     info = DIALECTS.get(protocol)  # type: ignore[call-overload]
     default = info.default_model if info is not None else provider.default_model
     return models, default
+
+
+def model_for(provider: Provider, model: str, protocol: str | None) -> str:
+    """Return the model `provider` sends for `model` (empty: the default) in
+    `protocol`'s dialect; a provider without dialects ignores `protocol`.
+
+    Raises:
+        UsageError: an unknown model (`ModelNotFoundError`) or protocol.
+    """
+    if protocol is not None and speaks_dialects(provider):
+        return provider.get_model(model, protocol=protocol)  # type: ignore[call-arg]
+    return provider.get_model(model)

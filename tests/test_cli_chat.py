@@ -193,9 +193,8 @@ def test_sandbox_and_endpoint_exclude_each_other(
             ExitCode.STATUS,
             "Cloudflare",
         ),
-        # Not 404: under `auto` that is a refused shape, answered by a second
-        # request in the messages dialect (docs/protocol.md, "Choosing a dialect").
         (
+            # 410, not 404: `auto` would try the messages dialect after a 404.
             Reply(status=410, content_type="text/plain", body=b"no such page"),
             ExitCode.STATUS,
             "410",

@@ -191,7 +191,11 @@ class Connection(NamedTuple):
         return kwargs
 
     def provider_kwargs(self) -> dict[str, Any]:
-        """Return the keyword options of the provider's `create_async_generator`."""
+        """Return the keyword options of the provider's `create_async_generator`.
+
+        Raises:
+            UsageError: the api dialect is asked for without a key.
+        """
         kwargs: dict[str, Any] = {
             "proxy": self.proxy,
             "timeout": self.timeout,

@@ -139,9 +139,9 @@ def test_a_reply_streams_stops_and_survives_a_reload(
     page: Page, sandbox: Sandbox, koala_server: ServerThread
 ) -> None:
     open_chat(page, koala_server)
-    # This server offers neither switch, so the page shows neither.
-    expect(page.get_by_label("Dialect")).to_be_hidden()
-    expect(page.get_by_label("Web search")).to_be_hidden()
+    # A Koala server offers both switches, the configured dialect first.
+    expect(page.get_by_label("Dialect")).to_have_value("auto")
+    expect(page.get_by_label("Web search")).to_be_visible()
 
     # Shift+Enter is a new line; Enter sends.
     prompt = page.get_by_role("textbox", name="Message", exact=True)
@@ -378,19 +378,21 @@ def test_a_key_protected_server_asks_for_the_key_once(
 
 
 def test_switches_show_only_where_the_server_offers_them(
-    page: Page, koala_server: ServerThread
+    page: Page, sandbox: Sandbox, koala_server: ServerThread
 ) -> None:
-    # The server does not offer them yet: the page is shown a model list that does.
-    def offer(route: Route) -> None:
+    # A model list without the `koala` member: neither switch.
+    def withhold(route: Route) -> None:
         response = route.fetch()
         body = response.json()
-        body["koala"] = {
-            "protocols": ["auto", "history", "messages"],
-            "web_search": True,
-        }
+        del body["koala"]
         route.fulfill(response=response, json=body)
 
-    page.route("**/v1/models", offer)
+    page.route("**/v1/models", withhold)
+    open_chat(page, koala_server)
+    expect(page.get_by_label("Dialect")).to_be_hidden()
+    expect(page.get_by_label("Web search")).to_be_hidden()
+    page.unroute("**/v1/models")
+
     open_chat(page, koala_server)
     dialect = page.get_by_label("Dialect")
     expect(dialect).to_have_value("auto")
@@ -405,10 +407,11 @@ def test_switches_show_only_where_the_server_offers_them(
         say(page, "Search")
     assert changed.value.post_data_json["protocol"] == "messages"
     assert changed.value.post_data_json["web_search"] is True
-    # This server refuses what it does not know, and the page says so.
-    expect(replies(page).last.get_by_role("alert")).to_contain_text(
-        "The server refused the request: protocol: unknown parameter"
-    )
+    expect(replies(page).last).to_contain_text('You said: "Search"')
+    upstream = sandbox.requests[-1]
+    assert upstream.json is not None
+    assert "messages" in upstream.json
+    assert upstream.headers["flag-real-time-data"] == "true"
 
 
 def test_rendering_the_tail_alone_matches_rendering_the_whole(

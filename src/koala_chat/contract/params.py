@@ -103,6 +103,8 @@ class CompletionRequest:
     stop: tuple[str, ...] = ()
     max_tokens: int | None = None
     include_usage: bool = False
+    protocol: str | None = None
+    web_search: bool | None = None
 
     @property
     def max_chars(self) -> int | None:
@@ -146,6 +148,8 @@ def parse_request(params: Mapping[str, JSONValue]) -> CompletionRequest:
         stop=cast(tuple[str, ...], values.get("stop", ())),
         max_tokens=min(limits, default=None),
         include_usage=cast(bool, values.get("stream_options", False)),
+        protocol=cast(str | None, values.get("protocol")),
+        web_search=cast(bool | None, values.get("web_search")),
     )
 
 
@@ -283,6 +287,17 @@ _STOP_SCHEMA: Final[Schema] = {
         {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP_SEQUENCES},
     ]
 }
+
+
+def _protocol(name: str, value: JSONValue) -> str:
+    if value not in _PROTOCOLS:
+        raise UsageError(f"{name}: must be one of {', '.join(_PROTOCOLS)}")
+    return cast(str, value)
+
+
+# docs/protocol.md, "Choosing a dialect".
+_PROTOCOLS: Final = ("auto", "history", "messages", "api")
+_PROTOCOL: Final = (_protocol, {"enum": list(_PROTOCOLS)})
 
 
 def _include_usage(name: str, value: JSONValue) -> bool:
@@ -425,6 +440,9 @@ _TABLE: Final = (
         _POSITIVE,
         "As `max_tokens`; the smaller of the two applies.",
     ),
+    # Koala's own extensions (docs/protocol.md, "Choosing a dialect").
+    _honoured("protocol", _PROTOCOL, "Koala's dialect for this request only."),
+    _honoured("web_search", _BOOLEAN, "Koala's real-time data flag, on or off."),
     _ignored("temperature", _number(0, 2), _SAMPLING),
     _ignored("top_p", _number(0, 1), _SAMPLING),
     _ignored("presence_penalty", _number(-2, 2), _SAMPLING),

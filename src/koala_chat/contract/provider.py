@@ -27,8 +27,8 @@ class ChatProvider(Protocol):
         """Return the model name to send for `model` (raises ModelNotFoundError)."""
         ...
 
-    def get_models(self) -> list[str]:
-        """Return the provider's known models."""
+    def get_models(self, **kwargs: Any) -> list[str]:
+        """Return the provider's known models (Koala: of `protocol`'s dialect)."""
         ...
 
 

@@ -105,7 +105,7 @@ class Koala(HTTPProvider):
         Raises:
             UsageError: an unknown protocol.
         """
-        chosen = cls._protocol(protocol)
+        chosen = cls.resolve_protocol(protocol)
         if chosen == "auto":
             return list(_AUTO_MODELS)
         return list(DIALECTS[chosen].models)
@@ -123,7 +123,7 @@ class Koala(HTTPProvider):
             UsageError: `model` is not a string, or an unknown protocol.
         """
         if model is None or model == "":
-            chosen = cls._protocol(protocol)
+            chosen = cls.resolve_protocol(protocol)
             return DIALECTS[dialect_of(chosen)].default_model
         return super().get_model(model)
 
@@ -209,9 +209,12 @@ class Koala(HTTPProvider):
             DialectSettings(protocol="history"),
         )
 
-    @staticmethod
-    def _protocol(protocol: str | None) -> Protocol:
-        """Return the protocol named, else the configured one (the environment).
+    @classmethod
+    def resolve_protocol(cls, protocol: str | None = None) -> Protocol:
+        """Return the protocol named, else the configured one.
+
+        The configured one is `KOALA_PROTOCOL`, else `api` when `KOALA_API_KEY`
+        is set, else `auto` (docs/protocol.md, "Choosing a dialect").
 
         Raises:
             UsageError: an unknown protocol.

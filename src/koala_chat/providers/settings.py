@@ -17,7 +17,13 @@ from typing import Any, Final
 from ..errors import UsageError
 from .dialects import ApiKey, Dialect, Protocol, choose_protocol
 
-__all__ = ["API_KEY_VARIABLE", "PROTOCOL_VARIABLE", "DialectSettings"]
+__all__ = [
+    "API_KEY_VARIABLE",
+    "PROTOCOL_VARIABLE",
+    "DialectSettings",
+    "api_key",
+    "dialect_of",
+]
 
 #: The environment variable that names the protocol when the caller does not.
 PROTOCOL_VARIABLE: Final = "KOALA_PROTOCOL"

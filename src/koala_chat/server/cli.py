@@ -49,11 +49,14 @@ http://HOST:PORT/v1 (the API key is any string unless --api-key is set).
 
 examples:
   koala serve                               # http://{SERVER_HOST}:{SERVER_PORT}/v1
+  KOALA_API_KEY=... koala serve             # the official API, with your key
   koala serve --endpoint http://127.0.0.1:{SANDBOX_PORT}/api/gpt/   # a koala sandbox
   {SERVER_API_KEY_VARIABLE}=secret koala serve --host 0.0.0.0 --workers 2
 
 Listening on anything but loopback needs an API key ({SERVER_API_KEY_VARIABLE} or
---api-key; the environment keeps it out of `ps`). Ctrl-C or SIGTERM stops
+--api-key; the environment keeps it out of `ps`). That key is the server's own,
+for its clients; the key of Koala's official API comes from KOALA_API_KEY only,
+is never taken from a client and never logged. Ctrl-C or SIGTERM stops
 accepting and lets open streams finish for --grace seconds; a second Ctrl-C
 stops at once.
 """
@@ -154,6 +157,12 @@ def _add_upstream_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the Koala API URL (default: ${ENDPOINT_VARIABLE}, else {API_ENDPOINT})",
     )
     upstream.add_argument(
+        "--protocol",
+        choices=("auto", "history", "messages", "api"),
+        help="the Koala dialect (default: $KOALA_PROTOCOL, else api with "
+        "KOALA_API_KEY set, else auto: history, then messages)",
+    )
+    upstream.add_argument(
         "--proxy",
         metavar="URL",
         help="reach Koala through this proxy (http, https, socks4(a), socks5(h))",
@@ -187,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from ..providers import Koala
+    from ..providers.settings import api_key
     from .app import ACCESS_LOGGER
     from .config import ServerConfig
     from .runner import serve
@@ -199,6 +209,9 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
     options = {
+        "protocol": args.protocol,
+        # The upstream key, read once; never the server's own --api-key.
+        "api_key": api_key(None),
         "api_endpoint": args.endpoint or None,
         "proxy": args.proxy or None,
         "timeout": args.timeout,

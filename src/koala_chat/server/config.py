@@ -30,8 +30,11 @@ class ServerConfig:
     """What `koala serve` was asked to do.
 
     `provider_options` pass through to `create_async_generator` of the provider
-    (`api_endpoint`, `proxy`, `timeout`, `max_retries`). `api_key` is kept out of
-    the repr.
+    (`api_endpoint`, `proxy`, `timeout`, `max_retries`, and Koala's `protocol`,
+    `web_search` and `api_key`). `api_key` is the server's own key, which its
+    clients send; it is kept out of the repr. The upstream key of the official
+    API is another one: `provider_options["api_key"]` (`koala serve` puts an
+    `ApiKey` there, whose repr hides it), never taken from a client.
     """
 
     host: str = defaults.SERVER_HOST
@@ -41,7 +44,8 @@ class ServerConfig:
     max_streams: int = defaults.SERVER_MAX_STREAMS
     grace: float = defaults.SERVER_GRACE
     workers: int = defaults.SERVER_WORKERS
-    provider_options: dict[str, Any] = field(default_factory=dict)
+    # Left out of the repr: it may hold a key of the provider's.
+    provider_options: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("max_body", "max_streams", "workers"):
@@ -54,6 +58,19 @@ class ServerConfig:
             raise UsageError(f"grace must be >= 0 seconds, not {self.grace}")
         if self.api_key is not None and not self.api_key.strip():
             raise UsageError("the API key is empty; give a real key or none")
+        self.check_dialect()
+
+    def check_dialect(self) -> None:
+        """Check Koala's options (`protocol`, `api_key`, `web_search`) now.
+
+        Raises:
+            UsageError: an unknown protocol, a bad key, the api protocol
+                without a key, or a `web_search` that is not a boolean.
+        """
+        # Imported here: `koala --help` must not load the providers.
+        from ..providers.settings import DialectSettings
+
+        DialectSettings.from_options(self.provider_options)
 
     def check_exposure(self) -> None:
         """Refuse to listen beyond this machine without an API key.

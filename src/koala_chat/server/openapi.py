@@ -101,6 +101,14 @@ def _chat_completions() -> dict[str, JSONValue]:
                 "message names the parameter (code invalid_request, invalid_json)."
             ),
             **_auth_errors(),
+            "402": _error(
+                "The server's Koala account is out of credits (code "
+                "insufficient_quota); retrying does not help."
+            ),
+            "403": _error(
+                "The request chose a `protocol` this server cannot serve: the "
+                "api dialect without an upstream key (code protocol_unavailable)."
+            ),
             "404": _error("The provider rejects the model (code model_not_found)."),
             "405": _error("Another method than POST (code method_not_allowed)."),
             "413": _error(
@@ -116,8 +124,9 @@ def _chat_completions() -> dict[str, JSONValue]:
                 "server_misconfigured), or a bug (code internal_error)."
             ),
             "502": _error(
-                "The upstream failed: a Cloudflare challenge, unreachable, a "
-                "broken protocol (codes upstream_challenge, upstream_unreachable, "
+                "The upstream failed: a Cloudflare challenge, a refused upstream "
+                "key, unreachable, a broken protocol (codes upstream_challenge, "
+                "upstream_auth, upstream_unreachable, "
                 "upstream_protocol_error, upstream_error)."
             ),
             "504": _error("An upstream time limit ran out (code upstream_timeout)."),

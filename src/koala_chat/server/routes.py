@@ -1,7 +1,7 @@
 """The routes of `koala serve`: chat completions, models, health.
 
     POST /v1/chat/completions   a completion, streamed as events or whole
-    GET  /v1/models             the provider's models
+    GET  /v1/models             the models of the configured dialect
     GET  /v1/models/{id}        one model, or 404
     GET  /health                {"status": "ok"}, without authentication
     GET  /openapi.json          the OpenAPI description, without authentication
@@ -26,6 +26,7 @@ from ..contract.replies import Reply, next_text, read_text
 from ..contract.types import Model, ModelList
 from ..errors import ModelNotFoundError, UsageError
 from ..messages import JSONValue
+from ..providers import DialectSettings, Koala
 from .accesslog import LOG_KEY
 from .config import ServerConfig
 from .failures import Failure, FailureError, bad_request
@@ -53,6 +54,10 @@ class ServerState:
             task.cancel()
 
 
+#: The protocols a request may choose, `auto` (the default) first: the chat
+#: page offers them in this order (docs/protocol.md, "Choosing a dialect").
+_PROTOCOL_CHOICES: Final = ("auto", "history", "messages", "api")
+
 STATE_KEY: Final = web.AppKey("koala_chat.state", ServerState)
 
 routes = web.RouteTableDef()
@@ -72,18 +77,29 @@ async def openapi(request: web.Request) -> web.Response:
 
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
-    """Return the provider's models as an OpenAI model list."""
-    provider = request.app[STATE_KEY].provider
-    models = ModelList([Model(name) for name in provider.get_models()])
-    return _json(models.model_dump())
+    """Return the models of the configured dialect as an OpenAI model list.
+
+    For Koala the list carries a member `koala`: the protocols a request may
+    choose (the body's `protocol`), the configured one, and that `web_search`
+    can be switched. The chat page shows its switches only when it is there.
+    """
+    state = request.app[STATE_KEY]
+    listing = ModelList([Model(name) for name in _models(state)]).model_dump()
+    if (protocol := _koala_protocol(state)) is not None:
+        listing["koala"] = {
+            "protocols": list(_PROTOCOL_CHOICES),
+            "protocol": protocol,
+            "web_search": True,
+        }
+    return _json(listing)
 
 
 @routes.get("/v1/models/{model}")
 async def get_model(request: web.Request) -> web.Response:
-    """Return one model, or 404 when the provider does not list it."""
-    provider = request.app[STATE_KEY].provider
+    """Return one model, or 404 when the configured dialect does not list it."""
+    state = request.app[STATE_KEY]
     name = request.match_info["model"]
-    if name not in provider.get_models():
+    if name not in _models(state):
         raise FailureError(
             Failure(
                 404,
@@ -121,10 +137,20 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     task = asyncio.current_task()
     assert task is not None  # a handler always runs in a task
     state.tasks.add(task)
+    # Koala's own extensions choose the dialect of this request only; the
+    # upstream key stays the server's, never the client's.
+    chosen = {
+        name: value
+        for name, value in (
+            ("protocol", completion.protocol),
+            ("web_search", completion.web_search),
+        )
+        if value is not None
+    }
     try:
         reply = Reply(completion, model)
         values = state.provider.create_async_generator(
-            model, completion.messages, **state.options
+            model, completion.messages, **{**state.options, **chosen}
         )
         async with aclosing(values):
             try:
@@ -132,6 +158,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             except ModelNotFoundError:
                 raise
             except UsageError as exc:
+                if chosen:
+                    # A valid choice this server cannot serve: the api
+                    # dialect, without an upstream key of its own.
+                    raise FailureError(
+                        Failure(
+                            403, "permission_error", "protocol_unavailable", str(exc)
+                        )
+                    ) from exc
                 # The request was checked above, so the provider refusing now
                 # means the server's own options are wrong, not the client.
                 raise FailureError(_misconfigured(exc)) from exc
@@ -143,6 +177,22 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             return _json(reply.completion(text).model_dump())
     finally:
         state.tasks.discard(task)
+
+
+def _models(state: ServerState) -> list[str]:
+    """Return the provider's models, of the configured dialect for Koala."""
+    protocol = _koala_protocol(state)
+    if protocol is None:
+        return state.provider.get_models()
+    return state.provider.get_models(protocol=protocol)
+
+
+def _koala_protocol(state: ServerState) -> str | None:
+    """Return the protocol the server is configured with, None if not Koala."""
+    provider = state.provider
+    if not (isinstance(provider, type) and issubclass(provider, Koala)):
+        return None
+    return DialectSettings.from_options(state.options).protocol
 
 
 async def _read_object(request: web.Request, limit: int) -> dict[str, JSONValue]:

@@ -4,7 +4,9 @@ The request is one attempt of the provider (`open_attempt`, no retries: a check
 reports what one request does), which shows what the values alone do not: the
 status of the reply and the moment its head arrived. Everything else is the
 provider's own: the request it builds, its status check, its reply reader, its
-time limits, proxy rules and error translation.
+time limits, proxy rules and error translation. The one exception to "one
+request" is `auto`'s: when the endpoint refuses the first request's shape, the
+other dialect's request follows, as it would in `koala chat`.
 """
 
 from __future__ import annotations

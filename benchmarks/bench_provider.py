@@ -1,9 +1,11 @@
 """End to end over loopback: one long stream through `Koala`, beside the seed's way.
 
 The sandbox runs in a separate process (`python -m koala_chat.sandbox`) so that
-only the client is measured in this one. Both clients read the same reply of
-N values; the naive one is the seed's code: aiohttp's line iterator and
-`json.loads` on each `data: ` line.
+only the client is measured in this one. Every client reads a reply of N
+values; the naive one is the seed's code: aiohttp's line iterator and
+`json.loads` on each `data: ` line. `Koala` is measured in the history dialect
+and in the messages dialect (whose stream ends with `data: [DONE]`); the last
+line compares the two.
 
     python benchmarks/bench_provider.py [--values 100000] [--rounds 3]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import socket
 import subprocess
@@ -29,9 +32,14 @@ MESSAGES = [{"role": "user", "content": "Count for me."}]
 BODY = {"input": "Count for me.", "inputHistory": [], "outputHistory": [], "model": ""}
 
 
-async def ours(endpoint: str) -> int:
+async def ours(endpoint: str, protocol: str = "history") -> int:
     count = 0
-    stream = Koala.create_async_generator("", MESSAGES, api_endpoint=endpoint)  # type: ignore[arg-type]
+    stream = Koala.create_async_generator(
+        "",
+        MESSAGES,  # type: ignore[arg-type]
+        api_endpoint=endpoint,
+        protocol=protocol,
+    )
     async with aclosing(stream):
         async for _ in stream:
             count += 1
@@ -103,7 +111,10 @@ def main() -> None:
         endpoint = f"http://127.0.0.1:{port}/api/gpt/"
         results = {
             "naive (seed)": measure(naive, endpoint, args.rounds),
-            "Koala": measure(ours, endpoint, args.rounds),
+            "Koala history": measure(ours, endpoint, args.rounds),
+            "Koala messages": measure(
+                functools.partial(ours, protocol="messages"), endpoint, args.rounds
+            ),
         }
     finally:
         server.terminate()
@@ -116,6 +127,9 @@ def main() -> None:
             f"  {name:14} {count:>9,} values  {seconds:7.3f} s  {rate:>12,.0f} values/s"
             f"  {rate / (floor[0] / floor[1]):5.2f}x"
         )
+    history, messages = results["Koala history"], results["Koala messages"]
+    ratio = (messages[0] / messages[1]) / (history[0] / history[1])
+    print(f"  messages / history: {ratio:.2f} (within 10%: {abs(ratio - 1) <= 0.1})")
 
 
 if __name__ == "__main__":

@@ -122,7 +122,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     log = request[LOG_KEY] = RequestLog(started=time.perf_counter())
     completion = parse_request(await _read_object(request, state.config.max_body))
-    model = log.model = state.provider.get_model(completion.model)
+    koala = _koala(state)
+    if koala is None:
+        model = sent = state.provider.get_model(completion.model)
+    else:
+        # An empty name is sent empty: each dialect fills in its own default,
+        # also when `auto` falls back (docs/protocol.md, "Choosing a dialect").
+        protocol = completion.protocol or _koala_protocol(state)
+        model = koala.get_model(completion.model, protocol=protocol)
+        sent = completion.model
+    log.model = model
     if len(state.tasks) >= state.config.max_streams:
         raise FailureError(
             Failure(
@@ -150,7 +159,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         reply = Reply(completion, model)
         values = state.provider.create_async_generator(
-            model, completion.messages, **{**state.options, **chosen}
+            sent, completion.messages, **{**state.options, **chosen}
         )
         async with aclosing(values):
             try:
@@ -187,10 +196,17 @@ def _models(state: ServerState) -> list[str]:
     return state.provider.get_models(protocol=protocol)
 
 
+def _koala(state: ServerState) -> type[Koala] | None:
+    """Return the provider if it is Koala (or a subclass), else None."""
+    provider = state.provider
+    if isinstance(provider, type) and issubclass(provider, Koala):
+        return provider
+    return None
+
+
 def _koala_protocol(state: ServerState) -> str | None:
     """Return the protocol the server is configured with, None if not Koala."""
-    provider = state.provider
-    if not (isinstance(provider, type) and issubclass(provider, Koala)):
+    if _koala(state) is None:
         return None
     return DialectSettings.from_options(state.options).protocol
 

@@ -23,6 +23,12 @@ def test_builtin_relations() -> None:
     assert issubclass(errors.RateLimitError, errors.StatusError)
     assert issubclass(errors.CloudflareChallengeError, errors.StatusError)
     assert issubclass(errors.IncompleteEventError, errors.ProtocolError)
+    # The key's errors are status errors, and running out of credits is not a
+    # rate limit: waiting does not help.
+    assert issubclass(errors.AuthenticationError, errors.StatusError)
+    assert issubclass(errors.CreditsExhaustedError, errors.StatusError)
+    assert not issubclass(errors.CreditsExhaustedError, errors.RateLimitError)
+    assert issubclass(errors.UnexpectedReplyError, errors.NotEventStreamError)
 
 
 EXAMPLES = [
@@ -38,6 +44,9 @@ EXAMPLES = [
     errors.EventTooLargeError("big", limit=10),
     errors.ModelNotFoundError("no", provider="P", model="m", models=("a", "b")),
     errors.ProxyError("proxy", attempts=3),
+    errors.AuthenticationError("key", status=401, url="http://x/", body="no"),
+    errors.CreditsExhaustedError("credits", status=402, request_id="r2"),
+    errors.UnexpectedReplyError("json", content_type="application/json", body="{}"),
 ]
 
 

@@ -19,8 +19,10 @@ import pytest
 
 from hardening import MESSAGES, collect, collect_into, reply_text
 from koala_chat import (
+    AuthenticationError,
     CloudflareChallengeError,
     ConnectError,
+    CreditsExhaustedError,
     InvalidJSONError,
     JSONValue,
     Koala,
@@ -33,7 +35,7 @@ from koala_chat import (
     TransportError,
 )
 from koala_chat.providers.options import RequestOptions, retry_wait
-from koala_chat.sandbox import Reply, Sandbox
+from koala_chat.sandbox import SANDBOX_API_KEY, Reply, Sandbox
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -328,3 +330,27 @@ def test_the_retry_policy_follows_the_error_class(
     wait = retry_wait(error, 1, options, delivered=False, time_left=None)
     assert (wait is not None) == retried
     assert retry_wait(error, 1, options, delivered=True, time_left=None) is None
+
+
+async def test_key_errors_are_not_retried(sandbox: Sandbox) -> None:
+    # docs/protocol.md, "The key and its errors": a refused key and an empty
+    # account stay so, unlike a rate limit.
+    sandbox.push(Reply(status=402, body=b"no credits"))
+    with pytest.raises(CreditsExhaustedError) as caught:
+        await collect(
+            api_endpoint=sandbox.api_endpoint, api_key=SANDBOX_API_KEY, **FAST
+        )
+    assert caught.value.attempts == 1
+    with pytest.raises(AuthenticationError):
+        await collect(api_endpoint=sandbox.api_endpoint, api_key="not-it", **FAST)
+    assert len(sandbox.requests) == 2
+
+
+async def test_auto_retries_each_dialect_as_its_own_request(sandbox: Sandbox) -> None:
+    # A server error is retried in the same dialect, never answered by a switch.
+    sandbox.push(Reply(status=503, body=b"busy"))
+    values = await collect(api_endpoint=sandbox.api_endpoint, **FAST)
+    assert values
+    assert [set(r.json or ()) for r in sandbox.requests] == [
+        {"input", "inputHistory", "outputHistory", "model"}
+    ] * 2

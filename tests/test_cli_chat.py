@@ -431,7 +431,9 @@ def test_models_lists_any_providers_models(
     assert main(["models"], provider=echo) == 0
     assert capsys.readouterr().out == "echo-small\necho-large  (default)\n"
     assert main(["models", "--json"], provider=echo) == 0
+    # A provider without dialects has no protocol to name.
     assert json.loads(capsys.readouterr().out) == {
+        "protocol": None,
         "default": "echo-large",
         "models": ["echo-small", "echo-large"],
         "accepts_unknown": False,

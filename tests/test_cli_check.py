@@ -180,6 +180,7 @@ def test_models_marks_the_default(capsys: pytest.CaptureFixture[str]) -> None:
 def test_models_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {
+        "protocol": "auto",
         "default": "gpt-4o-mini",
         "models": list(Koala.models),
         "accepts_unknown": True,

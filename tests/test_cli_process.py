@@ -26,7 +26,8 @@ TIMEOUT = 20
 
 def environment() -> dict[str, str]:
     env = dict(os.environ)
-    env.pop("KOALA_API_ENDPOINT", None)
+    for name in ("KOALA_API_ENDPOINT", "KOALA_PROTOCOL", "KOALA_API_KEY"):
+        env.pop(name, None)
     return env
 
 
@@ -166,6 +167,74 @@ def test_sandbox_command_serves_until_ctrl_c(
     assert process.wait(TIMEOUT) == 0
     _, err = process.communicate(timeout=TIMEOUT)
     assert err == b""
+
+
+def banner(process: subprocess.Popen[bytes]) -> dict[str, str]:
+    """Read the sandbox's banner up to its last line; return what it exports."""
+    assert process.stdout is not None
+    exports: dict[str, str] = {}
+    while line := process.stdout.readline().decode():
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").strip().partition("=")
+            exports[name] = value
+        elif line.startswith("# it accepts"):
+            # The last fixed line; a key line, if any, comes right after it.
+            following = process.stdout.readline().decode()
+            if following.startswith("export "):
+                name, _, value = (
+                    following.removeprefix("export ").strip().partition("=")
+                )
+                exports[name] = value
+            return exports
+    pytest.fail("the sandbox ended before its banner did")
+
+
+def test_an_api_sandbox_exports_its_test_key(
+    processes: list[subprocess.Popen[bytes]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    process = koala_process("sandbox", "--port", "0", "--protocol", "api")
+    processes.append(process)
+    exports = banner(process)
+    assert set(exports) == {"KOALA_API_ENDPOINT", "KOALA_API_KEY"}
+    monkeypatch.setattr("sys.stdin", io.StringIO())
+    monkeypatch.delenv("KOALA_PROTOCOL", raising=False)
+    for name, value in exports.items():
+        monkeypatch.setenv(name, value)
+    # The exported key alone selects the api dialect, which this sandbox wants.
+    assert main(["chat", "Hi"]) == 0
+    assert capsys.readouterr().out.startswith('You said: "Hi".')
+    process.send_signal(signal.SIGINT)
+    assert process.wait(TIMEOUT) == 0
+
+
+def test_a_key_file_keeps_the_key_out_of_the_process_list(
+    processes: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    key = "kc-PROCESSLIST-0d9c8b7a"
+    path = tmp_path / "key"
+    path.write_text(f"{key}\n", encoding="utf-8")
+    process = koala_process(
+        "sandbox", "--port", "0", "--protocol", "api", "--api-key-file", str(path)
+    )
+    processes.append(process)
+    exports = banner(process)
+    assert set(exports) == {"KOALA_API_ENDPOINT"}
+    cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+    assert str(path).encode() in cmdline
+    assert key.encode() not in cmdline
+    request = urllib.request.Request(
+        exports["KOALA_API_ENDPOINT"],
+        data=json.dumps({"input": "Hi"}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        assert json.load(response)["output"].startswith('You said: "Hi".')
+    process.send_signal(signal.SIGINT)
+    assert process.wait(TIMEOUT) == 0
+    _, err = process.communicate(timeout=TIMEOUT)
+    assert key.encode() not in err
 
 
 def test_python_dash_m_is_the_command() -> None:

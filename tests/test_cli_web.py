@@ -30,8 +30,12 @@ def fetch(
 HI = [{"role": "user", "content": "Hi"}]
 
 
+# The in-process sandbox takes the dialect asked for, the api one with its key.
+@pytest.mark.parametrize("dialect", [[], ["--protocol", "api"]])
 def test_koala_chat_web_serves_the_page_and_opens_the_browser(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    dialect: list[str],
 ) -> None:
     seen: list[tuple[int, dict[str, str], bytes]] = []
 
@@ -46,7 +50,7 @@ def test_koala_chat_web_serves_the_page_and_opens_the_browser(
         return True
 
     monkeypatch.setattr(webbrowser, "open", open_page)
-    assert main(["chat", "--web", "--sandbox"]) == 0
+    assert main(["chat", "--web", "--sandbox", *dialect]) == 0
     (status, _, html), (answered, _, body) = seen
     url = capsys.readouterr().err.split(" is at ")[1].split()[0]
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url)

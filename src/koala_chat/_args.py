@@ -25,6 +25,7 @@ __all__ = [
     "port",
     "positive_count",
     "positive_seconds",
+    "read_key_file",
     "run_command",
     "seconds",
 ]
@@ -102,6 +103,30 @@ def port(text: str) -> int:
             f"not a port number (0 to 65535): {text!r}"
         ) from None
     return value
+
+
+def read_key_file(path: str) -> str:
+    """Return the key held in the file at `path`, surrounding whitespace removed.
+
+    A key is read from a file, never taken as an option's value, which every
+    user of the machine could read in the process list. The messages name the
+    file, never its content.
+
+    Raises:
+        UsageError: the file cannot be read, is not text, or holds no key.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            key = file.read().strip()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read the key file {path}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the key file {path} is not UTF-8 text") from None
+    if not key:
+        raise UsageError(f"the key file {path} is empty")
+    return key
 
 
 def add_debug(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,13 @@ from typing import Final
 
 #: The environment variable that points the provider at another endpoint.
 ENDPOINT_VARIABLE: Final = "KOALA_API_ENDPOINT"
+#: The environment variable that chooses the dialect (docs/protocol.md,
+#: "Choosing a dialect"): history, messages, api or auto.
+PROTOCOL_VARIABLE: Final = "KOALA_PROTOCOL"
+#: The environment variable that holds the key of koala.sh's official API (the
+#: upstream key; `koala serve`'s own key for its clients is
+#: SERVER_API_KEY_VARIABLE).
+API_KEY_VARIABLE: Final = "KOALA_API_KEY"
 #: Where the Koala chat API answers (docs/protocol.md, "Request").
 API_ENDPOINT: Final = "https://koala.sh/api/gpt/"
 #: Seconds to open the connection (through the proxy, if any).

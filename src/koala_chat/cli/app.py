@@ -16,7 +16,12 @@ from typing import NoReturn
 
 from .. import __version__
 from .._args import HelpFormatter, Parser, exit_status
-from ..defaults import API_ENDPOINT, ENDPOINT_VARIABLE
+from ..defaults import (
+    API_ENDPOINT,
+    API_KEY_VARIABLE,
+    ENDPOINT_VARIABLE,
+    PROTOCOL_VARIABLE,
+)
 from ..sandbox import cli as sandbox_command
 from ..server import cli as serve_command
 from . import chat, check, models
@@ -36,6 +41,7 @@ examples:
   koala demo                                the seed's conversation, offline
   koala sandbox                             a local Koala-protocol server
   koala check --json                        does the endpoint work? how fast?
+  koala check --all                         which dialect does it speak?
   koala models                              the known models
   koala serve                               an OpenAI-compatible server
   koala COMMAND --help                      the options of a command
@@ -43,6 +49,10 @@ examples:
 environment:
   {ENDPOINT_VARIABLE}  the Koala API URL to use instead of {API_ENDPOINT}
                       (a `koala sandbox`, for instance); --endpoint wins over it
+  {PROTOCOL_VARIABLE}      the dialect: auto (the default), history, messages or
+                      api; --protocol wins over it
+  {API_KEY_VARIABLE}       the key of koala.sh's official API (the api dialect, chosen
+                      by a key alone); --api-key-file wins over it
 
 Expected errors print one line on stderr (--debug adds the traceback).
 {EXIT_CODES_HELP}

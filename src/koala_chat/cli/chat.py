@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from .._args import HelpFormatter, Parser, Subparsers
-from ..defaults import CHAT_SANDBOX_INTERVAL, ENDPOINT_VARIABLE, SANDBOX_PORT
+from ..defaults import ENDPOINT_VARIABLE, SANDBOX_PORT
 from ..errors import UsageError
 from ..messages import Message, Messages
 from .options import Connection
@@ -199,7 +199,7 @@ def _maybe_sandbox(connection: Connection, wanted: bool) -> Iterator[Connection]
     if not wanted:
         yield connection
         return
-    from ..sandbox import Sandbox
+    from .local import local_sandbox
 
-    with Sandbox(interval=CHAT_SANDBOX_INTERVAL) as sandbox:
-        yield connection._replace(endpoint=sandbox.api_endpoint)
+    with local_sandbox(connection) as local:
+        yield local

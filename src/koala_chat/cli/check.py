@@ -16,14 +16,22 @@ from .options import Connection
 __all__ = ["add_parser", "run"]
 
 EPILOG = f"""\
-Prints whether the endpoint works, the HTTP status, the time to the first byte
-(the reply's headers) and to the first piece of text, the pieces per second,
-and why it fails when it does: rate limit, cloudflare challenge, unreachable,
-proxy failed, timeout, not an event stream, error status, protocol error.
-The exit code is 0 when it works, else the code of the failure (below).
+Prints whether the endpoint works, the dialect used, the HTTP status, the time
+to the first byte (the reply's headers) and to the first piece of text, the
+pieces per second, and why it fails when it does: rate limit, cloudflare
+challenge, unreachable, proxy failed, timeout, not an event stream, error
+status, protocol error. The exit code is 0 when it works, else the code of the
+failure (below).
+
+--all tries every dialect, one request each: history, messages, and api when a
+key is set (${defaults.API_KEY_VARIABLE} or --api-key-file; it costs a credit),
+and prints a row for each with the setting that selects it. It exits 0 when
+any works.
 
 examples:
   koala check
+  koala check --all
+  koala check --protocol messages --json
   koala check --endpoint http://127.0.0.1:{defaults.SANDBOX_PORT}/api/gpt/
   {defaults.ENDPOINT_VARIABLE}=http://127.0.0.1:{defaults.SANDBOX_PORT}/api/gpt/ \
     koala check --json
@@ -53,6 +61,12 @@ def add_parser(
     parser.add_argument(
         "--json", action="store_true", help="print the result as one JSON object"
     )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="try every dialect and tell which one works (instead of --protocol; "
+        f"${defaults.PROTOCOL_VARIABLE} is ignored)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -76,10 +90,31 @@ def _run(args: argparse.Namespace) -> int:
     from .probe import probe, report
 
     connection = Connection.from_args(args)
+    if args.all:
+        return _run_all(args, connection)
     result = asyncio.run(probe(args.provider, connection, args.prompt))
     if args.json:
         sys.stdout.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(report(result))
+    sys.stdout.flush()
+    return result.exit_code
+
+
+def _run_all(args: argparse.Namespace, connection: Connection) -> int:
+    """Run `koala check --all`; return 0 when any dialect works."""
+    import asyncio
+    import json
+
+    from ..errors import UsageError
+    from .survey import survey
+
+    if args.protocol is not None:
+        raise UsageError("--all tries every dialect: leave out --protocol")
+    result = asyncio.run(survey(args.provider, connection, args.prompt))
+    if args.json:
+        sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(result.table())
     sys.stdout.flush()
     return result.exit_code

@@ -120,7 +120,7 @@ FAILURES: Mapping[type[BaseException], tuple[str, str]] = {
     ),
     AuthenticationError: (
         "api key refused",
-        "check KOALA_API_KEY (or --api-key-file)",
+        "the key comes from --api-key-file, else KOALA_API_KEY",
     ),
     CreditsExhaustedError: (
         "out of credits",

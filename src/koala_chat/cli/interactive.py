@@ -37,7 +37,7 @@ from .conversation import (
 from .exits import ExitCode, one_line
 from .options import Connection
 from .output import Output
-from .provider import Provider, endpoint_of, name_of
+from .provider import Provider, endpoint_of, model_for, name_of, speaks_dialects
 from .redaction import Redactor
 from .reply import stream_reply
 from .termination import terminated
@@ -200,7 +200,9 @@ class Session:
 
     def _model(self, argument: str) -> bool:
         try:
-            model = self.provider.get_model(argument or self.connection.model)
+            model = model_for(
+                self.provider, argument or self.connection.model, self._protocol()
+            )
         except UsageError as exc:
             self._error(exc)
             return False
@@ -254,11 +256,19 @@ class Session:
     def _where(self) -> str:
         from ..urls import redact_url
 
-        model = self.provider.get_model(self.connection.model)
+        protocol = self._protocol()
+        model = model_for(self.provider, self.connection.model, protocol)
+        where = f"model {model}"
+        if protocol is not None:
+            where += f", protocol {protocol}"
         endpoint = endpoint_of(self.provider, self.connection.endpoint)
-        return (
-            f"model {model}, {redact_url(endpoint)}" if endpoint else f"model {model}"
-        )
+        return f"{where}, {redact_url(endpoint)}" if endpoint else where
+
+    def _protocol(self) -> str | None:
+        """The protocol in use, when the provider speaks dialects."""
+        if not speaks_dialects(self.provider):
+            return None
+        return self.connection.dialect_setting
 
     def _error(self, exc: Exception) -> None:
         """Report a failed turn or command in one line; the session goes on."""

@@ -6,15 +6,19 @@ import argparse
 import sys
 
 from .._args import HelpFormatter, Subparsers, add_debug
+from .options import add_dialect_options
 
 __all__ = ["add_parser", "run"]
 
 EPILOG = """\
-Koala passes names it does not list through to the service, which decides
-(docs/protocol.md, "Models"); `koala chat -m NAME` accepts any name.
+The models of the dialect in use (--protocol, else $KOALA_PROTOCOL, else api
+when a key is set, else auto, which starts with history's). Koala passes names
+it does not list through to the service, which decides (docs/protocol.md,
+"Models"); `koala chat -m NAME` accepts any name.
 
 examples:
   koala models
+  koala models --protocol messages
   koala models --json | jq -r .default
 """
 
@@ -31,21 +35,38 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--json",
         action="store_true",
-        help='print {"default": ..., "models": [...], "accepts_unknown": ...}',
+        help='print {"protocol": ..., "default": ..., "models": [...], '
+        '"accepts_unknown": ...}',
     )
+    add_dialect_options(parser, web_search=False)
     add_debug(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the models; return 0."""
+    """Print the models of the dialect in use; return 0.
+
+    Raises:
+        UsageError: a bad KOALA_PROTOCOL, or an unreadable key file.
+    """
+    from .options import configured_key, configured_protocol
+    from .provider import models_of, speaks_dialects
+
     provider = args.provider
-    models = provider.get_models()
-    default = provider.default_model
+    protocol: str | None = None
+    if speaks_dialects(provider):
+        from ..providers.dialects import choose_protocol
+
+        key = configured_key(args.api_key_file)
+        protocol = choose_protocol(
+            configured_protocol(args.protocol), has_key=key is not None
+        )
+    models, default = models_of(provider, protocol or "auto")
     if args.json:
         import json
 
         data = {
+            "protocol": protocol,
             "default": default,
             "models": models,
             "accepts_unknown": provider.accept_unknown_models,

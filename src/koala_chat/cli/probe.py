@@ -4,7 +4,9 @@ The request is one attempt of the provider (`open_attempt`, no retries: a check
 reports what one request does), which shows what the values alone do not: the
 status of the reply and the moment its head arrived. Everything else is the
 provider's own: the request it builds, its status check, its reply reader, its
-time limits, proxy rules and error translation.
+time limits, proxy rules and error translation. The one exception to "one
+request" is `auto`'s: when the endpoint refuses the first request's shape, the
+other dialect's request follows, as it would in `koala chat`.
 """
 
 from __future__ import annotations
@@ -18,27 +20,41 @@ import sys
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final, cast
 
 from ..defaults import ENDPOINT_VARIABLE
 from ..errors import KoalaError, UsageError
 from ..messages import text_of
 from ..providers import HTTPProvider
+from ..providers.dialects import (
+    DIALECTS,
+    SHAPE_REJECTED_STATUSES,
+    Dialect,
+    resolve_model,
+)
 from ..urls import redact_url
 from .conversation import without_surrogates
 from .exits import ExitCode, exit_code_for, reason_for
 from .options import Connection
 from .redaction import Redactor, report_error
 
-__all__ = ["Probe", "as_json", "probe", "report"]
+__all__ = ["Probe", "as_json", "milliseconds", "probe", "report"]
 
 
 @dataclass
 class Probe:
-    """What one request to the endpoint showed; times in seconds."""
+    """What one request to the endpoint showed; times in seconds.
+
+    `protocol` is the setting the request was made with, `dialect` the one it
+    was sent in (None when the provider does not say).
+    """
 
     endpoint: str
     model: str
+    protocol: str | None = None
+    dialect: str | None = None
+    #: Under `auto`: the dialect whose request shape was refused first.
+    refused_first: str | None = None
     works: bool = False
     status: int | None = None
     first_byte_seconds: float | None = None
@@ -55,15 +71,52 @@ async def probe(
 ) -> Probe:
     """Make one request through `provider` and return what it showed.
 
+    The request is made in the connection's dialect settings (`protocol`,
+    `api_key`, `web_search`), as `koala chat` would make it: under `auto`, when
+    the endpoint refuses the first request's shape, the same prompt goes once
+    more in the other dialect (docs/protocol.md, "Choosing a dialect"), and the
+    result is that request's, with `refused_first` naming the first dialect.
+
     Raises:
-        UsageError: A bad endpoint, proxy or model, before any request.
+        UsageError: A bad endpoint, proxy, model or dialect setting, before any
+            request.
     """
+    result = await _probe_once(provider, connection, prompt)
+    other = _OTHER.get(result.dialect or "")
+    if (
+        result.protocol in (None, "auto")
+        and other is not None
+        and result.status in SHAPE_REJECTED_STATUSES
+    ):
+        second = await _probe_once(
+            provider, connection._replace(protocol=other), prompt
+        )
+        second.protocol = result.protocol
+        second.refused_first = result.dialect
+        return second
+    return result
+
+
+#: What `auto` sends when the endpoint refuses the shape of one dialect's request.
+_OTHER: Final = {"history": "messages", "messages": "history"}
+
+
+async def _probe_once(
+    provider: type[HTTPProvider], connection: Connection, prompt: str
+) -> Probe:
+    """Make one request and return what it showed (see `probe`)."""
     endpoint = provider.resolve_endpoint(connection.endpoint)
     model = provider.get_model(connection.model)
+    options = connection.dialect_kwargs()
+    protocol = options.get("protocol")
+    if not connection.model and protocol in DIALECTS:
+        model = resolve_model(cast(Dialect, protocol), "")
     redact = Redactor.from_values([endpoint, connection.proxy])
-    result = Probe(endpoint=redact(redact_url(endpoint)), model=model)
+    result = Probe(
+        endpoint=redact(redact_url(endpoint)), model=model, protocol=protocol
+    )
     try:
-        await _measure(provider, connection, endpoint, model, prompt, result)
+        await _measure(provider, connection, endpoint, prompt, result)
     except UsageError:
         raise
     except KoalaError as exc:
@@ -86,7 +139,6 @@ async def _measure(
     provider: type[HTTPProvider],
     connection: Connection,
     endpoint: str,
-    model: str,
     prompt: str,
     result: Probe,
 ) -> None:
@@ -95,14 +147,18 @@ async def _measure(
     start = loop.time()
     last = start
     async with provider.open_attempt(
-        model,
+        connection.model,
         [{"role": "user", "content": prompt}],
         proxy=connection.proxy,
         api_endpoint=endpoint,
         timeout=connection.timeout,
+        **connection.dialect_kwargs(),
     ) as attempt:
         result.status = attempt.response.status
         result.first_byte_seconds = loop.time() - start
+        result.dialect = getattr(attempt, "dialect", None)
+        if result.dialect is not None and not connection.model:
+            result.model = resolve_model(cast(Dialect, result.dialect), "")
         async with aclosing(attempt.values()) as values:
             async for value in values:
                 if not text_of(value):
@@ -176,10 +232,11 @@ def report(result: Probe) -> str:
     lines = [
         f"works:        {'yes' if result.works else 'no'}",
         f"endpoint:     {result.endpoint}",
+        f"dialect:      {_dialect(result)}",
         f"model:        {result.model}",
         f"status:       {result.status if result.status is not None else '-'}",
-        f"first byte:   {_ms(result.first_byte_seconds)}",
-        f"first piece:  {_ms(result.first_piece_seconds)}",
+        f"first byte:   {milliseconds(result.first_byte_seconds)}",
+        f"first piece:  {milliseconds(result.first_piece_seconds)}",
         f"pieces:       {result.pieces}",
         f"pieces/s:     {_rate(result.pieces_per_second)}",
     ]
@@ -189,7 +246,15 @@ def report(result: Probe) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _ms(seconds: float | None) -> str:
+def _dialect(result: Probe) -> str:
+    name = result.dialect or result.protocol or "-"
+    if result.refused_first is not None:
+        return f"{name} ({result.refused_first} was refused first)"
+    return name
+
+
+def milliseconds(seconds: float | None) -> str:
+    """Return `seconds` as whole milliseconds, or "-" when unknown."""
     return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
 
 

@@ -14,7 +14,6 @@ import webbrowser
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..defaults import CHAT_SANDBOX_INTERVAL
 from ..errors import UsageError
 from .options import Connection
 
@@ -43,10 +42,8 @@ def run_web(args: argparse.Namespace) -> int:
     from ..server.config import ServerConfig
     from ..server.runner import serve_async
 
-    with _upstream(connection, args.sandbox) as endpoint:
-        options = connection.provider_kwargs()
-        if endpoint is not None:
-            options["api_endpoint"] = endpoint
+    with _upstream(connection, args.sandbox) as upstream:
+        options = upstream.provider_kwargs()
         config = ServerConfig(
             host=HOST,
             port=0,
@@ -68,12 +65,12 @@ def _open_page(port: int) -> None:
 
 
 @contextmanager
-def _upstream(connection: Connection, sandbox: bool) -> Iterator[str | None]:
-    """Yield the endpoint to use: a sandbox's when asked, else the configured one."""
+def _upstream(connection: Connection, sandbox: bool) -> Iterator[Connection]:
+    """Yield the connection to use: to a sandbox when asked, else as configured."""
     if not sandbox:
-        yield connection.endpoint
+        yield connection
         return
-    from ..sandbox import Sandbox
+    from .local import local_sandbox
 
-    with Sandbox(interval=CHAT_SANDBOX_INTERVAL) as server:
-        yield server.api_endpoint
+    with local_sandbox(connection) as local:
+        yield local

@@ -1,7 +1,8 @@
 """`python -m koala_chat.sandbox`: `koala sandbox` without the `koala` command.
 
     python -m koala_chat.sandbox [--host 127.0.0.1] [--port 8000] [--pieces N]
-                                 [--interval S]
+                                 [--interval S] [--protocol any]
+                                 [--api-key-file PATH]
 
 It prints its URL and an `export KOALA_API_ENDPOINT=...` line, then serves until
 Ctrl-C (or SIGTERM). The options and their checks are those of `koala sandbox`

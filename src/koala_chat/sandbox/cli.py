@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .._args import (
     HelpFormatter,
@@ -20,10 +20,13 @@ from .._args import (
     add_debug,
     port,
     positive_count,
+    read_key_file,
     seconds,
 )
 from ..defaults import (
+    API_KEY_VARIABLE,
     ENDPOINT_VARIABLE,
+    PROTOCOL_VARIABLE,
     SANDBOX_HOST,
     SANDBOX_INTERVAL,
     SANDBOX_KEEP_REQUESTS,
@@ -33,7 +36,18 @@ from ..defaults import (
 if TYPE_CHECKING:
     from .state import SandboxState
 
-__all__ = ["add_arguments", "add_parser", "build_parser", "run"]
+__all__ = [
+    "PROTOCOL_CHOICES",
+    "add_arguments",
+    "add_parser",
+    "banner",
+    "build_parser",
+    "run",
+]
+
+#: The values of `--protocol`: `SANDBOX_PROTOCOLS`, spelled here so that building
+#: the parser imports no aiohttp (a test keeps them equal).
+PROTOCOL_CHOICES: Final = ("any", "history", "messages", "api")
 
 DESCRIPTION = "Run a local server that speaks the Koala chat protocol."
 
@@ -42,10 +56,18 @@ The server answers POST /api/gpt/ as koala.sh does, with a reply that quotes
 the input and counts the turns of history. It prints the line to export as
 ${ENDPOINT_VARIABLE}; Ctrl-C stops it (exit code 0).
 
+--protocol picks the dialects it accepts (docs/protocol.md, "The sandbox's
+dialects"): one of history, messages and api, refusing the others' bodies as
+the real service would, or any (each request read in the dialect its shape
+names). The api dialect wants a Bearer key: the sandbox's test key, printed
+on start, or the one in --api-key-file.
+
 examples:
   koala sandbox
   koala sandbox --port 0                      # any free port
   koala sandbox --pieces 200 --interval 0.05  # a long, slow reply
+  koala sandbox --protocol messages           # only the chat page's dialect
+  koala sandbox --protocol api --api-key-file ~/.koala-test-key
   export {ENDPOINT_VARIABLE}=http://127.0.0.1:{SANDBOX_PORT}/api/gpt/; koala chat
 """
 
@@ -102,6 +124,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"wait this long between pieces ({SANDBOX_INTERVAL:g})",
     )
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOL_CHOICES,
+        default="any",
+        help="the dialects to accept (any)",
+    )
+    parser.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="the key the api dialect accepts, read from this file (default: "
+        "the sandbox's test key, printed on start)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,21 +148,56 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
 
+    from .checks import SANDBOX_API_KEY
     from .state import SandboxState
 
+    key_file: str | None = args.api_key_file
     state = SandboxState(
         pieces=args.pieces,
         interval=args.interval,
         keep_requests=SANDBOX_KEEP_REQUESTS,
+        protocol=args.protocol,
+        api_key=read_key_file(key_file) if key_file else SANDBOX_API_KEY,
     )
     # asyncio.run turns Ctrl-C into a cancellation of `_serve`, then raises it
     # here: the way this server is meant to stop.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(state, args.host, args.port))
+        asyncio.run(_serve(state, args.host, args.port, key_file))
     return 0
 
 
-async def _serve(state: SandboxState, host: str, port: int) -> None:
+def banner(url: str, protocol: str, key_file: str | None) -> str:
+    """Return what the sandbox prints once it listens: the lines to export.
+
+    The test key is printed only when the api dialect is accepted and the key
+    is that test key; a key from a file is never printed. When every dialect
+    is accepted, the key line is a shell comment: exporting a key alone makes
+    the client speak the api dialect, which a user who copies the banner did
+    not ask for.
+    """
+    from .checks import SANDBOX_API_KEY
+
+    accepts = "every dialect" if protocol == "any" else f"the {protocol} dialect"
+    lines = [
+        f"Koala sandbox listening on {url}",
+        f"export {ENDPOINT_VARIABLE}={url}/api/gpt/",
+        f"# it accepts {accepts} (--protocol)",
+    ]
+    key_line = f"export {API_KEY_VARIABLE}={SANDBOX_API_KEY}"
+    if protocol in ("api", "any") and key_file:
+        lines.append(f"# the api dialect takes the key in {key_file}")
+    elif protocol == "api":
+        lines.append(key_line)
+    elif protocol == "any":
+        lines.append(f"# for the api dialect: {key_line}")
+    elif protocol == "messages":
+        lines.append(f"export {PROTOCOL_VARIABLE}=messages")
+    return "\n".join(lines) + "\n"
+
+
+async def _serve(
+    state: SandboxState, host: str, port: int, key_file: str | None
+) -> None:
     """Serve until SIGTERM or cancellation (asyncio.run's answer to Ctrl-C)."""
     import asyncio
     import contextlib
@@ -150,10 +219,7 @@ async def _serve(state: SandboxState, host: str, port: int) -> None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         # Announce only once a signal would be handled.
         url = format_url(host, int(runner.addresses[0][1]))
-        sys.stdout.write(
-            f"Koala sandbox listening on {url}\n"
-            f"export {ENDPOINT_VARIABLE}={url}/api/gpt/\n"
-        )
+        sys.stdout.write(banner(url, state.protocol, key_file))
         sys.stdout.flush()
         await stop.wait()
     finally:

@@ -20,6 +20,10 @@ PROTOCOL_VARIABLE: Final = "KOALA_PROTOCOL"
 #: upstream key; `koala serve`'s own key for its clients is
 #: SERVER_API_KEY_VARIABLE).
 API_KEY_VARIABLE: Final = "KOALA_API_KEY"
+#: The values of the `protocol` setting: the three dialects and `auto`, which
+#: negotiates (docs/protocol.md, "Choosing a dialect"). The providers spell the
+#: same as a Literal type; a test keeps the two equal.
+PROTOCOLS: Final = ("auto", "history", "messages", "api")
 #: Where the Koala chat API answers (docs/protocol.md, "Request").
 API_ENDPOINT: Final = "https://koala.sh/api/gpt/"
 #: Seconds to open the connection (through the proxy, if any).
@@ -62,6 +66,8 @@ SERVER_RETRY_AFTER: Final = 10
 # koala sandbox --------------------------------------------------------------
 
 SANDBOX_HOST: Final = "127.0.0.1"
+#: What `koala sandbox --protocol` takes: one dialect, or `any` of them.
+SANDBOX_PROTOCOLS: Final = ("any", "history", "messages", "api")
 SANDBOX_PORT: Final = 8000
 #: Seconds between the pieces of the sandbox's default reply.
 SANDBOX_INTERVAL: Final = 0.0

@@ -29,9 +29,8 @@ __all__ = [
     "web_search",
 ]
 
-#: The values of `--protocol`: `koala_chat.providers.dialects.PROTOCOLS`, spelled
-#: here so that building the parser imports no provider (a test keeps them equal).
-PROTOCOL_CHOICES: Final = ("auto", "history", "messages", "api")
+#: The values of `--protocol`.
+PROTOCOL_CHOICES: Final = defaults.PROTOCOLS
 _WEB_SEARCH: Final = {"on": True, "off": False}
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .. import defaults
 from ..errors import UsageError
 from .dialects import ApiKey, Dialect, Protocol, choose_protocol
 
@@ -26,9 +27,9 @@ __all__ = [
 ]
 
 #: The environment variable that names the protocol when the caller does not.
-PROTOCOL_VARIABLE: Final = "KOALA_PROTOCOL"
+PROTOCOL_VARIABLE: Final = defaults.PROTOCOL_VARIABLE
 #: The environment variable that holds the key of the official API.
-API_KEY_VARIABLE: Final = "KOALA_API_KEY"
+API_KEY_VARIABLE: Final = defaults.API_KEY_VARIABLE
 
 
 @dataclass(frozen=True, slots=True)

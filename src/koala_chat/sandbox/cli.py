@@ -31,6 +31,7 @@ from ..defaults import (
     SANDBOX_INTERVAL,
     SANDBOX_KEEP_REQUESTS,
     SANDBOX_PORT,
+    SANDBOX_PROTOCOLS,
 )
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ __all__ = [
 
 #: The values of `--protocol`: `SANDBOX_PROTOCOLS`, spelled here so that building
 #: the parser imports no aiohttp (a test keeps them equal).
-PROTOCOL_CHOICES: Final = ("any", "history", "messages", "api")
+PROTOCOL_CHOICES: Final = SANDBOX_PROTOCOLS
 
 DESCRIPTION = "Run a local server that speaks the Koala chat protocol."
 

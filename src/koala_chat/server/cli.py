@@ -27,6 +27,7 @@ from ..defaults import (
     API_ENDPOINT,
     ENDPOINT_VARIABLE,
     MAX_RETRIES,
+    PROTOCOLS,
     SANDBOX_PORT,
     SERVER_API_KEY_VARIABLE,
     SERVER_BODY_TIMEOUT,
@@ -183,7 +184,7 @@ def _add_upstream_arguments(parser: argparse.ArgumentParser) -> None:
     )
     upstream.add_argument(
         "--protocol",
-        choices=("auto", "history", "messages", "api"),
+        choices=PROTOCOLS,
         help="the Koala dialect (default: $KOALA_PROTOCOL, else api with "
         "KOALA_API_KEY set, else auto: history, then messages)",
     )

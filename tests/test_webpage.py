@@ -393,6 +393,18 @@ def test_switches_show_only_where_the_server_offers_them(
     expect(page.get_by_label("Web search")).to_be_hidden()
     page.unroute("**/v1/models")
 
+    # A server configured with one dialect shows it as the conversation's.
+    def configured(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["koala"]["protocol"] = "history"
+        route.fulfill(response=response, json=body)
+
+    page.route("**/v1/models", configured)
+    open_chat(page, koala_server)
+    expect(page.get_by_label("Dialect")).to_have_value("history")
+    page.unroute("**/v1/models")
+
     open_chat(page, koala_server)
     dialect = page.get_by_label("Dialect")
     expect(dialect).to_have_value("auto")

@@ -35,6 +35,8 @@ const ui = {
 
 const store = new Store();
 let models = [];
+// The dialect the server is configured with, once its model list said so.
+let serverProtocol = null;
 // The reply in progress: {conversation, message, controller, live}, or null.
 let turn = null;
 
@@ -64,7 +66,8 @@ function render() {
   document.title = `${conversation.title} · Koala chat`;
   ui.system.value = conversation.system;
   renderModelPicker();
-  ui.protocol.value = conversation.protocol ?? ui.protocol.options[0]?.value ?? "";
+  ui.protocol.value =
+    conversation.protocol ?? serverProtocol ?? ui.protocol.options[0]?.value ?? "";
   ui.webSearch.checked = Boolean(conversation.webSearch);
   renderMessages();
 }
@@ -138,7 +141,9 @@ function showSwitches(koala) {
       return option;
     }),
   );
-  ui.protocol.value = store.current.protocol ?? protocols[0] ?? "";
+  // The server's own setting is what a conversation uses until it picks one.
+  serverProtocol = koala && protocols.includes(String(koala.protocol)) ? String(koala.protocol) : null;
+  ui.protocol.value = store.current.protocol ?? serverProtocol ?? protocols[0] ?? "";
   ui.webSearchField.hidden = !(koala && koala.web_search === true);
 }
 

@@ -10,6 +10,8 @@ by it.) The client, `koala serve` and `open_attempt` drive it unchanged.
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any
@@ -20,6 +22,7 @@ import pytest
 from aiohttp import ClientResponse
 
 from koala_chat import AsyncClient, Client, RateLimitError
+from koala_chat.cli import main
 from koala_chat.messages import JSONValue, Messages, NormalizedMessage
 from koala_chat.providers import HTTPProvider, HTTPRequest, RequestOptions
 from koala_chat.sandbox import RecordedRequest, Reply, Sandbox
@@ -231,3 +234,34 @@ def test_through_koala_serve_and_the_openai_sdk(
     first, second = sandbox.requests
     assert_sent_by_whole_answer(first, "whole-2")
     assert_sent_by_whole_answer(second, "whole-1")
+
+
+def test_through_the_command_line(
+    sandbox: Sandbox,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO())  # piped, and empty
+    sandbox.push(whole_reply(), whole_reply())
+    endpoint = ["--endpoint", sandbox.api_endpoint, "--retries", "0"]
+
+    assert main(["models"], provider=WholeAnswer) == 0
+    assert capsys.readouterr().out.split() == ["whole-1", "(default)", "whole-2"]
+
+    question = "How long do koalas sleep?"
+    assert (
+        main(["chat", *endpoint, "-m", "whole-2", question], provider=WholeAnswer) == 0
+    )
+    assert capsys.readouterr().out == ANSWER + "\n"
+
+    assert main(["check", *endpoint, "--json"], provider=WholeAnswer) == 0
+    checked = json.loads(capsys.readouterr().out)
+    assert (checked["works"], checked["status"], checked["pieces"]) == (True, 200, 1)
+    assert checked["model"] == "whole-1"
+
+    chatted, probed = sandbox.requests
+    assert chatted.json is not None
+    assert probed.json is not None
+    assert (chatted.json["model"], chatted.json["input"]) == ("whole-2", question)
+    assert probed.json["model"] == "whole-1"
+    assert "Visitor-ID" not in chatted.headers

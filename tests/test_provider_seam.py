@@ -2,10 +2,11 @@
 
 `WholeAnswer` says only what differs from Koala: its request and how its reply
 reads. It is modelled on docs/protocol.md, "The official API": the history
-fields plus `realTimeData`, a key header of its own instead of browser headers, and one
-JSON object `{"output": ...}` instead of an event stream. (The sandbox checks
-the history dialect's fields and ignores the others, so this body can be served
-by it.) The client, `koala serve` and `open_attempt` drive it unchanged.
+fields plus `realTimeData`, a key header of its own instead of browser headers,
+and one JSON object `{"output": ...}` instead of an event stream. (The sandbox
+checks the history dialect's fields and ignores the others, so this body can be
+served by it.) The client, `koala serve`, the `koala` command and
+`open_attempt` drive it unchanged.
 """
 
 from __future__ import annotations

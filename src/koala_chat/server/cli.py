@@ -139,6 +139,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"({SERVER_GRACE:g})",
     )
     listen.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse unknown request parameters (400) instead of ignoring them",
+    )
+    listen.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN call the server (repeatable; * for any)",
+    )
+    listen.add_argument(
         "--quiet",
         action="store_true",
         help="no access log (start, stop and errors only)",
@@ -213,5 +225,7 @@ def run(args: argparse.Namespace) -> int:
         grace=args.grace,
         workers=args.workers,
         provider_options={k: v for k, v in options.items() if v is not None},
+        strict=args.strict,
+        cors_origins=tuple(args.cors_origin),
     )
     return serve(config, args.provider or Koala)

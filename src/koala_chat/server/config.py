@@ -31,7 +31,9 @@ class ServerConfig:
 
     `provider_options` pass through to `create_async_generator` of the provider
     (`api_endpoint`, `proxy`, `timeout`, `max_retries`). `api_key` is kept out of
-    the repr.
+    the repr. `strict` refuses unknown request parameters instead of ignoring
+    them; `cors_origins` are the browser origins allowed to call (`*`: any;
+    none: CORS off).
     """
 
     host: str = defaults.SERVER_HOST
@@ -42,6 +44,8 @@ class ServerConfig:
     grace: float = defaults.SERVER_GRACE
     workers: int = defaults.SERVER_WORKERS
     provider_options: dict[str, Any] = field(default_factory=dict)
+    strict: bool = False
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("max_body", "max_streams", "workers"):
@@ -54,6 +58,11 @@ class ServerConfig:
             raise UsageError(f"grace must be >= 0 seconds, not {self.grace}")
         if self.api_key is not None and not self.api_key.strip():
             raise UsageError("the API key is empty; give a real key or none")
+        for origin in self.cors_origins:
+            if origin != "*" and "://" not in origin:
+                raise UsageError(
+                    f"a CORS origin is * or scheme://host[:port], not {origin!r}"
+                )
 
     def check_exposure(self) -> None:
         """Refuse to listen beyond this machine without an API key.

@@ -33,7 +33,14 @@ from .types import (
     Function,
 )
 
-__all__ = ["EmulationError", "Outcome", "emulate", "interpret"]
+__all__ = [
+    "EmulationError",
+    "Outcome",
+    "complete_emulated",
+    "emulate",
+    "emulated_chunks",
+    "interpret",
+]
 
 #: The attempts at a usable reply: the first, and one retry.
 ATTEMPTS: Final = 2
@@ -144,6 +151,21 @@ async def emulate(
     raise EmulationError(
         f"the model's reply was not usable, even when asked again: {problem}"
     )
+
+
+async def complete_emulated(
+    provider: ChatProvider, request: CompletionRequest, options: dict[str, Any]
+) -> ChatCompletion:
+    """Return the checked reply as a `ChatCompletion` (raises as `emulate`)."""
+    return (await emulate(provider, request, options)).completion()
+
+
+async def emulated_chunks(
+    provider: ChatProvider, request: CompletionRequest, options: dict[str, Any]
+) -> AsyncGenerator[ChatCompletionChunk, None]:
+    """Yield the checked reply as chunks, once known (raises as `emulate`)."""
+    for chunk in (await emulate(provider, request, options)).chunks():
+        yield chunk
 
 
 def _retry(

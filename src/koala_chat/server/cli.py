@@ -44,8 +44,11 @@ DESCRIPTION = "Serve the OpenAI chat-completions API, answered by Koala."
 
 EPILOG = f"""\
 Routes: POST /v1/chat/completions (stream or not), GET /v1/models,
-GET /v1/models/ID and GET /health. Point any OpenAI client at
-http://HOST:PORT/v1 (the API key is any string unless --api-key is set).
+GET /v1/models/ID and GET /health (the /v1 routes also without /v1).
+Point any OpenAI client at http://HOST:PORT/v1 (the API key is any string
+unless --api-key is set). Unknown request parameters are ignored and named in
+the X-Koala-Ignored-Params header unless --strict; JSON mode and tool calls
+are emulated.
 
 examples:
   koala serve                               # http://{SERVER_HOST}:{SERVER_PORT}/v1

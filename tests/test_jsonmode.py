@@ -298,6 +298,8 @@ async def test_a_stream_gets_the_validated_json_once_known(
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
     assert chunks[-1]["choices"] == []
     assert chunks[-1]["usage"]["completion_tokens"] > 0
+    # As in every stream of the server: `usage` only on the usage chunk.
+    assert all("usage" not in chunk for chunk in chunks[:-1])
 
 
 def test_the_client_emulates_json_mode_too(sandbox: Sandbox) -> None:

@@ -20,6 +20,7 @@ from koala_chat.contract.params import PARAMETERS, Parameter, Treatment
 from koala_chat.sandbox import Reply, Sandbox
 from koala_chat.server.cli import build_parser
 from koala_chat.server.config import ServerConfig
+from koala_chat.server.openapi import openapi_document
 from koala_chat.server.routes import IGNORED_HEADER
 from server_fixtures import ServerThread
 
@@ -411,3 +412,15 @@ def test_command_line_takes_strict_and_origins() -> None:
 def test_an_origin_must_be_a_star_or_have_a_scheme() -> None:
     with pytest.raises(UsageError, match="scheme://host"):
         ServerConfig(cors_origins=("chat.example",))
+
+
+def test_openapi_document_names_the_three_lists() -> None:
+    request = openapi_document()["components"]["schemas"]["ChatRequest"]
+    description = request["description"]
+    for treatment in (Treatment.IGNORED, Treatment.EMULATED, Treatment.REFUSED):
+        names = ", ".join(f"`{p.name}`" for p in by_treatment(treatment))
+        assert f"{treatment.value}: {names}" in description
+    assert "additionalProperties" not in request
+    assert request["properties"]["keep_alive"]["description"].endswith(
+        "refused as unknown when strict."
+    )

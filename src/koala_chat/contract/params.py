@@ -450,6 +450,8 @@ _RESPONSE_FORMAT_SCHEMA: Final[Schema] = {
         },
     },
     "required": ["type"],
+    "if": {"properties": {"type": {"const": "json_schema"}}},
+    "then": {"required": ["type", "json_schema"]},
 }
 
 _TOOLS_SCHEMA: Final[Schema] = {

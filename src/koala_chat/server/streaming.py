@@ -173,8 +173,13 @@ async def send_chunks(
 
 
 def _event(chunk: ChatCompletionChunk) -> bytes:
-    """Return the event of `chunk`, whose deltas name only what they carry."""
+    """Return the event of `chunk`, whose deltas name only what they carry.
+
+    As `ChunkEncoder`'s events: no `usage` member but on the usage chunk.
+    """
     data = chunk.model_dump()
+    if data["usage"] is None:
+        del data["usage"]
     for choice in data["choices"]:
         choice["delta"] = {
             key: value for key, value in choice["delta"].items() if value is not None

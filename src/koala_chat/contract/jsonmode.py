@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
 __all__ = [
+    "RESPONSE_FORMAT_SCHEMA",
     "JSONFormat",
     "extract_json",
     "parse_response_format",
@@ -38,6 +39,27 @@ _FENCE: Final = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n?(.*?)```", re.DOTALL)
 #: How many places a JSON value could start at are tried, so that a long prose
 #: reply full of braces costs a bounded amount of work.
 _MAX_STARTS: Final = 64
+
+
+#: The JSON Schema of `response_format`, for the OpenAPI document.
+RESPONSE_FORMAT_SCHEMA: Final[Schema] = {
+    "type": "object",
+    "properties": {
+        "type": {"enum": ["text", "json_object", "json_schema"]},
+        "json_schema": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "description": {"type": "string"},
+                "schema": {"type": ["object", "boolean"]},
+                "strict": {"type": ["boolean", "null"]},
+            },
+        },
+    },
+    "required": ["type"],
+    "if": {"properties": {"type": {"const": "json_schema"}}},
+    "then": {"required": ["type", "json_schema"]},
+}
 
 
 @dataclass(frozen=True, slots=True)

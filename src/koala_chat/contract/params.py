@@ -19,10 +19,9 @@ table to it. The treatments:
 - refused unless given their neutral value, since ignoring them would give a
   wrong answer (several choices, log-probabilities, audio).
 
-Any other name is ignored too, unless `strict` (the client's default, and
-`koala serve --strict`) asks to refuse it as unknown, as the OpenAI API does;
-strict also refuses the other clients' names. A request names what it ignored
-(`CompletionRequest.ignored`). `null` counts as absent for every optional
+Any other name is ignored too (and named in `CompletionRequest.ignored`)
+unless `strict` (the client's default; `koala serve --strict`) refuses it, and
+other clients' names, as unknown. `null` counts as absent for every optional
 parameter. Every error is a `UsageError` whose message starts with the
 parameter's name.
 """
@@ -35,18 +34,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeGuard, cast
 
-import msgspec
-
 from ..errors import UsageError
-from ..messages import JSONValue, NormalizedMessage, normalize_messages
-from .jsonmode import JSONFormat, parse_response_format
+from ..messages import JSONValue, NormalizedMessage
+from .conversation import MESSAGES_SCHEMA, check_messages, with_instructions
+from .jsonmode import RESPONSE_FORMAT_SCHEMA, JSONFormat, parse_response_format
+from .neutral import NONE, Neutral, only
 from .tools import (
+    TOOL_CHOICE_SCHEMA,
+    TOOLS_SCHEMA,
     ChoiceMode,
     Tool,
     ToolSet,
     parse_tool_choice,
     parse_tools,
-    render_history,
+    tool_set,
 )
 from .usage import chars_for_tokens
 
@@ -180,48 +181,25 @@ def parse_request(
         if name in values
     ]
     json_format = cast(JSONFormat | None, values.get("response_format"))
-    tools = _tool_set(values)
-    messages = cast(list[NormalizedMessage], values["messages"])
-    instructions = [
-        text
-        for text in (
-            tools.instruction() if tools else None,
-            json_format.instruction() if json_format else None,
-        )
-        if text
-    ]
-    if instructions:
-        messages = [
-            {"role": "system", "content": "\n\n".join(instructions)},
-            *messages,
-        ]
+    tools = tool_set(
+        cast(tuple[Tool, ...], values.get("tools", ())),
+        *cast(tuple[ChoiceMode, str], values.get("tool_choice", ("auto", ""))),
+    )
     return CompletionRequest(
         model=cast(str, values["model"]),
-        messages=messages,
+        messages=with_instructions(
+            cast(list[NormalizedMessage], values["messages"]),
+            tools.instruction() if tools else None,
+            json_format.instruction() if json_format else None,
+        ),
         stream=cast(bool, values.get("stream", False)),
         stop=cast(tuple[str, ...], values.get("stop", ())),
         max_tokens=min(limits, default=None),
         include_usage=cast(bool, values.get("stream_options", False)),
         json_format=json_format,
-        tools=tools if tools and tools.mode != "none" else None,
+        tools=tools,
         ignored=tuple(ignored),
     )
-
-
-def _tool_set(values: Mapping[str, object]) -> ToolSet | None:
-    """Return the tools and `tool_choice` of a request (None: no tools)."""
-    tools = cast(tuple[Tool, ...], values.get("tools", ()))
-    mode, function = cast(
-        tuple[ChoiceMode, str], values.get("tool_choice", ("auto", ""))
-    )
-    if not tools:
-        if mode in ("required", "function"):
-            raise UsageError("tool_choice: asks for a tool call, but tools is empty")
-        return None
-    tool_set = ToolSet(tools, mode, function)
-    if mode == "function" and tool_set.get(function) is None:
-        raise UsageError(f"tool_choice: names {function!r}, which is not in tools")
-    return tool_set
 
 
 # Checks ---------------------------------------------------------------------
@@ -297,55 +275,6 @@ def _model(name: str, value: JSONValue) -> str:
     return value
 
 
-def _messages(name: str, value: JSONValue) -> list[NormalizedMessage]:
-    if isinstance(value, list):
-        # "developer" is the OpenAI API's newer name for "system" messages.
-        value = render_history(
-            [
-                {**item, "role": "system"}
-                if isinstance(item, Mapping) and item.get("role") == "developer"
-                else item
-                for item in value
-            ]
-        )
-    return normalize_messages(value)
-
-
-_MESSAGES_SCHEMA: Final[Schema] = {
-    "type": "array",
-    "minItems": 1,
-    "items": {
-        "type": "object",
-        "properties": {
-            "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
-            "content": {
-                "anyOf": [
-                    {"type": "string"},
-                    {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "type": {"const": "text"},
-                                "text": {"type": "string"},
-                            },
-                            "required": ["type", "text"],
-                        },
-                    },
-                ]
-            },
-        },
-        "required": ["role", "content"],
-        "description": (
-            "An assistant's `tool_calls` (its content may then be left out) "
-            "and `tool` messages (`tool_call_id`) are written into the "
-            "conversation as text; other members (`name`, a part's "
-            "`cache_control`) are ignored."
-        ),
-    },
-}
-
-
 def _stop(name: str, value: JSONValue) -> tuple[str, ...]:
     sequences = [value] if isinstance(value, str) else value
     if not isinstance(sequences, list) or not all(
@@ -388,109 +317,7 @@ _STREAM_OPTIONS_SCHEMA: Final[Schema] = {
 }
 
 
-# Refused unless neutral -----------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Neutral:
-    """The values of a refused parameter that ask for nothing, and their schema."""
-
-    accepts: Callable[[JSONValue], bool]
-    schema: Schema | None
-    advice: str
-
-
-def _same_json(value: JSONValue, neutral: JSONValue) -> bool:
-    """Tell whether two JSON values are equal as JSON: `1.0` is 1, `true` is not."""
-    if isinstance(value, bool) or isinstance(neutral, bool):
-        return value is neutral
-    if isinstance(neutral, list):
-        return (
-            isinstance(value, list)
-            and len(value) == len(neutral)
-            and all(map(_same_json, value, neutral))
-        )
-    if isinstance(neutral, dict):
-        return (
-            isinstance(value, dict)
-            and value.keys() == neutral.keys()
-            and all(_same_json(value[key], neutral[key]) for key in neutral)
-        )
-    return type(value) in (int, float, str) and value == neutral
-
-
-def _only(*values: JSONValue) -> _Neutral:
-    """Return the neutral values `values`: nothing else is accepted."""
-    shown = " or ".join(msgspec.json.encode(value).decode() for value in values)
-    return _Neutral(
-        lambda value: any(_same_json(value, neutral) for neutral in values),
-        {"const": values[0]} if len(values) == 1 else {"enum": list(values)},
-        f"; send {shown} or leave it out",
-    )
-
-
-_NONE: Final = _Neutral(lambda value: False, None, "")
-
-
 # Emulated -------------------------------------------------------------------
-
-
-_RESPONSE_FORMAT_SCHEMA: Final[Schema] = {
-    "type": "object",
-    "properties": {
-        "type": {"enum": ["text", "json_object", "json_schema"]},
-        "json_schema": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string"},
-                "description": {"type": "string"},
-                "schema": {"type": ["object", "boolean"]},
-                "strict": {"type": ["boolean", "null"]},
-            },
-        },
-    },
-    "required": ["type"],
-    "if": {"properties": {"type": {"const": "json_schema"}}},
-    "then": {"required": ["type", "json_schema"]},
-}
-
-_TOOLS_SCHEMA: Final[Schema] = {
-    "type": "array",
-    "items": {
-        "type": "object",
-        "properties": {
-            "type": {"const": "function"},
-            "function": {
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string", "minLength": 1},
-                    "description": {"type": "string"},
-                    "parameters": {"type": ["object", "boolean"]},
-                },
-                "required": ["name"],
-            },
-        },
-        "required": ["type", "function"],
-    },
-}
-
-_TOOL_CHOICE_SCHEMA: Final[Schema] = {
-    "anyOf": [
-        {"enum": ["none", "auto", "required"]},
-        {
-            "type": "object",
-            "properties": {
-                "type": {"const": "function"},
-                "function": {
-                    "type": "object",
-                    "properties": {"name": {"type": "string", "minLength": 1}},
-                    "required": ["name"],
-                },
-            },
-            "required": ["type", "function"],
-        },
-    ]
-}
 
 
 def _emulated(name: str, check: Check, schema: Schema, description: str) -> Parameter:
@@ -521,7 +348,7 @@ def _foreign(name: str, client: str) -> Parameter:
     )
 
 
-def _refused(name: str, why: str, neutral: _Neutral) -> Parameter:
+def _refused(name: str, why: str, neutral: Neutral) -> Parameter:
     def check(name: str, value: JSONValue) -> JSONValue:
         if not neutral.accepts(value):
             raise UsageError(f"{name}: not supported, {why}{neutral.advice}")
@@ -560,7 +387,7 @@ _TABLE: Final = (
     ),
     _honoured(
         "messages",
-        (_messages, _MESSAGES_SCHEMA),
+        (check_messages, MESSAGES_SCHEMA),
         'The conversation, text only; "developer" is a system message.',
         "send at least one message",
     ),
@@ -616,21 +443,21 @@ _TABLE: Final = (
     _emulated(
         "response_format",
         parse_response_format,
-        _RESPONSE_FORMAT_SCHEMA,
+        RESPONSE_FORMAT_SCHEMA,
         "JSON mode, emulated: the model is instructed, its JSON extracted and "
         "validated (one retry), else 502; streamed as one piece once known.",
     ),
     _emulated(
         "tools",
         parse_tools,
-        _TOOLS_SCHEMA,
+        TOOLS_SCHEMA,
         "Function tools, emulated: described to the model, its calls read "
         "from its reply and checked against each tool's parameters.",
     ),
     _emulated(
         "tool_choice",
         parse_tool_choice,
-        _TOOL_CHOICE_SCHEMA,
+        TOOL_CHOICE_SCHEMA,
         '"none", "auto", "required" or a function named in `tools` (which '
         "must then not be empty); emulated as `tools`.",
     ),
@@ -639,14 +466,14 @@ _TABLE: Final = (
         (_provider, {"type": "string", "pattern": "^[Kk][Oo][Aa][Ll][Aa]$"}),
         'Must name this server\'s provider, "Koala", if given.',
     ),
-    _refused("n", "Koala gives one choice per request", _only(1)),
-    _refused("functions", _FUNCTIONS, _only([], {})),
-    _refused("function_call", _FUNCTIONS, _only("none", "auto")),
-    _refused("logprobs", _LOGPROBS, _only(False)),
-    _refused("top_logprobs", _LOGPROBS, _only(0)),
-    _refused("modalities", _TEXT_ONLY, _only(["text"])),
-    _refused("audio", _TEXT_ONLY, _NONE),
-    _refused("web_search_options", "Koala's web search cannot be switched on", _NONE),
+    _refused("n", "Koala gives one choice per request", only(1)),
+    _refused("functions", _FUNCTIONS, only([], {})),
+    _refused("function_call", _FUNCTIONS, only("none", "auto")),
+    _refused("logprobs", _LOGPROBS, only(False)),
+    _refused("top_logprobs", _LOGPROBS, only(0)),
+    _refused("modalities", _TEXT_ONLY, only(["text"])),
+    _refused("audio", _TEXT_ONLY, NONE),
+    _refused("web_search_options", "Koala's web search cannot be switched on", NONE),
 )
 
 #: Every OpenAI parameter Koala knows, by name, in the order of the table.

@@ -26,6 +26,8 @@ from ..messages import JSONValue
 from .jsonmode import Schema, extract_json, schema_problem, validate
 
 __all__ = [
+    "TOOLS_SCHEMA",
+    "TOOL_CHOICE_SCHEMA",
     "ReplyProblem",
     "Tool",
     "ToolCallRequest",
@@ -35,11 +37,52 @@ __all__ = [
     "parse_tools",
     "read_tool_calls",
     "render_history",
+    "tool_set",
 ]
 
 ChoiceMode = Literal["none", "auto", "required", "function"]
 
 _SHAPE: Final = '{"tool_calls": [{"name": "<tool name>", "arguments": {<arguments>}}]}'
+
+
+#: The JSON Schemas of `tools` and `tool_choice`, for the OpenAPI document.
+TOOLS_SCHEMA: Final[Schema] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "type": {"const": "function"},
+            "function": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "description": {"type": "string"},
+                    "parameters": {"type": ["object", "boolean"]},
+                },
+                "required": ["name"],
+            },
+        },
+        "required": ["type", "function"],
+    },
+}
+
+TOOL_CHOICE_SCHEMA: Final[Schema] = {
+    "anyOf": [
+        {"enum": ["none", "auto", "required"]},
+        {
+            "type": "object",
+            "properties": {
+                "type": {"const": "function"},
+                "function": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string", "minLength": 1}},
+                    "required": ["name"],
+                },
+            },
+            "required": ["type", "function"],
+        },
+    ]
+}
 
 
 class ReplyProblem(Exception):
@@ -162,6 +205,27 @@ def parse_tool_choice(name: str, value: JSONValue) -> tuple[ChoiceMode, str]:
         f"{name}: must be 'none', 'auto', 'required' or "
         '{"type": "function", "function": {"name": ...}}'
     )
+
+
+def tool_set(
+    tools: tuple[Tool, ...], mode: ChoiceMode, function: str
+) -> ToolSet | None:
+    """Return the checked tools of a request with their choice (None: none).
+
+    Raises:
+        UsageError: `tool_choice` asks for a call without tools, or names a
+            function that is not among them.
+    """
+    if not tools:
+        if mode in ("required", "function"):
+            raise UsageError("tool_choice: asks for a tool call, but tools is empty")
+        return None
+    if mode == "none":
+        return None
+    result = ToolSet(tools, mode, function)
+    if mode == "function" and result.get(function) is None:
+        raise UsageError(f"tool_choice: names {function!r}, which is not in tools")
+    return result
 
 
 # The reply -----------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_unknown_model_is_the_sdks_not_found_error(
 
 @pytest.mark.parametrize(
     "params",
-    [{"n": 2}, {"response_format": {"type": "json_object"}}, {"logprobs": True}],
+    [{"n": 2}, {"response_format": {"type": "yaml"}}, {"logprobs": True}],
 )
 def test_unsupported_option_is_the_sdks_bad_request_error(
     sdk: openai.OpenAI, params: dict[str, object]

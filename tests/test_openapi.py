@@ -6,6 +6,7 @@ checks the live server's answers against it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import aiohttp
@@ -83,8 +84,23 @@ schema = schemathesis.openapi.from_dict(openapi_document())
 def test_server_conforms_to_its_document(
     case: schemathesis.Case, keyed_server: ServerThread
 ) -> None:
-    case.call_and_validate(
+    response = case.call(
         base_url=keyed_server.url,
         headers={"Authorization": f"Bearer {API_KEY}"},
         timeout=10,
     )
+    if response.status_code == 502 and b"not usable" in response.content:
+        # Emulated JSON mode or tool calls: the sandbox's fixed reply is no JSON
+        # and no tool call, so the documented 502 is the right answer.
+        assert response.json()["error"]["code"] == "upstream_protocol_error"
+        return
+    if response.status_code == 400 and re.search(
+        rb'"(tool_choice: (names|asks)|[^"]* not a valid JSON Schema)',
+        response.content,
+    ):
+        # Rules that the document states in words, not in JSON Schema: the
+        # function `tool_choice` names must be one of `tools`, and a schema
+        # given in `tools` or `response_format` must be a valid JSON Schema.
+        assert "JSON Schema" in response.text or "tools" in response.text
+        return
+    case.validate_response(response)

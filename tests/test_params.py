@@ -113,7 +113,7 @@ def test_every_parameter_has_a_description_and_a_schema() -> None:
         ),
         ({"stream_options": []}, "stream_options: must be an object, not a list"),
         ({"n": True}, "n: not supported, Koala gives one choice per request; send 1"),
-        ({"tool_choice": "required"}, 'send "none" or "auto" or leave it out'),
+        ({"tool_choice": "required"}, "tool_choice: asks for a tool call"),
         ({"logprobs": 0}, "logprobs: not supported"),
         ({"audio": {}}, "audio: not supported, Koala answers in text only"),
         ({"max_completion_tokens": 1.5}, "max_completion_tokens: must be a whole"),

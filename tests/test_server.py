@@ -212,12 +212,12 @@ async def test_max_tokens_cuts_at_the_estimate(
         (completion(n=2), "invalid_request", ["n:"]),
         (completion(tools=[{"type": "function"}]), "invalid_request", ["tools"]),
         (
-            completion(response_format={"type": "json_object"}),
+            completion(response_format={"type": "yaml"}),
             "invalid_request",
             ["response_format"],
         ),
         (completion(logprobs=True), "invalid_request", ["logprobs"]),
-        (completion(wibble=1), "invalid_request", ["wibble", "unknown"]),
+        (completion(provider="OpenAI"), "invalid_request", ["provider", "Koala"]),
         (completion(stream="yes"), "invalid_request", ["stream"]),
     ],
 )

@@ -7,19 +7,22 @@
 
 `AsyncClient` is the same with `await` (a streaming call is awaited too and gives
 an async iterator, as in the openai SDK). Which OpenAI parameters are honoured,
-ignored or refused is listed in `koala_chat.contract.params`.
+emulated (JSON mode, tool calls), ignored or refused is listed in
+`koala_chat.contract.params`; unlike `koala serve`, the client refuses unknown
+names, so that a typo in a keyword fails at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from .._sync import iterate_sync, run_sync
+from ..contract.emulation import complete_emulated, emulated_chunks
 from ..contract.params import CompletionRequest, parse_request
 from ..contract.provider import ChatProvider, provider_options
 from ..contract.replies import complete, stream_chunks
-from ..contract.types import ChatCompletion, Model, ModelList
+from ..contract.types import ChatCompletion, ChatCompletionChunk, Model, ModelList
 from ..errors import ModelNotFoundError, UsageError
 from ..messages import JSONValue
 from ..providers import Koala
@@ -178,9 +181,10 @@ class Completions:
             model, messages, stream, timeout, params
         )
         provider = self._config.provider
+        whole, chunked = _answerers(request)
         if not request.stream:
-            return run_sync(lambda: complete(provider, request, options))
-        chunks = iterate_sync(lambda: stream_chunks(provider, request, options))
+            return run_sync(lambda: whole(provider, request, options))
+        chunks = iterate_sync(lambda: chunked(provider, request, options))
         return Stream(chunks, next(chunks))
 
 
@@ -252,15 +256,28 @@ class AsyncCompletions:
             model, messages, stream, timeout, params
         )
         provider = self._config.provider
+        whole, chunked = _answerers(request)
         if not request.stream:
-            return await complete(provider, request, options)
-        chunks = stream_chunks(provider, request, options)
+            return await whole(provider, request, options)
+        chunks = chunked(provider, request, options)
         try:
             first = await anext(chunks)
         except BaseException:
             await chunks.aclose()
             raise
         return AsyncStream(chunks, first)
+
+
+def _answerers(
+    request: CompletionRequest,
+) -> tuple[
+    Callable[..., Coroutine[Any, Any, ChatCompletion]],
+    Callable[..., AsyncGenerator[ChatCompletionChunk, None]],
+]:
+    """Return how to answer `request` whole and in chunks: emulated or not."""
+    if request.emulated:
+        return complete_emulated, emulated_chunks
+    return complete, stream_chunks
 
 
 class _Chat:

@@ -2,12 +2,17 @@
 
 One job per module, imported in this order (each only from those above it):
 
-    types.py      the OpenAI-shaped objects (`ChatCompletion`, chunks, usage)
-    usage.py      the token estimate and the usage object built from it
-    cutting.py    `stop` and `max_tokens` applied on our side (`ReplyCutter`)
-    params.py     the parameter table and `parse_request`
-    provider.py   what the client and server need of a provider class
-    replies.py    provider values -> text pieces -> completion or chunks
+    types.py         the OpenAI-shaped objects (`ChatCompletion`, chunks, usage)
+    usage.py         the token estimate and the usage object built from it
+    cutting.py       `stop` and `max_tokens` applied on our side (`ReplyCutter`)
+    neutral.py       the values of a refused parameter that ask for nothing
+    jsonmode.py      JSON mode, emulated: instruction, extraction, validation
+    tools.py         tool calls, emulated: instruction, reading calls, history
+    conversation.py  the `messages` check, instructions put first
+    params.py        the parameter table and `parse_request`
+    provider.py      what the client and server need of a provider class
+    replies.py       provider values -> text pieces -> completion or chunks
+    emulation.py     JSON mode and tool-call replies read whole, checked, retried
 
 Nothing here imports aiohttp or the client; the server imports from here only.
 """

@@ -10,15 +10,20 @@ table to it. The treatments:
 
 - honoured: the conversation, `stream`, `stream_options.include_usage`, `stop`
   and `max_tokens` (both cut on our side, see `cutting.py`);
+- emulated: JSON mode (`response_format`, see `jsonmode.py`) and tool calls
+  (`tools`, `tool_choice`, see `tools.py`), done with an instruction to the
+  model and a check of its reply;
 - accepted and ignored, since they only tune sampling, billing or caching and an
-  answer without them is still a correct answer (`IGNORED`);
+  answer without them is still a correct answer (`IGNORED`); some are not
+  OpenAI's but other clients' (Open WebUI's `keep_alive`, ...);
 - refused unless given their neutral value, since ignoring them would give a
-  wrong answer (several choices, tool calls, JSON mode, log-probabilities,
-  audio);
-- any other name is refused as unknown, as the OpenAI API does.
+  wrong answer (several choices, log-probabilities, audio).
 
-`null` counts as absent for every optional parameter. Every error is a
-`UsageError` whose message starts with the parameter's name.
+Any other name is ignored too (and named in `CompletionRequest.ignored`)
+unless `strict` (the client's default; `koala serve --strict`) refuses it, and
+other clients' names, as unknown. `null` counts as absent for every optional
+parameter. Every error is a `UsageError` whose message starts with the
+parameter's name.
 """
 
 from __future__ import annotations
@@ -29,10 +34,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeGuard, cast
 
-import msgspec
-
 from ..errors import UsageError
-from ..messages import JSONValue, NormalizedMessage, normalize_messages
+from ..messages import JSONValue, NormalizedMessage
+from .conversation import MESSAGES_SCHEMA, check_messages, with_instructions
+from .jsonmode import RESPONSE_FORMAT_SCHEMA, JSONFormat, parse_response_format
+from .neutral import NONE, Neutral, only
+from .tools import (
+    TOOL_CHOICE_SCHEMA,
+    TOOLS_SCHEMA,
+    ChoiceMode,
+    Tool,
+    ToolSet,
+    parse_tool_choice,
+    parse_tools,
+    tool_set,
+)
 from .usage import chars_for_tokens
 
 __all__ = [
@@ -57,6 +73,7 @@ class Treatment(enum.Enum):
     """What happens to an OpenAI parameter."""
 
     HONOURED = "honoured"
+    EMULATED = "emulated"
     IGNORED = "ignored"
     REFUSED = "refused unless neutral"
 
@@ -67,7 +84,8 @@ class Parameter:
 
     `schema` is the JSON Schema of a value other than null (None: no such
     value is accepted); `missing` is the advice given when a required
-    parameter is absent ("" for an optional one).
+    parameter is absent ("" for an optional one); `foreign` marks a name that
+    is not OpenAI's but another client's, refused as unknown when strict.
     """
 
     name: str
@@ -76,6 +94,7 @@ class Parameter:
     schema: Schema | None
     description: str
     missing: str = ""
+    foreign: bool = False
 
     def json_schema(self) -> Schema:
         """Return the parameter's JSON Schema, null included when optional."""
@@ -93,8 +112,11 @@ class CompletionRequest:
     """A checked chat-completions request.
 
     `model` is as requested ("" asks for the provider's default), `messages`
-    have plain-text contents, `stop` holds the non-empty stop sequences and
+    have plain-text contents (with the instruction of JSON mode or tools
+    first, when emulated), `stop` holds the non-empty stop sequences and
     `max_chars` the reply length that `max_tokens` allows (None: no limit).
+    `json_format` and `tools` say what is emulated; `ignored` names the
+    parameters that were accepted and ignored, in the request's order.
     """
 
     model: str
@@ -105,6 +127,14 @@ class CompletionRequest:
     include_usage: bool = False
     protocol: str | None = None
     web_search: bool | None = None
+    json_format: JSONFormat | None = None
+    tools: ToolSet | None = None
+    ignored: tuple[str, ...] = ()
+
+    @property
+    def emulated(self) -> bool:
+        """Tell whether the reply must be read whole and checked (JSON, tools)."""
+        return self.json_format is not None or self.tools is not None
 
     @property
     def max_chars(self) -> int | None:
@@ -119,20 +149,31 @@ class CompletionRequest:
         return bool(self.stop) or self.max_tokens is not None
 
 
-def parse_request(params: Mapping[str, JSONValue]) -> CompletionRequest:
+def parse_request(
+    params: Mapping[str, JSONValue], *, strict: bool = True
+) -> CompletionRequest:
     """Check the parameters of a chat-completions request.
 
+    `strict` refuses unknown names (and other clients' names); otherwise they
+    are ignored and named in `ignored`.
+
     Raises:
-        UsageError: a parameter is missing, malformed, unknown, or asks for
-            something Koala cannot do; the message starts with its name.
+        UsageError: a parameter is missing, malformed, unknown (when strict),
+            or asks for something Koala cannot do; the message starts with
+            its name.
     """
     values: dict[str, object] = {}
+    ignored: list[str] = []
     for name, value in params.items():
         parameter = PARAMETERS.get(name)
-        if parameter is None:
-            raise UsageError(f"{name}: unknown parameter")
-        if value is not None:
+        if parameter is None or parameter.foreign:
+            if strict:
+                raise UsageError(f"{name}: unknown parameter")
+            ignored.append(name)
+        elif value is not None:
             values[name] = parameter.check(name, value)
+            if parameter.treatment is Treatment.IGNORED:
+                ignored.append(name)
     for parameter in _REQUIRED:
         if parameter.name not in values:
             raise UsageError(f"{parameter.name}: missing; {parameter.missing}")
@@ -141,15 +182,27 @@ def parse_request(params: Mapping[str, JSONValue]) -> CompletionRequest:
         for name in ("max_tokens", "max_completion_tokens")
         if name in values
     ]
+    json_format = cast(JSONFormat | None, values.get("response_format"))
+    tools = tool_set(
+        cast(tuple[Tool, ...], values.get("tools", ())),
+        *cast(tuple[ChoiceMode, str], values.get("tool_choice", ("auto", ""))),
+    )
     return CompletionRequest(
         model=cast(str, values["model"]),
-        messages=cast(list[NormalizedMessage], values["messages"]),
+        messages=with_instructions(
+            cast(list[NormalizedMessage], values["messages"]),
+            tools.instruction() if tools else None,
+            json_format.instruction() if json_format else None,
+        ),
         stream=cast(bool, values.get("stream", False)),
         stop=cast(tuple[str, ...], values.get("stop", ())),
         max_tokens=min(limits, default=None),
         include_usage=cast(bool, values.get("stream_options", False)),
         protocol=cast(str | None, values.get("protocol")),
         web_search=cast(bool | None, values.get("web_search")),
+        json_format=json_format,
+        tools=tools,
+        ignored=tuple(ignored),
     )
 
 
@@ -226,48 +279,6 @@ def _model(name: str, value: JSONValue) -> str:
     return value
 
 
-def _messages(name: str, value: JSONValue) -> list[NormalizedMessage]:
-    if isinstance(value, list):
-        # "developer" is the OpenAI API's newer name for "system" messages.
-        value = [
-            {**item, "role": "system"}
-            if isinstance(item, Mapping) and item.get("role") == "developer"
-            else item
-            for item in value
-        ]
-    return normalize_messages(value)
-
-
-_MESSAGES_SCHEMA: Final[Schema] = {
-    "type": "array",
-    "minItems": 1,
-    "items": {
-        "type": "object",
-        "properties": {
-            "role": {"enum": ["system", "developer", "user", "assistant"]},
-            "content": {
-                "anyOf": [
-                    {"type": "string"},
-                    {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "type": {"const": "text"},
-                                "text": {"type": "string"},
-                            },
-                            "required": ["type", "text"],
-                        },
-                    },
-                ]
-            },
-        },
-        "required": ["role", "content"],
-        "description": "Other members (`name`) are ignored.",
-    },
-}
-
-
 def _stop(name: str, value: JSONValue) -> tuple[str, ...]:
     sequences = [value] if isinstance(value, str) else value
     if not isinstance(sequences, list) or not all(
@@ -321,61 +332,38 @@ _STREAM_OPTIONS_SCHEMA: Final[Schema] = {
 }
 
 
-# Refused unless neutral -----------------------------------------------------
+# Emulated -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Neutral:
-    """The values of a refused parameter that ask for nothing, and their schema."""
-
-    accepts: Callable[[JSONValue], bool]
-    schema: Schema | None
-    advice: str
+def _emulated(name: str, check: Check, schema: Schema, description: str) -> Parameter:
+    return Parameter(name, Treatment.EMULATED, check, schema, description)
 
 
-def _same_json(value: JSONValue, neutral: JSONValue) -> bool:
-    """Tell whether two JSON values are equal as JSON: `1.0` is 1, `true` is not."""
-    if isinstance(value, bool) or isinstance(neutral, bool):
-        return value is neutral
-    if isinstance(neutral, list):
-        return (
-            isinstance(value, list)
-            and len(value) == len(neutral)
-            and all(map(_same_json, value, neutral))
+def _provider(name: str, value: JSONValue) -> JSONValue:
+    if not isinstance(value, str) or value.lower() != "koala":
+        raise UsageError(
+            f"{name}: this server serves the Koala provider only, not {value!r}; "
+            'send "Koala" or leave it out'
         )
-    if isinstance(neutral, dict):
-        return (
-            isinstance(value, dict)
-            and value.keys() == neutral.keys()
-            and all(_same_json(value[key], neutral[key]) for key in neutral)
-        )
-    return type(value) in (int, float, str) and value == neutral
+    return value
 
 
-def _only(*values: JSONValue) -> _Neutral:
-    """Return the neutral values `values`: nothing else is accepted."""
-    shown = " or ".join(msgspec.json.encode(value).decode() for value in values)
-    return _Neutral(
-        lambda value: any(_same_json(value, neutral) for neutral in values),
-        {"const": values[0]} if len(values) == 1 else {"enum": list(values)},
-        f"; send {shown} or leave it out",
+def _anything(name: str, value: JSONValue) -> JSONValue:
+    return value
+
+
+def _foreign(name: str, client: str) -> Parameter:
+    return Parameter(
+        name,
+        Treatment.IGNORED,
+        _anything,
+        {},
+        f"Sent by {client}, not an OpenAI parameter; refused as unknown when strict.",
+        foreign=True,
     )
 
 
-_NONE: Final = _Neutral(lambda value: False, None, "")
-
-_TEXT_FORMAT: Final = _Neutral(
-    lambda value: isinstance(value, Mapping) and value.get("type") == "text",
-    {
-        "type": "object",
-        "properties": {"type": {"const": "text"}},
-        "required": ["type"],
-    },
-    '; send {"type": "text"} or leave it out',
-)
-
-
-def _refused(name: str, why: str, neutral: _Neutral) -> Parameter:
+def _refused(name: str, why: str, neutral: Neutral) -> Parameter:
     def check(name: str, value: JSONValue) -> JSONValue:
         if not neutral.accepts(value):
             raise UsageError(f"{name}: not supported, {why}{neutral.advice}")
@@ -401,7 +389,6 @@ def _ignored(name: str, rule: tuple[Check, Schema], description: str) -> Paramet
 
 _SAMPLING: Final = "Tunes sampling; Koala has no such control."
 _BOOKKEEPING: Final = "Bookkeeping for OpenAI's own service; Koala has none."
-_TOOLS: Final = "Koala has no tool calling"
 _FUNCTIONS: Final = "Koala has no function calling"
 _LOGPROBS: Final = "Koala reports no log-probabilities"
 _TEXT_ONLY: Final = "Koala answers in text only"
@@ -415,7 +402,7 @@ _TABLE: Final = (
     ),
     _honoured(
         "messages",
-        (_messages, _MESSAGES_SCHEMA),
+        (check_messages, MESSAGES_SCHEMA),
         'The conversation, text only; "developer" is a system message.',
         "send at least one message",
     ),
@@ -455,21 +442,56 @@ _TABLE: Final = (
     _ignored("service_tier", _STRING, _BOOKKEEPING),
     _ignored("prompt_cache_key", _STRING, _BOOKKEEPING),
     _ignored("safety_identifier", _STRING, _BOOKKEEPING),
-    _ignored("parallel_tool_calls", _BOOLEAN, "Koala calls no tools anyway."),
+    _ignored(
+        "parallel_tool_calls", _BOOLEAN, "Emulated replies may call several tools."
+    ),
     _ignored("prediction", _OBJECT, "A latency hint; the answer is the same."),
     _ignored("reasoning_effort", _STRING, "Koala's models take no such hint."),
     _ignored("verbosity", _STRING, "Koala's models take no such hint."),
-    _refused("n", "Koala gives one choice per request", _only(1)),
-    _refused("tools", _TOOLS, _only([], {})),
-    _refused("tool_choice", _TOOLS, _only("none", "auto")),
-    _refused("functions", _FUNCTIONS, _only([], {})),
-    _refused("function_call", _FUNCTIONS, _only("none", "auto")),
-    _refused("response_format", "Koala answers in plain text only", _TEXT_FORMAT),
-    _refused("logprobs", _LOGPROBS, _only(False)),
-    _refused("top_logprobs", _LOGPROBS, _only(0)),
-    _refused("modalities", _TEXT_ONLY, _only(["text"])),
-    _refused("audio", _TEXT_ONLY, _NONE),
-    _refused("web_search_options", "Koala's web search cannot be switched on", _NONE),
+    _foreign("keep_alive", "Open WebUI (Ollama)"),
+    _foreign("num_keep", "Open WebUI (Ollama)"),
+    _foreign("num_ctx", "Open WebUI (Ollama)"),
+    _foreign("tool_servers", "Open WebUI"),
+    _foreign("chat_id", "Open WebUI"),
+    _foreign("session_id", "Open WebUI"),
+    _foreign("top_k", "several clients"),
+    _foreign("min_p", "several clients"),
+    _foreign("repetition_penalty", "several clients"),
+    _foreign("reasoning", "OpenRouter-style clients"),
+    _emulated(
+        "response_format",
+        parse_response_format,
+        RESPONSE_FORMAT_SCHEMA,
+        "JSON mode, emulated: the model is instructed, its JSON extracted and "
+        "validated (one retry), else 502; streamed as one piece once known.",
+    ),
+    _emulated(
+        "tools",
+        parse_tools,
+        TOOLS_SCHEMA,
+        "Function tools, emulated: described to the model, its calls read "
+        "from its reply and checked against each tool's parameters.",
+    ),
+    _emulated(
+        "tool_choice",
+        parse_tool_choice,
+        TOOL_CHOICE_SCHEMA,
+        '"none", "auto", "required" or a function named in `tools` (which '
+        "must then not be empty); emulated as `tools`.",
+    ),
+    _honoured(
+        "provider",
+        (_provider, {"type": "string", "pattern": "^[Kk][Oo][Aa][Ll][Aa]$"}),
+        'Must name this server\'s provider, "Koala", if given.',
+    ),
+    _refused("n", "Koala gives one choice per request", only(1)),
+    _refused("functions", _FUNCTIONS, only([], {})),
+    _refused("function_call", _FUNCTIONS, only("none", "auto")),
+    _refused("logprobs", _LOGPROBS, only(False)),
+    _refused("top_logprobs", _LOGPROBS, only(0)),
+    _refused("modalities", _TEXT_ONLY, only(["text"])),
+    _refused("audio", _TEXT_ONLY, NONE),
+    _refused("web_search_options", "Koala's web search cannot be switched on", NONE),
 )
 
 #: Every OpenAI parameter Koala knows, by name, in the order of the table.

@@ -33,6 +33,7 @@ from .types import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionMessage,
+    ChatCompletionMessageToolCall,
     Choice,
     ChoiceDelta,
     ChunkChoice,
@@ -128,15 +129,21 @@ class Reply:
         """Return the usage estimate of the text let through so far."""
         return completion_usage(self.request.messages, self.chars)
 
-    def completion(self, text: str) -> ChatCompletion:
-        """Return the whole reply, whose text is `text`, as a `ChatCompletion`."""
+    def completion(
+        self,
+        text: str | None,
+        tool_calls: list[ChatCompletionMessageToolCall] | None = None,
+    ) -> ChatCompletion:
+        """Return the whole reply as a `ChatCompletion`: its text or tool calls."""
         return ChatCompletion(
             id=self.id,
             choices=[
                 Choice(
                     index=0,
-                    message=ChatCompletionMessage(content=text),
-                    finish_reason=self.finish_reason,
+                    message=ChatCompletionMessage(
+                        content=None if tool_calls else text, tool_calls=tool_calls
+                    ),
+                    finish_reason="tool_calls" if tool_calls else self.finish_reason,
                 )
             ],
             created=self.created,

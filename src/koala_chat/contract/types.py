@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 
@@ -21,18 +21,26 @@ __all__ = [
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionMessage",
+    "ChatCompletionMessageToolCall",
     "Choice",
     "ChoiceDelta",
+    "ChoiceDeltaToolCall",
     "ChunkChoice",
     "CompletionUsage",
     "FinishReason",
+    "Function",
     "Model",
     "ModelList",
 ]
 
 #: Why a reply ended: the upstream finished ("stop", also when one of the
-#: `stop` sequences was met) or the `max_tokens` estimate was reached ("length").
-FinishReason: TypeAlias = Literal["stop", "length"]
+#: `stop` sequences was met), the `max_tokens` estimate was reached ("length")
+#: or the (emulated) reply calls tools ("tool_calls").
+FinishReason: TypeAlias = Literal["stop", "length", "tool_calls"]
+
+
+#: A member that the OpenAI API leaves out rather than send as null.
+_OPTIONAL: Any = dataclasses.field(default=None, metadata={"omit_none": True})
 
 
 class _OpenAIObject:
@@ -58,7 +66,7 @@ def _dump(value: object, exclude_none: bool) -> JSONValue:
         result: dict[str, JSONValue] = {}
         for field in dataclasses.fields(value):
             item = getattr(value, field.name)
-            if item is None and exclude_none:
+            if item is None and (exclude_none or field.metadata.get("omit_none")):
                 continue
             result[field.name] = _dump(item, exclude_none)
         return result
@@ -81,12 +89,30 @@ class CompletionUsage(_OpenAIObject):
 
 
 @dataclasses.dataclass(slots=True)
+class Function(_OpenAIObject):
+    """The function a tool call calls: its name and its arguments as JSON text."""
+
+    name: str
+    arguments: str
+
+
+@dataclasses.dataclass(slots=True)
+class ChatCompletionMessageToolCall(_OpenAIObject):
+    """One tool call of a reply (emulated: see `koala_chat.contract.tools`)."""
+
+    id: str
+    function: Function
+    type: Literal["function"] = "function"
+
+
+@dataclasses.dataclass(slots=True)
 class ChatCompletionMessage(_OpenAIObject):
     """The assistant's reply in a non-streaming completion."""
 
     content: str | None
     role: Literal["assistant"] = "assistant"
     refusal: str | None = None
+    tool_calls: list[ChatCompletionMessageToolCall] | None = _OPTIONAL
 
 
 @dataclasses.dataclass(slots=True)
@@ -113,12 +139,23 @@ class ChatCompletion(_OpenAIObject):
 
 
 @dataclasses.dataclass(slots=True)
+class ChoiceDeltaToolCall(_OpenAIObject):
+    """One tool call in a chunk; `index` says which call of the reply it is."""
+
+    index: int
+    id: str | None = None
+    function: Function | None = None
+    type: Literal["function"] | None = "function"
+
+
+@dataclasses.dataclass(slots=True)
 class ChoiceDelta(_OpenAIObject):
-    """What one chunk adds to the reply: the role (first chunk) or some text."""
+    """What one chunk adds to the reply: the role (first chunk), text or calls."""
 
     content: str | None = None
     role: Literal["assistant"] | None = None
     refusal: str | None = None
+    tool_calls: list[ChoiceDeltaToolCall] | None = _OPTIONAL
 
 
 @dataclasses.dataclass(slots=True)

@@ -22,9 +22,10 @@ from ..contract.provider import ChatProvider
 from ..providers import Koala
 from .accesslog import AccessLogger
 from .config import ServerConfig
+from .cors import add_cors
 from .limits import ServerRunner
 from .middleware import auth_middleware, body_middleware, error_middleware
-from .routes import STATE_KEY, ServerState, routes
+from .routes import STATE_KEY, ServerState, routes, unprefixed_middleware
 from .webpage import add_web_routes
 
 __all__ = ["ACCESS_LOGGER", "create_app", "create_runner"]
@@ -38,11 +39,12 @@ def create_app(config: ServerConfig, provider: ChatProvider = Koala) -> web.Appl
 
     Host it with `create_runner`, which turns on what the app relies on.
     """
-    middlewares: list[Middleware] = [error_middleware]
+    middlewares: list[Middleware] = [error_middleware, unprefixed_middleware]
     if config.api_key is not None:
         middlewares.append(auth_middleware(config.api_key))
     middlewares.append(body_middleware(config.max_body, config.body_timeout))
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body)
+    add_cors(app, config.cors_origins)
     app[STATE_KEY] = ServerState(config, provider, dict(config.provider_options))
     app.add_routes(routes)
     add_web_routes(app)

@@ -48,8 +48,11 @@ DESCRIPTION = "Serve the OpenAI chat-completions API, answered by Koala."
 
 EPILOG = f"""\
 Routes: POST /v1/chat/completions (stream or not), GET /v1/models,
-GET /v1/models/ID and GET /health. Point any OpenAI client at
-http://HOST:PORT/v1 (the API key is any string unless --api-key is set).
+GET /v1/models/ID and GET /health (the /v1 routes also without /v1).
+Point any OpenAI client at http://HOST:PORT/v1 (the API key is any string
+unless --api-key is set). Unknown request parameters are ignored and named in
+the X-Koala-Ignored-Params header unless --strict; JSON mode and tool calls
+are emulated.
 
 examples:
   koala serve                               # http://{SERVER_HOST}:{SERVER_PORT}/v1
@@ -168,6 +171,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"open connections per process; more get 503 ({SERVER_MAX_CONNECTIONS})",
     )
     listen.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse unknown request parameters (400) instead of ignoring them",
+    )
+    listen.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN call the server (repeatable; * for any)",
+    )
+    listen.add_argument(
         "--quiet",
         action="store_true",
         help="no access log (start, stop and errors only)",
@@ -255,5 +270,7 @@ def run(args: argparse.Namespace) -> int:
         body_timeout=args.body_timeout,
         max_connections=args.max_connections,
         provider_options={k: v for k, v in options.items() if v is not None},
+        strict=args.strict,
+        cors_origins=tuple(args.cors_origin),
     )
     return serve(config, args.provider or Koala)

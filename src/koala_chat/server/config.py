@@ -35,7 +35,9 @@ class ServerConfig:
     `web_search` and `api_key`). `api_key` is the server's own key, which its
     clients send; it is kept out of the repr. The upstream key of the official
     API is another one: `provider_options["api_key"]` (`koala serve` puts an
-    `ApiKey` there, whose repr hides it), never taken from a client.
+    `ApiKey` there, whose repr hides it), never taken from a client. `strict`
+    refuses unknown request parameters instead of ignoring them; `cors_origins`
+    are the browser origins allowed to call (`*`: any; none: CORS off).
     """
 
     host: str = defaults.SERVER_HOST
@@ -54,6 +56,8 @@ class ServerConfig:
     body_timeout: float = defaults.SERVER_BODY_TIMEOUT
     #: Open connections per process; one more is answered 503 and closed.
     max_connections: int = defaults.SERVER_MAX_CONNECTIONS
+    strict: bool = False
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("max_body", "max_streams", "workers", "max_connections"):
@@ -70,6 +74,11 @@ class ServerConfig:
                 raise UsageError(f"{name} must be more than 0 seconds, not {value}")
         if self.api_key is not None:
             _check_api_key(self.api_key)
+        for origin in self.cors_origins:
+            if origin != "*" and "://" not in origin:
+                raise UsageError(
+                    f"a CORS origin is * or scheme://host[:port], not {origin!r}"
+                )
         self.check_dialect()
 
     def check_dialect(self) -> None:

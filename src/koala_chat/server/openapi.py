@@ -2,8 +2,8 @@
 
 The request schema is generated from the parameter table of
 `koala_chat.contract.params`, where each parameter is declared once with its
-treatment (honoured, accepted and ignored, refused unless neutral; `null` is
-absent for every optional one). The rest is written by hand to say what the
+treatment (honoured, emulated, accepted and ignored, refused unless neutral;
+`null` is absent for every optional one). The rest is written by hand to say what the
 code does: the replies follow `koala_chat.contract.types` and the errors
 `failures.py`.
 tests/test_openapi.py checks that every route is described and runs
@@ -44,6 +44,10 @@ def openapi_document() -> dict[str, JSONValue]:
             "/v1/chat/completions": {"post": _chat_completions()},
             "/v1/models": {"get": _list_models()},
             "/v1/models/{model}": {"get": _get_model()},
+            # The same routes without /v1, as some clients call them.
+            "/chat/completions": {"post": _unprefixed(_chat_completions())},
+            "/models": {"get": _unprefixed(_list_models())},
+            "/models/{model}": {"get": _unprefixed(_get_model())},
             "/health": {"get": _health()},
             "/openapi.json": {"get": _openapi()},
             **openapi_paths(),
@@ -85,8 +89,16 @@ def _chat_completions() -> dict[str, JSONValue]:
                 "description": (
                     'The reply: a `chat.completion` object, or with `"stream": '
                     "true` a stream of `data: {chat.completion.chunk}` events "
-                    "ending with `data: [DONE]`."
+                    "ending with `data: [DONE]`. JSON mode and tool calls are "
+                    "emulated: such a reply is read whole and checked first, "
+                    "then sent (streamed: in a few chunks once known)."
                 ),
+                "headers": {
+                    "X-Koala-Ignored-Params": _header(
+                        "The request parameters that were accepted and ignored "
+                        "(comma-separated), when there were any."
+                    )
+                },
                 "content": {
                     _JSON: {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
                     # OpenAPI before 3.2: the schema of an event stream is the
@@ -125,12 +137,22 @@ def _chat_completions() -> dict[str, JSONValue]:
             ),
             "502": _error(
                 "The upstream failed: a Cloudflare challenge, a refused upstream "
-                "key, unreachable, a broken protocol (codes upstream_challenge, "
-                "upstream_auth, upstream_unreachable, "
+                "key, unreachable, a broken protocol, or an emulated JSON or "
+                "tool-call reply that did not validate, even when asked again "
+                "(codes upstream_challenge, upstream_auth, upstream_unreachable, "
                 "upstream_protocol_error, upstream_error)."
             ),
             "504": _error("An upstream time limit ran out (code upstream_timeout)."),
         },
+    }
+
+
+def _unprefixed(operation: dict[str, JSONValue]) -> dict[str, JSONValue]:
+    """Return `operation` as served without the /v1 prefix."""
+    return {
+        **operation,
+        "operationId": f"{operation['operationId']}Unprefixed",
+        "summary": f"{operation['summary']} (also without /v1)",
     }
 
 
@@ -255,12 +277,28 @@ def _request() -> dict[str, JSONValue]:
         for treatment in Treatment
     )
     return {
-        **_object(properties, required=required, additional=False),
+        **_object(properties, required=required, additional=True),
         "description": (
             f"The parameters, by treatment ({treatments}). Any other parameter "
-            "is refused as unknown; null counts as absent."
+            "is ignored and named in the X-Koala-Ignored-Params header, or "
+            "refused as unknown when the server runs with --strict (which "
+            "also refuses the ignored names that are not OpenAI's); null "
+            "counts as absent."
         ),
     }
+
+
+def _tool_call() -> dict[str, JSONValue]:
+    """Return the schema of an (emulated) tool call."""
+    return _object(
+        {
+            "id": {"type": "string"},
+            "type": {"const": "function"},
+            "function": _object(
+                {"name": {"type": "string"}, "arguments": {"type": "string"}}
+            ),
+        }
+    )
 
 
 def _schemas() -> dict[str, JSONValue]:
@@ -288,9 +326,14 @@ def _schemas() -> dict[str, JSONValue]:
                                     "content": nullable_string,
                                     "role": {"const": "assistant"},
                                     "refusal": {"type": "null"},
-                                }
+                                    "tool_calls": {
+                                        "type": "array",
+                                        "items": _tool_call(),
+                                    },
+                                },
+                                required=("content", "role", "refusal"),
                             ),
-                            "finish_reason": {"enum": ["stop", "length"]},
+                            "finish_reason": {"enum": ["stop", "length", "tool_calls"]},
                             "logprobs": {"type": "null"},
                         }
                     ),
@@ -346,12 +389,25 @@ def _schemas() -> dict[str, JSONValue]:
                                 {
                                     "content": {"type": "string"},
                                     "role": {"const": "assistant"},
+                                    "tool_calls": {
+                                        "type": "array",
+                                        "items": _tool_call()
+                                        | {
+                                            "properties": {
+                                                "index": {"type": "integer"},
+                                                **_tool_call()["properties"],
+                                            },
+                                            "required": ["index"],
+                                        },
+                                    },
                                 },
                                 required=(),
                                 additional=False,
                             ),
                             "logprobs": {"type": "null"},
-                            "finish_reason": {"enum": ["stop", "length", None]},
+                            "finish_reason": {
+                                "enum": ["stop", "length", "tool_calls", None]
+                            },
                         }
                     ),
                 },

@@ -6,21 +6,28 @@
     GET  /health                {"status": "ok"}, without authentication
     GET  /openapi.json          the OpenAPI description, without authentication
 
-Handlers raise; `error_middleware` turns errors into the OpenAI error shape.
+`/chat/completions` and `/models` answer without the `/v1` prefix too, as
+several clients call them so (`unprefixed_middleware` keeps them behind the
+API key). Handlers raise; `error_middleware` turns errors into the OpenAI error
+shape.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import quote
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from ..contract.params import parse_request
+from ..contract.emulation import emulate
+from ..contract.params import CompletionRequest, parse_request
 from ..contract.provider import ChatProvider
 from ..contract.replies import Reply, next_text, read_text
 from ..contract.types import Model, ModelList
@@ -31,9 +38,26 @@ from .accesslog import LOG_KEY
 from .config import ServerConfig
 from .failures import Failure, FailureError, bad_request
 from .openapi import openapi_document
-from .streaming import RequestLog, stream_reply
+from .streaming import RequestLog, send_chunks, stream_reply
 
-__all__ = ["STATE_KEY", "ServerState", "routes"]
+__all__ = [
+    "IGNORED_HEADER",
+    "STATE_KEY",
+    "ServerState",
+    "routes",
+    "unprefixed_middleware",
+]
+
+logger = logging.getLogger("koala_chat.server")
+
+#: The response header that names the request parameters that were ignored.
+IGNORED_HEADER: Final = "X-Koala-Ignored-Params"
+
+#: The most ignored parameters the header names.
+_MAX_NAMED: Final = 32
+
+#: The routes also served without `/v1`, and the path prefix they stand for.
+_UNPREFIXED: Final = ("/chat/completions", "/models")
 
 
 @dataclass(slots=True)
@@ -75,6 +99,7 @@ async def openapi(request: web.Request) -> web.Response:
     return _json(openapi_document())
 
 
+@routes.get("/models")
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
     """Return the models of the configured dialect as an OpenAI model list.
@@ -94,6 +119,7 @@ async def list_models(request: web.Request) -> web.Response:
     return _json(listing)
 
 
+@routes.get("/models/{model}")
 @routes.get("/v1/models/{model}")
 async def get_model(request: web.Request) -> web.Response:
     """Return one model, or 404 when the configured dialect does not list it."""
@@ -111,6 +137,7 @@ async def get_model(request: web.Request) -> web.Response:
     return _json(Model(name).model_dump())
 
 
+@routes.post("/chat/completions")
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Answer a chat completion, streamed (`"stream": true`) or whole.
@@ -121,7 +148,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     """
     state = request.app[STATE_KEY]
     log = request[LOG_KEY] = RequestLog(started=time.perf_counter())
-    completion = parse_request(await _read_object(request, state.config.max_body))
+    completion = parse_request(
+        await _read_object(request, state.config.max_body),
+        strict=state.config.strict,
+    )
+    headers = _ignored_headers(completion)
     koala = _koala(state)
     if koala is None:
         model = sent = state.provider.get_model(completion.model)
@@ -157,6 +188,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         if value is not None
     }
     try:
+        if completion.emulated:
+            options = {**state.options, **chosen}
+            return await _emulated(
+                request, completion, log, headers, options, (model, sent)
+            )
         reply = Reply(completion, model)
         values = state.provider.create_async_generator(
             sent, completion.messages, **{**state.options, **chosen}
@@ -180,10 +216,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 raise FailureError(_misconfigured(exc)) from exc
             log.saw_first_piece()
             if completion.stream:
-                return await stream_reply(request, values, first, reply, log)
+                return await stream_reply(request, values, first, reply, log, headers)
             text = (first or "") + await read_text(values, reply)
             log.pieces = reply.pieces
-            return _json(reply.completion(text).model_dump())
+            return _json(reply.completion(text).model_dump(), headers)
     finally:
         state.tasks.discard(task)
 
@@ -209,6 +245,65 @@ def _koala_protocol(state: ServerState) -> str | None:
     if _koala(state) is None:
         return None
     return DialectSettings.from_options(state.options).protocol
+
+
+async def _emulated(
+    request: web.Request,
+    completion: CompletionRequest,
+    log: RequestLog,
+    headers: dict[str, str],
+    options: dict[str, Any],
+    model: tuple[str, str],
+) -> web.StreamResponse:
+    """Answer a request in JSON mode or with tools: read whole, then checked.
+
+    `options` are the provider's for this request and `model` the names to
+    show and to send.
+    """
+    state = request.app[STATE_KEY]
+    try:
+        outcome = await emulate(state.provider, completion, options, model=model)
+    except ModelNotFoundError:
+        raise
+    except UsageError as exc:
+        raise FailureError(_misconfigured(exc)) from exc
+    log.saw_first_piece()
+    log.pieces = outcome.reply.pieces
+    if completion.stream:
+        return await send_chunks(request, outcome.chunks(), headers)
+    return _json(outcome.completion().model_dump(), headers)
+
+
+def _ignored_headers(completion: CompletionRequest) -> dict[str, str]:
+    """Return the header that names the ignored parameters (none: no header)."""
+    if not completion.ignored:
+        return {}
+    # Names come from the client: percent-encoded, so that no control
+    # character or comma reaches the header, and at most a bounded number.
+    names = [quote(name, safe="_-.") for name in completion.ignored]
+    if len(names) > _MAX_NAMED:
+        names[_MAX_NAMED:] = ["..."]
+    listed = ", ".join(names)
+    logger.debug("ignored parameters: %s", listed)
+    return {IGNORED_HEADER: listed}
+
+
+@web.middleware
+async def unprefixed_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Let the routes without `/v1` pass the API key check as their `/v1` twins.
+
+    The key middleware guards paths under `/v1`; a request for `/models` is
+    handed on as one for `/v1/models` (its route already matched), so the
+    guard sees it. Run before the key middleware.
+    """
+    path = request.path
+    if path.startswith(_UNPREFIXED) and (
+        path in _UNPREFIXED or path.startswith("/models/")
+    ):
+        request = request.clone(rel_url=request.rel_url.with_path("/v1" + path))
+    return await handler(request)
 
 
 async def _read_object(request: web.Request, limit: int) -> dict[str, JSONValue]:
@@ -252,7 +347,9 @@ def _too_large(limit: int) -> Failure:
     )
 
 
-def _json(value: JSONValue) -> web.Response:
+def _json(value: JSONValue, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=msgspec.json.encode(value), content_type="application/json"
+        body=msgspec.json.encode(value),
+        content_type="application/json",
+        headers=headers,
     )

@@ -16,6 +16,7 @@ same way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -26,13 +27,13 @@ import msgspec
 from aiohttp import web
 
 from ..contract.replies import Reply
-from ..contract.types import CompletionUsage, FinishReason
+from ..contract.types import ChatCompletionChunk, CompletionUsage, FinishReason
 from ..errors import KoalaError
 from ..messages import JSONValue
 from .coalesce import Coalescer
 from .failures import DONE_EVENT, failure_for
 
-__all__ = ["ChunkEncoder", "RequestLog", "stream_reply"]
+__all__ = ["ChunkEncoder", "RequestLog", "send_chunks", "stream_reply"]
 
 logger = logging.getLogger("koala_chat.server")
 
@@ -123,17 +124,16 @@ async def stream_reply(
     first: str | None,
     reply: Reply,
     log: RequestLog,
+    headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     """Stream the reply whose first text piece is `first` (None: empty reply).
 
     `values` are the rest of the provider's values; `first` came out of
     `reply` (`contract.replies.next_text`). A failure after the response
-    started becomes an error event followed by `[DONE]`.
+    started becomes an error event followed by `[DONE]`. `headers` are added
+    to the response's.
     """
-    response = web.StreamResponse(headers=_SSE_HEADERS)
-    response.content_type = "text/event-stream"
-    response.charset = "utf-8"
-    await response.prepare(request)
+    response = await _start(request, headers)
     encoder = ChunkEncoder(reply.id, reply.created, reply.model)
     head = encoder.role()
     if first:
@@ -152,6 +152,51 @@ async def stream_reply(
         pass
     finally:
         log.pieces = reply.pieces
+    return response
+
+
+async def send_chunks(
+    request: web.Request,
+    chunks: list[ChatCompletionChunk],
+    headers: dict[str, str] | None = None,
+) -> web.StreamResponse:
+    """Send a reply known whole (an emulated one) as a stream of `chunks`.
+
+    Not the hot path: each chunk is rendered from its typed object, tool-call
+    deltas included, and all go out in one write.
+    """
+    response = await _start(request, headers)
+    body = b"".join(map(_event, chunks))
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof(body + DONE_EVENT)
+    return response
+
+
+def _event(chunk: ChatCompletionChunk) -> bytes:
+    """Return the event of `chunk`, whose deltas name only what they carry.
+
+    As `ChunkEncoder`'s events: no `usage` member but on the usage chunk.
+    """
+    data = chunk.model_dump()
+    if data["usage"] is None:
+        del data["usage"]
+    for choice in data["choices"]:
+        choice["delta"] = {
+            key: value for key, value in choice["delta"].items() if value is not None
+        }
+    return b"data: " + msgspec.json.encode(data) + b"\n\n"
+
+
+async def _start(
+    request: web.Request, headers: dict[str, str] | None
+) -> web.StreamResponse:
+    """Send the head of an event stream, with `headers` beside its own."""
+    response = web.StreamResponse(
+        headers={**_SSE_HEADERS, **headers} if headers else _SSE_HEADERS
+    )
+    response.content_type = "text/event-stream"
+    response.charset = "utf-8"
+    await response.prepare(request)
     return response
 
 

@@ -1,0 +1,214 @@
+"""JSON mode, emulated: the instruction, the extraction and the validation.
+
+Koala's models answer in text only (docs/protocol.md, "Response"), so
+`response_format` is done on our side: an instruction asks the model for one
+JSON value, `extract_json` finds it in the reply (inside code fences or prose),
+and `validate` holds it to the schema with the `jsonschema` package. Pure: no
+I/O. `jsonschema` is imported on first use, so a server that never sees JSON
+mode never pays for it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Final, cast
+
+from ..errors import UsageError
+from ..messages import JSONValue
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
+
+__all__ = [
+    "RESPONSE_FORMAT_SCHEMA",
+    "JSONFormat",
+    "extract_json",
+    "parse_response_format",
+    "schema_problem",
+    "validate",
+]
+
+Schema = dict[str, JSONValue]
+
+#: Fenced code blocks (```json ... ```), the usual wrapping of a model's JSON.
+_FENCE: Final = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n?(.*?)```", re.DOTALL)
+#: How many places a JSON value could start at are tried, so that a long prose
+#: reply full of braces costs a bounded amount of work.
+_MAX_STARTS: Final = 64
+
+
+#: The JSON Schema of `response_format`, for the OpenAPI document.
+RESPONSE_FORMAT_SCHEMA: Final[Schema] = {
+    "type": "object",
+    "properties": {
+        "type": {"enum": ["text", "json_object", "json_schema"]},
+        "json_schema": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "description": {"type": "string"},
+                "schema": {"type": ["object", "boolean"]},
+                "strict": {"type": ["boolean", "null"]},
+            },
+        },
+    },
+    "required": ["type"],
+    "if": {"properties": {"type": {"const": "json_schema"}}},
+    "then": {"required": ["type", "json_schema"]},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JSONFormat:
+    """A checked `response_format` asking for JSON: a name and maybe a schema."""
+
+    name: str = "json_object"
+    schema: Schema | None = None
+    description: str = ""
+
+    def instruction(self) -> str:
+        """Return the system message that asks the model for this JSON."""
+        text = (
+            "Answer with one JSON object and nothing else: no prose before or "
+            "after it, no code fences."
+        )
+        if self.description:
+            text += f" It is {self.description}"
+        if self.schema is not None:
+            text += (
+                f" The object (named {self.name!r}) must validate against this "
+                f"JSON Schema: {_dumps(self.schema)}"
+            )
+        return text
+
+
+def parse_response_format(name: str, value: JSONValue) -> JSONFormat | None:
+    """Check a `response_format`; return the JSON it asks for (None: plain text).
+
+    Raises:
+        UsageError: an unknown type, or a `json_schema` without a valid schema.
+    """
+    if not isinstance(value, Mapping):
+        raise UsageError(f"{name}: must be an object")
+    kind = value.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return JSONFormat()
+    if kind != "json_schema":
+        raise UsageError(
+            f"{name}.type: must be 'text', 'json_object' or 'json_schema', not {kind!r}"
+        )
+    spec = value.get("json_schema")
+    if not isinstance(spec, Mapping):
+        raise UsageError(f"{name}.json_schema: must be an object")
+    schema = spec.get("schema", {"type": "object"})
+    if problem := schema_problem(schema):
+        raise UsageError(f"{name}.json_schema.schema: {problem}")
+    title = spec.get("name")
+    description = spec.get("description")
+    return JSONFormat(
+        name=title if isinstance(title, str) and title else "response",
+        schema=schema,
+        description=description if isinstance(description, str) else "",
+    )
+
+
+def schema_problem(schema: JSONValue) -> str:
+    """Return why `schema` is not a usable JSON Schema ("" when it is)."""
+    if not isinstance(schema, dict | bool):
+        return "must be a JSON Schema object"
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        _validator_class(schema).check_schema(cast(Schema, schema))
+    except SchemaError as exc:
+        return f"not a valid JSON Schema: {exc.message}"
+    return ""
+
+
+def validate(value: JSONValue, schema: Schema | None) -> str:
+    """Return why `value` does not validate against `schema` ("" when it does).
+
+    The reason names the place in the value (`$.a[0]`) and what is wrong there.
+    """
+    if schema is None:
+        return ""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator(_dumps(schema)).iter_errors(value))
+    if error is None:
+        return ""
+    where = "$" + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}"
+        for part in error.absolute_path
+    )
+    return f"at {where}: {error.message}"
+
+
+def extract_json(text: str) -> tuple[str, JSONValue] | None:
+    """Return the first JSON object or array in a reply, as text and value.
+
+    Tried in order: the whole reply; each fenced code block; each place where
+    an object or array starts, read as far as it parses. The text returned is
+    always valid JSON (RFC 8259: no `NaN`, no `Infinity`). None: there is none.
+    """
+    for candidate in _candidates(text):
+        found = _decode_at_start(candidate.strip())
+        if found is not None:
+            return found
+    return None
+
+
+def _candidates(text: str) -> Iterator[str]:
+    yield text
+    for match in _FENCE.finditer(text):
+        yield match.group(1)
+    starts = 0
+    for index, char in enumerate(text):
+        if char in "{[":
+            yield text[index:]
+            starts += 1
+            if starts >= _MAX_STARTS:
+                return
+
+
+def _decode_at_start(text: str) -> tuple[str, JSONValue] | None:
+    if not text.startswith(("{", "[")):
+        return None
+    try:
+        value, end = _DECODER.raw_decode(text)
+    except (ValueError, RecursionError):
+        return None
+    return text[:end], value
+
+
+def _refuse_constant(name: str) -> JSONValue:
+    # Python's json reads NaN and Infinity, which are not JSON (RFC 8259,
+    # section 6); a reply that uses them has no JSON here.
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER: Final = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def _dumps(value: JSONValue) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _validator_class(schema: JSONValue) -> type[Validator]:
+    from jsonschema.validators import validator_for
+
+    return validator_for(schema)
+
+
+@lru_cache(maxsize=64)
+def _validator(schema_text: str) -> Validator:
+    """Return a validator of the schema `schema_text`, built once per schema."""
+    schema = json.loads(schema_text)
+    cls = _validator_class(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)

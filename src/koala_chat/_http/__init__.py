@@ -14,6 +14,7 @@ from .proxies import get_connector, http_proxy, proxy_scheme
 from .status import (
     is_cloudflare_challenge,
     parse_retry_after,
+    raise_for_redirect,
     raise_for_status,
     read_excerpt,
     text_excerpt,
@@ -29,6 +30,7 @@ __all__ = [
     "is_cloudflare_challenge",
     "parse_retry_after",
     "proxy_scheme",
+    "raise_for_redirect",
     "raise_for_status",
     "read_excerpt",
     "remaining",

@@ -11,6 +11,8 @@ one after the other, under one deadline.
 The resource rules: a borrowed connector is never closed (the session does not
 own it); a proxy is applied exactly once (SOCKS in the connector, HTTP per
 request); every response is closed when its attempt ends, whichever way.
+Redirects are never followed: a 3xx reply is a StatusError that says where it
+pointed (`raise_for_redirect`).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from .._http import (
     FOREIGN_ERRORS,
     get_connector,
     http_proxy,
+    raise_for_redirect,
     raise_for_status,
     remaining,
     translate_error,
 )
-from ..errors import KoalaError, KoalaTimeoutError
+from ..errors import KoalaError, KoalaTimeoutError, UsageError
 from ..messages import JSONValue
 from ..urls import redact_url
 from .options import RequestOptions, retry_wait
@@ -99,6 +102,9 @@ class Attempt:
             headers=request.headers,
             proxy=call.http_proxy,
             timeout=timeouts.client_timeout(left),
+            # A redirect is reported, never followed: following one would send
+            # the conversation (and any key) to wherever it points.
+            allow_redirects=False,
         )
         try:
             self.response = await self._sending.__aenter__()
@@ -127,6 +133,7 @@ class Attempt:
             ProtocolError: the reply is not what the reader expects.
         """
         try:
+            await raise_for_redirect(self.response)
             await raise_for_status(self.response)
             async with aclosing(
                 self._reader(self.response, self._call.options)
@@ -168,8 +175,14 @@ class Call:
         """Check the proxy rules; nothing is opened yet.
 
         Raises:
-            UsageError: a bad proxy URL, or a SOCKS proxy with a borrowed connector.
+            UsageError: a bad proxy URL, a connector that is not an aiohttp
+                connector, or a SOCKS proxy with a borrowed connector.
         """
+        if connector is not None and not isinstance(connector, BaseConnector):
+            raise UsageError(
+                "connector must be an aiohttp connector, not "
+                f"{type(connector).__name__}"
+            )
         self.options = options
         self.proxy = proxy
         self.http_proxy = http_proxy(proxy, connector)

@@ -12,6 +12,7 @@ Handlers raise; `error_middleware` turns errors into the OpenAI error shape.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from ..contract.provider import ChatProvider
 from ..contract.replies import Reply, next_text, read_text
 from ..contract.types import Model, ModelList
 from ..errors import ModelNotFoundError, UsageError
+from ..jsonstream import replace_surrogates_in
 from ..messages import JSONValue
 from .accesslog import LOG_KEY
 from .config import ServerConfig
@@ -163,12 +165,33 @@ async def _read_object(request: web.Request, limit: int) -> dict[str, JSONValue]
         body = msgspec.json.decode(raw)
     except (msgspec.DecodeError, RecursionError) as exc:
         # msgspec nests only as deep as Python recurses.
-        raise FailureError(
-            bad_request(f"the request body is not JSON: {exc}", "invalid_json")
-        ) from exc
+        body = _decode_leniently(raw, exc)
     if not isinstance(body, dict):
         raise FailureError(bad_request("the request body must be a JSON object"))
     return body
+
+
+def _decode_leniently(raw: bytes, error: Exception) -> JSONValue:
+    """Decode what msgspec refused but is JSON: lone surrogates, huge numbers.
+
+    A string with an escaped lone surrogate (`"\\ud800"`) is valid JSON (RFC
+    8259, section 8.2); its surrogates become U+FFFD, as everywhere text
+    enters (`koala_chat.messages.replace_surrogates`). NaN and Infinity are
+    not JSON and stay refused.
+
+    Raises:
+        FailureError: 400, with msgspec's reason, when the body is not JSON.
+    """
+    try:
+        return replace_surrogates_in(json.loads(raw, parse_constant=_no_constant))
+    except (ValueError, RecursionError):
+        raise FailureError(
+            bad_request(f"the request body is not JSON: {error}", "invalid_json")
+        ) from error
+
+
+def _no_constant(name: str) -> JSONValue:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _misconfigured(exc: UsageError) -> Failure:

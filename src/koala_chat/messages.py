@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NotRequired, TypeAlias, TypedDict, cast
 
+from ._values import shown
 from .errors import UsageError
 
 __all__ = [
@@ -94,7 +95,7 @@ def _normalize_message(index: int, item: object) -> NormalizedMessage:
     role = item["role"]
     if not isinstance(role, str) or role not in ROLES:
         raise UsageError(
-            f"{where} has the unknown role {role!r}; "
+            f"{where} has the unknown role {shown(role)}; "
             "use 'system', 'user' or 'assistant'"
         )
     return {"role": cast(Role, role), "content": _content_text(where, item["content"])}

@@ -61,6 +61,9 @@ def url_problem(url: str) -> str:
     """
     if any(char <= " " or char == "\x7f" for char in url):
         return "it holds white space or a control character"
+    if "\\" in url:
+        # WHATWG URL parsers (yarl among them) read it as "/": percent-encode it.
+        return "it holds a backslash; percent-encode it (%5C)"
     try:
         parts = urlsplit(url)
     except ValueError as exc:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote
 
 import aiohttp
 import aiohttp_socks
@@ -67,16 +67,20 @@ def translate_error(
 
     The URLs in the message are redacted; the work is done only on failure.
     """
-    failure = _Failure(exc, redact_url(url), timeouts, proxy)
+    failure = _Failure(exc, redact_url(url), url, timeouts, proxy)
     return lookup(_TRANSLATIONS, exc, _total_timeout)(failure)
 
 
 @dataclass(frozen=True, slots=True)
 class _Failure:
-    """An exception and what its message needs: the target, limits, proxy."""
+    """An exception and what its message needs: the target, limits, proxy.
+
+    `target` is the URL redacted, `url` as given (for its password only).
+    """
 
     exc: BaseException
     target: str
+    url: str
     timeouts: Timeouts
     proxy: str | None
 
@@ -86,14 +90,36 @@ class _Failure:
 
     @property
     def reason(self) -> str:
-        """A one-line description of the exception, the proxy password removed."""
+        """A one-line description of the exception, without any password.
+
+        aiohttp and aiohttp-socks put URLs in their messages, as given or as
+        yarl rewrote them: every token that looks like a URL with user
+        information is redacted, and the passwords of the target and the
+        proxy are removed wherever they appear, in each of their spellings.
+        """
         text = " ".join(str(self.exc).split()) or type(self.exc).__name__
-        if self.proxy:
-            password = urlsplit(self.proxy).password
-            if password:
-                for secret in {password, unquote(password)}:
-                    text = text.replace(secret, "***")
-        return text
+        for secret in sorted(
+            _passwords(self.url) | _passwords(self.proxy), key=len, reverse=True
+        ):
+            text = text.replace(secret, "***")
+        return " ".join(
+            redact_url(token) if "@" in token else token for token in text.split(" ")
+        )
+
+
+def _passwords(url: str | None) -> set[str]:
+    """Return the spellings of the password in `url`, however it parses."""
+    if not url:
+        return set()
+    at = url.rfind("@")
+    start = url.find("//")
+    start = start + 2 if 0 <= start < at else 0
+    password = url[start:at].partition(":")[2] if at >= 0 else ""
+    if not password:
+        return set()
+    spellings = {password, unquote(password), quote(unquote(password), safe="")}
+    spellings.add(quote(unquote(password), safe="!$&'()*+,;=:"))
+    return {spelling for spelling in spellings if spelling}
 
 
 def _proxy_timeout(f: _Failure) -> KoalaError:

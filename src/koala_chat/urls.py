@@ -13,7 +13,7 @@ are refused before any request.
 from __future__ import annotations
 
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .errors import UsageError
 
@@ -59,7 +59,7 @@ def url_problem(url: str) -> str:
     somewhere else than it seems to (and show a piece of the password there).
     The scheme is the caller's to check.
     """
-    if any(char <= " " or char == "\x7f" for char in url):
+    if not url.isprintable() or " " in url:
         return "it holds white space or a control character"
     if "\\" in url:
         # WHATWG URL parsers (yarl among them) read it as "/": percent-encode it.
@@ -84,7 +84,35 @@ def url_problem(url: str) -> str:
         port = 0
     if port == 0:
         return "the port must be a number from 1 to 65535"
+    if not _yarl_accepts(url):
+        return "the URL cannot be parsed (check the host and the user information)"
+    userinfo = url[start + 2 : end].rpartition("@")[0]
+    if parts.scheme.lower() in ("http", "https") and not _latin1(unquote(userinfo)):
+        # RFC 7617, section 2.1: aiohttp sends HTTP basic credentials in
+        # ISO-8859-1 and fails on anything else.
+        return "HTTP basic credentials must be ISO-8859-1 (Latin-1) text"
     return ""
+
+
+def _yarl_accepts(url: str) -> bool:
+    """Tell whether yarl, which aiohttp uses, parses `url` (its host included)."""
+    # Imported here: the command line checks URLs without the HTTP stack.
+    import yarl
+
+    try:
+        parsed = yarl.URL(url)
+        return bool(parsed.host)
+    except (ValueError, TypeError):
+        # UnicodeError (a host that IDNA refuses) is a ValueError.
+        return False
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_endpoint(url: object) -> str:

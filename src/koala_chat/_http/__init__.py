@@ -20,7 +20,7 @@ from .status import (
     text_excerpt,
 )
 from .timeouts import Timeouts, remaining
-from .translate import FOREIGN_ERRORS, translate_error, translate_errors
+from .translate import FOREIGN_ERRORS, safe_cause, translate_error, translate_errors
 
 __all__ = [
     "FOREIGN_ERRORS",
@@ -34,6 +34,7 @@ __all__ = [
     "raise_for_status",
     "read_excerpt",
     "remaining",
+    "safe_cause",
     "text_excerpt",
     "translate_error",
     "translate_errors",

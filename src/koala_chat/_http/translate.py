@@ -29,7 +29,7 @@ from ..errors import (
 from ..urls import redact_url
 from .timeouts import Timeouts
 
-__all__ = ["FOREIGN_ERRORS", "translate_error", "translate_errors"]
+__all__ = ["FOREIGN_ERRORS", "safe_cause", "translate_error", "translate_errors"]
 
 #: What `translate_errors` catches: everything aiohttp and aiohttp-socks raise.
 FOREIGN_ERRORS: Final = (
@@ -57,7 +57,25 @@ async def translate_errors(
         # Already ours: our KoalaTimeoutError is also a builtin TimeoutError.
         raise
     except FOREIGN_ERRORS as exc:
-        raise translate_error(exc, url, timeouts, proxy) from exc
+        raise translate_error(exc, url, timeouts, proxy) from safe_cause(
+            exc, url, proxy
+        )
+
+
+def safe_cause(
+    exc: BaseException, url: str, proxy: str | None = None
+) -> BaseException | None:
+    """Return `exc` to chain as the cause of our error, or None if it would leak.
+
+    A traceback prints the cause's message and aiohttp puts URLs there (yarl
+    shows passwords): such a cause is left out, our message says what it said.
+    """
+    text = f"{exc} {exc!r}"
+    if any(secret in text for secret in _passwords(url) | _passwords(proxy)):
+        return None
+    if any(redact_url(token) != token for token in text.split() if "@" in token):
+        return None
+    return exc
 
 
 def translate_error(
@@ -97,13 +115,15 @@ class _Failure:
         information is redacted, and the passwords of the target and the
         proxy are removed wherever they appear, in each of their spellings.
         """
-        text = " ".join(str(self.exc).split()) or type(self.exc).__name__
+        text = str(self.exc)
         for secret in sorted(
             _passwords(self.url) | _passwords(self.proxy), key=len, reverse=True
         ):
             text = text.replace(secret, "***")
-        return " ".join(
-            redact_url(token) if "@" in token else token for token in text.split(" ")
+        tokens = text.split()
+        return (
+            " ".join(redact_url(token) if "@" in token else token for token in tokens)
+            or type(self.exc).__name__
         )
 
 

@@ -32,6 +32,7 @@ from .._http import (
     raise_for_redirect,
     raise_for_status,
     remaining,
+    safe_cause,
     translate_error,
 )
 from ..errors import KoalaError, KoalaTimeoutError, UsageError
@@ -109,7 +110,7 @@ class Attempt:
         try:
             self.response = await self._sending.__aenter__()
         except FOREIGN_ERRORS as exc:
-            raise call.translate(exc, request.url) from exc
+            raise call.translate(exc, request.url) from call.cause(exc, request.url)
         return self
 
     async def __aexit__(
@@ -122,7 +123,9 @@ class Attempt:
         try:
             await self._sending.__aexit__(exc_type, exc, traceback)
         except FOREIGN_ERRORS as error:
-            raise self._call.translate(error, self.request.url) from error
+            raise self._call.translate(error, self.request.url) from self._call.cause(
+                error, self.request.url
+            )
 
     async def batches(self) -> AsyncGenerator[list[JSONValue], None]:
         """Yield the reply's values in non-empty lists, as chunks complete them.
@@ -143,7 +146,9 @@ class Attempt:
         except KoalaError:
             raise  # already ours: KoalaTimeoutError is also a TimeoutError
         except FOREIGN_ERRORS as exc:
-            raise self._call.translate(exc, self.request.url) from exc
+            raise self._call.translate(exc, self.request.url) from self._call.cause(
+                exc, self.request.url
+            )
 
     async def values(self) -> AsyncGenerator[JSONValue, None]:
         """Yield the reply's values one by one; raises as `batches` does."""
@@ -203,6 +208,10 @@ class Call:
     def translate(self, exc: BaseException, url: str) -> KoalaError:
         """Return our error for an aiohttp or aiohttp-socks exception."""
         return translate_error(exc, url, self.options.timeouts, self.proxy)
+
+    def cause(self, exc: BaseException, url: str) -> BaseException | None:
+        """Return `exc` to chain to our error, or None if its message leaks."""
+        return safe_cause(exc, url, self.proxy)
 
     def attempt(self, request: HTTPRequest, reader: ReplyReader) -> Attempt:
         """Return one attempt at `request`; `async with` it to send the request."""

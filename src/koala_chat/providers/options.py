@@ -65,7 +65,7 @@ class RequestOptions:
         endpoint = kwargs.get("api_endpoint")
         if endpoint is not None and not isinstance(endpoint, str):
             raise UsageError(
-                f"api_endpoint must be a URL string, not {type(endpoint).__name__}"
+                f"api_endpoint must be an http(s) URL, not {type(endpoint).__name__}"
             )
         return cls(
             api_endpoint=endpoint or None,

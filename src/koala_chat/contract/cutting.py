@@ -11,12 +11,13 @@ The work is linear in the text fed, whatever the stop sequences: each one is
 matched by a Knuth-Morris-Pratt automaton whose state (the longest end of the
 text so far that starts the sequence) carries over from piece to piece, so no
 character is looked at again when the next piece comes. While every automaton
-is at rest, `str.find` skips ahead at C speed to the next character that could
-start a sequence.
+is at rest, a regular expression skips ahead at C speed to the next character
+that could start a sequence.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Sequence
 
@@ -64,6 +65,7 @@ class ReplyCutter:
         "_held",
         "_held_size",
         "_max_chars",
+        "_starts",
         "_states",
         "_stop",
         "done",
@@ -75,6 +77,11 @@ class ReplyCutter:
         self._stop = tuple(dict.fromkeys(sequence for sequence in stop if sequence))
         self._borders = [_borders(sequence) for sequence in self._stop]
         self._firsts = frozenset(sequence[0] for sequence in self._stop)
+        self._starts = re.compile(
+            "[" + "".join(re.escape(char) for char in sorted(self._firsts)) + "]"
+            if self._firsts
+            else "(?!)"  # matches nowhere: there is no stop sequence
+        )
         # Per stop sequence: how many of its first characters end the text so far.
         self._states = [0] * len(self._stop)
         self._max_chars = max_chars
@@ -93,7 +100,11 @@ class ReplyCutter:
         """Return the part of the reply that can be emitted after `text` came."""
         if self.done or not text:
             return ""
-        if not self._stop:
+        if not self._stop or (
+            not self._held_size and not any(char in text for char in self._firsts)
+        ):
+            # Nothing held back and nothing that could start a stop sequence:
+            # every automaton stays at rest (the usual piece, at C speed).
             return self._limit(text)
         found = self._scan(text)
         if found is not None:
@@ -123,24 +134,18 @@ class ReplyCutter:
         its length (the longest, of those ending there), or None.
         """
         stops, borders, states = self._stop, self._borders, self._states
-        firsts = self._firsts
-        # Where each first character occurs next in `text` (-1: nowhere), so
-        # that each `find` covers new ground.
-        upcoming = dict.fromkeys(firsts, -2)
+        next_start = self._starts.search
         steps = 0
         index, size = 0, len(text)
+        resting = not any(states)
         while index < size:
-            if not any(states):
-                # At rest, only a sequence's first character moves an automaton.
-                nearest = size
-                for char, at in upcoming.items():
-                    if at == -2 or (0 <= at < index):
-                        at = upcoming[char] = text.find(char, index)
-                    if 0 <= at < nearest:
-                        nearest = at
-                index = nearest
-                if index == size:
+            if resting:
+                # At rest, only a sequence's first character moves an automaton:
+                # the regular expression skips to the next one at C speed.
+                start = next_start(text, index)
+                if start is None:
                     break
+                index = start.start()
             char = text[index]
             completed = 0
             for number, sequence in enumerate(stops):
@@ -155,6 +160,7 @@ class ReplyCutter:
                 states[number] = state
                 steps += 1
             index += 1
+            resting = not any(states)
             if completed:
                 # A model stops as soon as one sequence appears; of those
                 # ending here, the longest started first.

@@ -178,7 +178,15 @@ async def test_the_clients_surrogates_are_replaced(
     assert request.json["input"] == "x\ufffdy\U0001f600"
 
 
-@pytest.mark.parametrize("body", [b'{"model": NaN}', b'{"model": "\\ud800', b"\xff"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model": NaN}',
+        b'{"model": "\\ud800',
+        b"\xff",
+        '{"model": "\\ud800"}'.encode("utf-16"),
+    ],
+)
 async def test_what_is_not_json_stays_refused(
     http: aiohttp.ClientSession, koala_server: ServerThread, body: bytes
 ) -> None:
@@ -298,6 +306,15 @@ def test_the_server_refuses_a_bad_proxy_without_its_password(
 
 
 # --- streams cut at shutdown ------------------------------------------------------
+
+
+async def test_a_huge_max_tokens_is_no_limit(
+    http: aiohttp.ClientSession, koala_server: ServerThread
+) -> None:
+    body = body_with()[:-1] + b', "max_tokens": 1' + b"0" * 400 + b"}"
+    status, _, text = await post_raw(http, koala_server, body)
+    assert status == 200
+    assert msgspec.json.decode(text)["choices"][0]["finish_reason"] == "stop"
 
 
 async def test_a_stream_cut_by_the_server_ends_with_an_error_and_done(

@@ -183,7 +183,10 @@ def _decode_leniently(raw: bytes, error: Exception) -> JSONValue:
         FailureError: 400, with msgspec's reason, when the body is not JSON.
     """
     try:
-        return replace_surrogates_in(json.loads(raw, parse_constant=_no_constant))
+        # UTF-8 only (RFC 8259, section 8.1), where json.loads would also
+        # take UTF-16 and UTF-32.
+        text = raw.decode("utf-8")
+        return replace_surrogates_in(json.loads(text, parse_constant=_no_constant))
     except (ValueError, RecursionError):
         raise FailureError(
             bad_request(f"the request body is not JSON: {error}", "invalid_json")

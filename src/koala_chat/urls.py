@@ -27,9 +27,10 @@ def redact_url(url: object) -> str:
 
     The user information is what lies between `//` and the last `@` of the
     URL. When that `@` is inside the authority (before any `/`, `?` or `#`),
-    the user name stays and the password goes (`http://user:***@host/`);
-    otherwise the URL is ambiguous (a password holding `/`, or an `@` in the
-    path) and everything from `//` to the last `@` goes (`http://***@host/`).
+    the user name stays and the password goes (`http://user:***@host/`). A
+    user name alone may be a token, and a URL whose last `@` is past the
+    authority is ambiguous (a password holding `/`, or an `@` in the path):
+    then everything from `//` to the last `@` goes (`http://***@host/`).
     """
     text = str(url)
     at = text.rfind("@")
@@ -44,9 +45,9 @@ def redact_url(url: object) -> str:
             end = found
     if at < end:
         user, colon, _ = text[start:at].partition(":")
-        if not colon:
-            return text
-        return f"{text[:start]}{user}:***{text[at:]}"
+        if colon:
+            return f"{text[:start]}{user}:***{text[at:]}"
+    # No password, or an ambiguous URL: a lone user name may be a token.
     return f"{text[:start]}***{text[at:]}"
 
 
@@ -66,8 +67,9 @@ def url_problem(url: str) -> str:
         return "it holds a backslash; percent-encode it (%5C)"
     try:
         parts = urlsplit(url)
-    except ValueError as exc:
-        return str(exc)
+    except ValueError:
+        # Its message may quote the user information: it is not passed on.
+        return "it cannot be parsed as a URL"
     start = url.find("//")
     if start < 0 or not parts.hostname:
         return "it has no host"

@@ -437,7 +437,8 @@ _TABLE: Final = (
     _honoured(
         "stop",
         (_stop, _STOP_SCHEMA),
-        "Applied on our side: the reply ends before the first stop sequence.",
+        "Applied on our side: the reply ends before the first stop sequence; "
+        f"at most {MAX_STOP_SEQUENCES} of at most {MAX_STOP_LENGTH} characters.",
     ),
     _honoured(
         "max_tokens",

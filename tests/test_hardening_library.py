@@ -581,3 +581,36 @@ async def test_a_connector_of_another_kind_is_refused(sandbox: Sandbox) -> None:
         with pytest.raises(UsageError, match="connector must be an aiohttp connector"):
             await collect(api_endpoint=sandbox.api_endpoint, connector=session)
     assert sandbox.requests == []
+
+
+def test_upstream_surrogates_through_the_sync_text_api(sandbox: Sandbox) -> None:
+    sandbox.push(surrogate_reply())
+    pieces = Koala.create_completion(
+        "", MESSAGES, stream=True, api_endpoint=sandbox.api_endpoint
+    )
+    assert "".join(pieces) == "a\ufffdb\ufffd"
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("--endpoint", "http://koala:Xq7Zw9@127.0.0.1:99999/api/"),
+        ("--endpoint", "http://koala:Xq7#Zw9@127.0.0.1/api/"),
+        ("--proxy", "http://koala:Xq7/Zw9@127.0.0.1:8080"),
+        ("--proxy", "socks5://koala:Xq7?Zw9@127.0.0.1:1080"),
+    ],
+)
+def test_the_cli_refuses_a_bad_url_without_its_password(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    option: tuple[str, str],
+) -> None:
+    from koala_chat.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO())
+    code = main(["chat", *option, "Hi"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.count("\n") == 1
+    assert "Xq7" not in err
+    assert "Zw9" not in err

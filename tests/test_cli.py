@@ -183,6 +183,13 @@ def test_every_error_has_its_exit_code_and_reason(
 # Every class of the error tree: its exit code and reason on the command line,
 # and its HTTP status, OpenAI error type and code from `koala serve`.
 EVERY_ERROR: dict[type[BaseException], tuple[ExitCode, str, int, str, str]] = {
+    errors.EmulationError: (
+        ExitCode.PROTOCOL,
+        "protocol error",
+        502,
+        "upstream_error",
+        "upstream_protocol_error",
+    ),
     KoalaError: (ExitCode.ERROR, "error", 502, "upstream_error", "upstream_error"),
     errors.TransportError: (
         ExitCode.TRANSPORT,

@@ -306,7 +306,8 @@ def test_an_unexpected_error_in_a_turn_or_a_command_keeps_the_session(
 
 # `koala check --json`: one JSON object, whatever fails.
 
-SECRET_URL = "http://me:s3cr#etZ@127.0.0.1:1/api/gpt/"
+# Percent-encoded: a raw "#" in a password is refused before any request.
+SECRET_URL = "http://me:s3cr%23etZ@127.0.0.1:1/api/gpt/"
 
 
 class ExplodingCheck(Koala):

@@ -16,7 +16,8 @@
     │   │   └── UnexpectedReplyError  a 2xx JSON reply without a string `output`
     │   ├── InvalidJSONError       a complete event whose data is not JSON
     │   ├── IncompleteEventError   the stream ended inside an event
-    │   └── EventTooLargeError     one event exceeds the size limit
+    │   ├── EventTooLargeError     one event exceeds the size limit
+    │   └── EmulationError         no valid JSON or tool call in the reply, asked twice
     └── UsageError                 bad input from the caller (also ValueError)
         └── ModelNotFoundError     a model the provider does not know
 
@@ -34,6 +35,7 @@ __all__ = [
     "CloudflareChallengeError",
     "ConnectError",
     "CreditsExhaustedError",
+    "EmulationError",
     "EventTooLargeError",
     "IncompleteEventError",
     "InvalidJSONError",
@@ -236,6 +238,14 @@ class EventTooLargeError(ProtocolError):
     def __init__(self, message: str = "", *, limit: int = 0, attempts: int = 1) -> None:
         super().__init__(message, attempts=attempts)
         self.limit = limit
+
+
+class EmulationError(ProtocolError):
+    """The model's reply gave no valid JSON or tool call, even when asked again.
+
+    JSON mode and tool calls are emulated on our side (the Koala models take and
+    give text only); the message says what was wrong with the second reply.
+    """
 
 
 class UsageError(KoalaError, ValueError):

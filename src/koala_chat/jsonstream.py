@@ -18,10 +18,10 @@ import json
 import msgspec
 
 from .errors import IncompleteEventError, InvalidJSONError, ProtocolError
-from .messages import JSONValue
+from .messages import JSONValue, replace_surrogates
 from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
 
-__all__ = ["DONE_MARKER", "JSONValueDecoder", "loads"]
+__all__ = ["DONE_MARKER", "JSONValueDecoder", "loads", "replace_surrogates_in"]
 
 DONE_MARKER = "[DONE]"
 _EXCERPT_LENGTH = 80
@@ -42,7 +42,9 @@ def loads(data: str) -> JSONValue:
 
     msgspec parses; the standard library takes what msgspec refuses but
     `json.loads` accepts: NaN and Infinity, numbers beyond the float range,
-    lone surrogates.
+    lone surrogates. Each lone surrogate in a string (`"\\ud800"`) becomes
+    U+FFFD (`koala_chat.messages.replace_surrogates`), so every string we
+    return can be encoded as UTF-8.
 
     Raises InvalidJSONError, with a short excerpt of `data`, if it is not JSON.
     """
@@ -51,14 +53,47 @@ def loads(data: str) -> JSONValue:
     except (ValueError, RecursionError):
         # msgspec.DecodeError is a ValueError, as is the UnicodeEncodeError of
         # a lone surrogate in `data`; nesting too deep is a RecursionError.
+        # msgspec refuses an escaped lone surrogate, so only this path can
+        # return one.
         pass
     try:
-        return json.loads(data)
+        value = json.loads(data)
     except (ValueError, RecursionError) as exc:
-        excerpt = _excerpt(data)
+        excerpt = _excerpt(replace_surrogates(data))
         raise InvalidJSONError(
             f"event data is not JSON: {excerpt!r}", data=excerpt
         ) from exc
+    return replace_surrogates_in(value)
+
+
+def replace_surrogates_in(value: JSONValue) -> JSONValue:
+    """Return a parsed JSON value with the lone surrogates of its strings replaced.
+
+    Containers are changed in place (they are the parser's, fresh); a loop
+    rather than recursion, since the parser nests as deep as Python recurses.
+    """
+    if isinstance(value, str):
+        return replace_surrogates(value)
+    pending = [value]
+    while pending:
+        container = pending.pop()
+        if isinstance(container, list):
+            for index, item in enumerate(container):
+                if isinstance(item, str):
+                    container[index] = replace_surrogates(item)
+                elif isinstance(item, list | dict):
+                    pending.append(item)
+        elif isinstance(container, dict):
+            for key, item in list(container.items()):
+                if isinstance(item, str):
+                    item = replace_surrogates(item)
+                elif isinstance(item, list | dict):
+                    pending.append(item)
+                fixed = replace_surrogates(key)
+                if fixed != key:
+                    del container[key]
+                container[fixed] = item
+    return value
 
 
 class JSONValueDecoder:

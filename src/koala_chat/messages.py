@@ -3,6 +3,13 @@
 `Messages` is the gpt4free name for a conversation: a list of OpenAI-style
 messages. `normalize_messages` checks one before any network traffic and turns
 list-of-parts content into plain text.
+
+Lone surrogates (code points U+D800 to U+DFFF that do not form a pair) cannot
+be encoded as UTF-8, so no text holding one can be sent, printed or served.
+The rule (docs/protocol.md, "Response"): wherever text enters our code, from the
+caller's messages or from a JSON reply, each lone surrogate becomes U+FFFD, the
+replacement character, as a UTF-8 decoder does with a bad byte
+(`replace_surrogates`).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NotRequired, TypeAlias, TypedDict, cast
 
+from ._values import shown
 from .errors import UsageError
 
 __all__ = [
@@ -19,6 +27,7 @@ __all__ = [
     "Role",
     "TextPart",
     "normalize_messages",
+    "replace_surrogates",
     "text_of",
 ]
 
@@ -86,7 +95,7 @@ def _normalize_message(index: int, item: object) -> NormalizedMessage:
     role = item["role"]
     if not isinstance(role, str) or role not in ROLES:
         raise UsageError(
-            f"{where} has the unknown role {role!r}; "
+            f"{where} has the unknown role {shown(role)}; "
             "use 'system', 'user' or 'assistant'"
         )
     return {"role": cast(Role, role), "content": _content_text(where, item["content"])}
@@ -94,13 +103,13 @@ def _normalize_message(index: int, item: object) -> NormalizedMessage:
 
 def _content_text(where: str, content: object) -> str:
     if isinstance(content, str):
-        return content
+        return replace_surrogates(content)
     if isinstance(content, list):
         texts: list[str] = []
         for number, part in enumerate(content):
             texts.append(_part_text(f"{where}.content[{number}]", part))
         # OpenAI joins text parts without a separator; so do we.
-        return "".join(texts)
+        return replace_surrogates("".join(texts))
     raise UsageError(
         f"{where}.content must be a string or a list of text parts, "
         f"not {type(content).__name__}"
@@ -121,6 +130,21 @@ def _part_text(where: str, part: object) -> str:
             f"{where} is a text part whose 'text' is not a string "
             f"but {type(text).__name__}"
         )
+    return text
+
+
+def replace_surrogates(text: str) -> str:
+    """Return `text` with each lone surrogate replaced by U+FFFD.
+
+    A pair of surrogates that Python holds as two code points becomes the one
+    character it encodes, as a JSON parser reads `"\\ud83d\\ude00"`.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
 
 

@@ -14,12 +14,13 @@ from .proxies import get_connector, http_proxy, proxy_scheme
 from .status import (
     is_cloudflare_challenge,
     parse_retry_after,
+    raise_for_redirect,
     raise_for_status,
     read_excerpt,
     text_excerpt,
 )
 from .timeouts import Timeouts, remaining
-from .translate import FOREIGN_ERRORS, translate_error, translate_errors
+from .translate import FOREIGN_ERRORS, safe_cause, translate_error, translate_errors
 
 __all__ = [
     "FOREIGN_ERRORS",
@@ -29,9 +30,11 @@ __all__ = [
     "is_cloudflare_challenge",
     "parse_retry_after",
     "proxy_scheme",
+    "raise_for_redirect",
     "raise_for_status",
     "read_excerpt",
     "remaining",
+    "safe_cause",
     "text_excerpt",
     "translate_error",
     "translate_errors",

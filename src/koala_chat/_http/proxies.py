@@ -15,7 +15,7 @@ import aiohttp_socks
 from aiohttp import BaseConnector
 
 from ..errors import UsageError
-from ..urls import redact_url
+from ..urls import redact_url, url_problem
 
 __all__ = ["get_connector", "http_proxy", "proxy_scheme"]
 
@@ -29,24 +29,29 @@ _SOCKS_SCHEMES: Final = {
 _HTTP_SCHEMES: Final = frozenset(("http", "https"))
 
 
-def proxy_scheme(proxy: str) -> str:
+def proxy_scheme(proxy: object) -> str:
     """Return the lower-case scheme of a proxy URL, checking that we support it.
 
+    The URL is checked whole (`koala_chat.urls.url_problem`): aiohttp and
+    aiohttp-socks would otherwise refuse it later with the password in their
+    message.
+
     Raises:
-        UsageError: the URL has no host or an unsupported scheme.
+        UsageError: the proxy is not a string, has an unsupported scheme, no
+            host, a bad port or user information that does not parse.
     """
-    try:
-        parts = urlsplit(proxy)
-        port = parts.port
-    except ValueError as exc:
-        raise UsageError(f"invalid proxy URL {redact_url(proxy)}: {exc}") from None
-    scheme = parts.scheme.lower()
+    if not isinstance(proxy, str):
+        raise UsageError(f"proxy must be a URL string, not {type(proxy).__name__}")
+    scheme = proxy.partition(":")[0].lower()
     if scheme not in _SOCKS_SCHEMES and scheme not in _HTTP_SCHEMES:
         raise UsageError(
             f"unsupported proxy scheme in {redact_url(proxy)}: use http, https, "
             "socks4, socks4a, socks5 or socks5h"
         )
-    if not parts.hostname or (scheme in _SOCKS_SCHEMES and port is None):
+    problem = url_problem(proxy)
+    if problem:
+        raise UsageError(f"invalid proxy URL {redact_url(proxy)}: {problem}")
+    if scheme in _SOCKS_SCHEMES and urlsplit(proxy).port is None:
         raise UsageError(f"proxy URL {redact_url(proxy)} needs a host and a port")
     return scheme
 

@@ -22,8 +22,10 @@ from ..errors import (
 from ..urls import redact_url
 
 __all__ = [
+    "MAX_RETRY_AFTER",
     "is_cloudflare_challenge",
     "parse_retry_after",
+    "raise_for_redirect",
     "raise_for_status",
     "read_excerpt",
     "text_excerpt",
@@ -32,6 +34,9 @@ __all__ = [
 #: How much of an error body is read to classify it, and how much is kept.
 _ERROR_BODY_LIMIT: Final = 256 * 1024
 _EXCERPT_LENGTH: Final = 200
+#: The longest wait a `Retry-After` header is taken to ask for: a day.
+MAX_RETRY_AFTER: Final = 24 * 60 * 60
+_SECONDS: Final = re.compile(r"[0-9]+", re.ASCII)
 
 
 class _StatusDetails(TypedDict):
@@ -125,6 +130,35 @@ def _credential(response: ClientResponse) -> str:
     return sent.partition(" ")[2].strip() or sent.strip()
 
 
+async def raise_for_redirect(response: ClientResponse) -> None:
+    """Raise StatusError for a 3xx `response`, saying where it pointed.
+
+    Redirects are not followed (`allow_redirects=False`): a 307 or 308 would
+    send the conversation again, to another host perhaps, and a loop would end
+    in a reply head nobody can explain. The target is shown without its
+    password.
+
+    Raises:
+        StatusError: the status is 3xx.
+    """
+    if not 300 <= response.status < 400:
+        return
+    url = redact_url(response.url)
+    location = response.headers.get("Location")
+    target = f" to {redact_url(location)}" if location else ""
+    reason = f"{response.status} {response.reason or ''}".strip()
+    raise StatusError(
+        f"{url} answered {reason}, a redirect{target}; redirects are not "
+        "followed: set the API endpoint to the URL that answers",
+        status=response.status,
+        url=url,
+        body=text_excerpt(await read_excerpt(response, _EXCERPT_LENGTH * 4)),
+        request_id=(
+            response.headers.get("cf-ray") or response.headers.get("x-request-id")
+        ),
+    )
+
+
 async def read_excerpt(response: ClientResponse, limit: int) -> str:
     """Read at most `limit` bytes of the body and return them as text."""
     chunks: list[bytes] = []
@@ -171,14 +205,27 @@ def is_cloudflare_challenge(headers: Mapping[str, str], body: str) -> bool:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Return a `Retry-After` header (seconds or an HTTP date) as seconds from now."""
+    """Return a `Retry-After` header (seconds or an HTTP date) as seconds from now.
+
+    RFC 9110, section 10.2.3: the value is a whole number of seconds in ASCII
+    digits ("²" or "٣" are digits to `str.isdigit` but not to HTTP) or an HTTP
+    date. Anything else gives None; a wait is at most `MAX_RETRY_AFTER`.
+    """
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
+    value = value.strip(" \t")
+    if _SECONDS.fullmatch(value):
+        # Compared as text: a 400-digit number would not fit in a float.
+        digits = value.lstrip("0") or "0"
+        if len(digits) > len(str(MAX_RETRY_AFTER)):
+            return float(MAX_RETRY_AFTER)
+        return float(min(int(digits), MAX_RETRY_AFTER))
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    try:
+        wait = when.timestamp() - time.time()
+    except (ValueError, OverflowError, OSError):
+        return None
+    return min(max(0.0, wait), float(MAX_RETRY_AFTER))

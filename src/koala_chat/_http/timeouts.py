@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import math
+import sys
 from dataclasses import dataclass
 
 import aiohttp
 
 from .. import defaults
+from .._values import shown
 from ..errors import UsageError
 
 __all__ = ["Timeouts", "remaining"]
@@ -32,12 +33,13 @@ class Timeouts:
             if value is not None and (
                 not isinstance(value, int | float)
                 or isinstance(value, bool)
-                # aiohttp rounds limits up with math.ceil: infinity overflows.
-                or not 0 < value < math.inf
+                # aiohttp rounds limits up with math.ceil: infinity overflows,
+                # and the deadline is a float: so must the limit be.
+                or not 0 < value <= sys.float_info.max
             ):
                 raise UsageError(
                     f"{name} timeout must be a positive number of seconds "
-                    f"(None for no limit), not {value!r}"
+                    f"(None for no limit), not {shown(value)}"
                 )
 
     def deadline(self) -> float | None:

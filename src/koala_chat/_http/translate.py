@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote
 
 import aiohttp
 import aiohttp_socks
@@ -29,7 +29,7 @@ from ..errors import (
 from ..urls import redact_url
 from .timeouts import Timeouts
 
-__all__ = ["FOREIGN_ERRORS", "translate_error", "translate_errors"]
+__all__ = ["FOREIGN_ERRORS", "safe_cause", "translate_error", "translate_errors"]
 
 #: What `translate_errors` catches: everything aiohttp and aiohttp-socks raise.
 FOREIGN_ERRORS: Final = (
@@ -57,7 +57,25 @@ async def translate_errors(
         # Already ours: our KoalaTimeoutError is also a builtin TimeoutError.
         raise
     except FOREIGN_ERRORS as exc:
-        raise translate_error(exc, url, timeouts, proxy) from exc
+        raise translate_error(exc, url, timeouts, proxy) from safe_cause(
+            exc, url, proxy
+        )
+
+
+def safe_cause(
+    exc: BaseException, url: str, proxy: str | None = None
+) -> BaseException | None:
+    """Return `exc` to chain as the cause of our error, or None if it would leak.
+
+    A traceback prints the cause's message and aiohttp puts URLs there (yarl
+    shows passwords): such a cause is left out, our message says what it said.
+    """
+    text = f"{exc} {exc!r}"
+    if any(secret in text for secret in _passwords(url) | _passwords(proxy)):
+        return None
+    if any(redact_url(token) != token for token in text.split() if "@" in token):
+        return None
+    return exc
 
 
 def translate_error(
@@ -67,16 +85,20 @@ def translate_error(
 
     The URLs in the message are redacted; the work is done only on failure.
     """
-    failure = _Failure(exc, redact_url(url), timeouts, proxy)
+    failure = _Failure(exc, redact_url(url), url, timeouts, proxy)
     return lookup(_TRANSLATIONS, exc, _total_timeout)(failure)
 
 
 @dataclass(frozen=True, slots=True)
 class _Failure:
-    """An exception and what its message needs: the target, limits, proxy."""
+    """An exception and what its message needs: the target, limits, proxy.
+
+    `target` is the URL redacted, `url` as given (for its password only).
+    """
 
     exc: BaseException
     target: str
+    url: str
     timeouts: Timeouts
     proxy: str | None
 
@@ -86,14 +108,38 @@ class _Failure:
 
     @property
     def reason(self) -> str:
-        """A one-line description of the exception, the proxy password removed."""
-        text = " ".join(str(self.exc).split()) or type(self.exc).__name__
-        if self.proxy:
-            password = urlsplit(self.proxy).password
-            if password:
-                for secret in {password, unquote(password)}:
-                    text = text.replace(secret, "***")
-        return text
+        """A one-line description of the exception, without any password.
+
+        aiohttp and aiohttp-socks put URLs in their messages, as given or as
+        yarl rewrote them: every token that looks like a URL with user
+        information is redacted, and the passwords of the target and the
+        proxy are removed wherever they appear, in each of their spellings.
+        """
+        text = str(self.exc)
+        for secret in sorted(
+            _passwords(self.url) | _passwords(self.proxy), key=len, reverse=True
+        ):
+            text = text.replace(secret, "***")
+        tokens = text.split()
+        return (
+            " ".join(redact_url(token) if "@" in token else token for token in tokens)
+            or type(self.exc).__name__
+        )
+
+
+def _passwords(url: str | None) -> set[str]:
+    """Return the spellings of the password in `url`, however it parses."""
+    if not url:
+        return set()
+    at = url.rfind("@")
+    start = url.find("//")
+    start = start + 2 if 0 <= start < at else 0
+    password = url[start:at].partition(":")[2] if at >= 0 else ""
+    if not password:
+        return set()
+    spellings = {password, unquote(password), quote(unquote(password), safe="")}
+    spellings.add(quote(unquote(password), safe="!$&'()*+,;=:"))
+    return {spelling for spelling in spellings if spelling}
 
 
 def _proxy_timeout(f: _Failure) -> KoalaError:

@@ -14,7 +14,14 @@ names, so that a typo in a keyword fails at once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from .._sync import iterate_sync, run_sync
@@ -74,7 +81,14 @@ class _Config:
                 **extra_body,
                 **params,
                 "model": model,
-                "messages": list(messages),
+                # A tuple or a generator is a list to JSON; anything else is
+                # passed on for parse_request to name.
+                "messages": (
+                    list(messages)
+                    if isinstance(messages, Iterable)
+                    and not isinstance(messages, str | bytes | Mapping)
+                    else messages
+                ),
                 "stream": stream,
             }
         )

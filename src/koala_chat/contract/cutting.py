@@ -6,10 +6,19 @@ however the reply is split into pieces: the text before the stop sequence that
 is completed first, cut to at most `max_chars` characters. Text that might be the
 start of a stop sequence is held back until the next piece settles it, so nothing
 past a stop sequence is ever emitted. Pure: no I/O.
+
+The work is linear in the text fed, whatever the stop sequences: each one is
+matched by a Knuth-Morris-Pratt automaton whose state (the longest end of the
+text so far that starts the sequence) carries over from piece to piece, so no
+character is looked at again when the next piece comes. While every automaton
+is at rest, a regular expression skips ahead at C speed to the next character
+that could start a sequence.
 """
 
 from __future__ import annotations
 
+import re
+from collections import deque
 from collections.abc import Sequence
 
 from .types import FinishReason
@@ -17,8 +26,28 @@ from .types import FinishReason
 __all__ = ["ReplyCutter", "cut_reply"]
 
 
+def _borders(sequence: str) -> list[int]:
+    """Return the KMP failure table: the longest proper border of each prefix.
+
+    `table[q - 1]` is the length of the longest proper prefix of `sequence[:q]`
+    that is also its suffix.
+    """
+    table = [0] * len(sequence)
+    border = 0
+    for index in range(1, len(sequence)):
+        while border and sequence[index] != sequence[border]:
+            border = table[border - 1]
+        if sequence[index] == sequence[border]:
+            border += 1
+        table[index] = border
+    return table
+
+
 class ReplyCutter:
     """Cut a reply fed in pieces.
+
+    `steps` counts the automaton steps taken so far: it grows linearly with the
+    text fed (at most twice its length per stop sequence), which tests check.
 
     Example:
         >>> cutter = ReplyCutter(stop=["END"])
@@ -28,52 +57,138 @@ class ReplyCutter:
         (True, 'stop')
     """
 
-    __slots__ = ("_emitted", "_max_chars", "_pending", "_stop", "done", "finish_reason")
+    __slots__ = (
+        "_borders",
+        "_emitted",
+        "_firsts",
+        "_front",
+        "_held",
+        "_held_size",
+        "_max_chars",
+        "_starts",
+        "_states",
+        "_stop",
+        "done",
+        "finish_reason",
+        "steps",
+    )
 
     def __init__(self, stop: Sequence[str] = (), max_chars: int | None = None) -> None:
-        self._stop = tuple(sequence for sequence in stop if sequence)
+        self._stop = tuple(dict.fromkeys(sequence for sequence in stop if sequence))
+        self._borders = [_borders(sequence) for sequence in self._stop]
+        self._firsts = frozenset(sequence[0] for sequence in self._stop)
+        self._starts = re.compile(
+            "[" + "".join(re.escape(char) for char in sorted(self._firsts)) + "]"
+            if self._firsts
+            else "(?!)"  # matches nowhere: there is no stop sequence
+        )
+        # Per stop sequence: how many of its first characters end the text so far.
+        self._states = [0] * len(self._stop)
         self._max_chars = max_chars
-        self._pending = ""
+        # The text held back, in pieces; the first one from `_front` on.
+        self._held: deque[str] = deque()
+        self._held_size = 0
+        self._front = 0
         self._emitted = 0
         #: True once the cut was made: the rest of the reply can be dropped.
         self.done = False
         #: "length" when `max_chars` cut the reply, else "stop".
         self.finish_reason: FinishReason = "stop"
+        self.steps = 0
 
     def feed(self, text: str) -> str:
         """Return the part of the reply that can be emitted after `text` came."""
-        if self.done:
+        if self.done or not text:
             return ""
-        text = self._pending + text
-        self._pending = ""
-        if self._stop:
-            # The stop sequence completed first wins (the longest, of those
-            # ending at the same place): a model stops as soon as one appears,
-            # so a longer one that would start earlier but end later never does.
-            found = min(
-                (
-                    (index + len(s), -len(s), index)
-                    for s in self._stop
-                    if (index := text.find(s)) >= 0
-                ),
-                default=None,
-            )
-            if found is not None:
-                self.done = True
-                return self._limit(text[: found[2]])
-            hold = self._partial_stop(text)
-            if hold:
-                self._pending = text[-hold:]
-                text = text[:-hold]
-        return self._limit(text)
+        if not self._stop or (
+            not self._held_size and not any(char in text for char in self._firsts)
+        ):
+            # Nothing held back and nothing that could start a stop sequence:
+            # every automaton stays at rest (the usual piece, at C speed).
+            return self._limit(text)
+        found = self._scan(text)
+        if found is not None:
+            # The stop sequence ends `found` characters into `text` and starts
+            # within the text held back or in `text` itself.
+            end, size = found
+            self.done = True
+            self._held.append(text[:end])
+            self._held_size += end
+            return self._limit(self._release(self._held_size - size))
+        self._held.append(text)
+        self._held_size += len(text)
+        return self._limit(self._release(self._held_size - max(self._states)))
 
     def flush(self) -> str:
         """Return the text held back, once the reply has ended."""
-        text, self._pending = self._pending, ""
+        text = self._release(self._held_size)
         if self.done:
             return ""
         self.done = True
         return self._limit(text)
+
+    def _scan(self, text: str) -> tuple[int, int] | None:
+        """Advance the automata over `text`.
+
+        Returns where in `text` the first stop sequence to be completed ends and
+        its length (the longest, of those ending there), or None.
+        """
+        stops, borders, states = self._stop, self._borders, self._states
+        next_start = self._starts.search
+        steps = 0
+        index, size = 0, len(text)
+        resting = not any(states)
+        while index < size:
+            if resting:
+                # At rest, only a sequence's first character moves an automaton:
+                # the regular expression skips to the next one at C speed.
+                start = next_start(text, index)
+                if start is None:
+                    break
+                index = start.start()
+            char = text[index]
+            completed = 0
+            for number, sequence in enumerate(stops):
+                state = states[number]
+                while state and sequence[state] != char:
+                    state = borders[number][state - 1]
+                    steps += 1
+                if sequence[state] == char:
+                    state += 1
+                    if state == len(sequence):
+                        completed = max(completed, state)
+                states[number] = state
+                steps += 1
+            index += 1
+            resting = not any(states)
+            if completed:
+                # A model stops as soon as one sequence appears; of those
+                # ending here, the longest started first.
+                self.steps += steps
+                return index, completed
+        self.steps += steps
+        return None
+
+    def _release(self, size: int) -> str:
+        """Remove and return the first `size` characters held back."""
+        parts: list[str] = []
+        held = self._held
+        self._held_size -= size
+        while size:
+            piece, front = held[0], self._front
+            available = len(piece) - front
+            if available <= size:
+                held.popleft()
+                parts.append(piece[front:])
+                self._front = 0
+                size -= available
+            else:
+                # An offset rather than a copy of the rest: a long piece
+                # released a little at a time is not copied each time.
+                parts.append(piece[front : front + size])
+                self._front = front + size
+                size = 0
+        return "".join(parts)
 
     def _limit(self, text: str) -> str:
         if self._max_chars is None:
@@ -83,20 +198,11 @@ class ReplyCutter:
         if len(text) > room:
             self.done = True
             self.finish_reason = "length"
-            self._pending = ""
+            self._held.clear()
+            self._held_size = self._front = 0
             text = text[:room]
         self._emitted += len(text)
         return text
-
-    def _partial_stop(self, text: str) -> int:
-        """Return the length of the longest end of `text` that starts a stop."""
-        longest = 0
-        for sequence in self._stop:
-            for size in range(min(len(sequence) - 1, len(text)), longest, -1):
-                if text.endswith(sequence[:size]):
-                    longest = size
-                    break
-        return longest
 
 
 def cut_reply(

@@ -17,7 +17,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..errors import ProtocolError
+from ..errors import EmulationError
 from ..messages import JSONValue, NormalizedMessage
 from .jsonmode import extract_json, validate
 from .params import CompletionRequest
@@ -44,10 +44,6 @@ __all__ = [
 
 #: The attempts at a usable reply: the first, and one retry.
 ATTEMPTS: Final = 2
-
-
-class EmulationError(ProtocolError):
-    """The model's reply gave no valid JSON or tool call, even when asked again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,8 +49,8 @@ RESPONSE_FORMAT_SCHEMA: Final[Schema] = {
         "json_schema": {
             "type": "object",
             "properties": {
-                "name": {"type": "string"},
-                "description": {"type": "string"},
+                "name": {"type": ["string", "null"]},
+                "description": {"type": ["string", "null"]},
                 "schema": {"type": ["object", "boolean"]},
                 "strict": {"type": ["boolean", "null"]},
             },
@@ -109,13 +109,22 @@ def parse_response_format(name: str, value: JSONValue) -> JSONFormat | None:
     schema = spec.get("schema", {"type": "object"})
     if problem := schema_problem(schema):
         raise UsageError(f"{name}.json_schema.schema: {problem}")
-    title = spec.get("name")
-    description = spec.get("description")
+    # As the schema above says: what is given has its type, null is absent.
+    for key, kind, label in _SPEC_FIELDS:
+        if spec.get(key) is not None and not isinstance(spec[key], kind):
+            raise UsageError(f"{name}.json_schema.{key}: must be {label}")
     return JSONFormat(
-        name=title if isinstance(title, str) and title else "response",
+        name=spec.get("name") or "response",
         schema=schema,
-        description=description if isinstance(description, str) else "",
+        description=spec.get("description") or "",
     )
+
+
+_SPEC_FIELDS: Final = (
+    ("name", str, "a string"),
+    ("description", str, "a string"),
+    ("strict", bool, "true or false"),
+)
 
 
 def schema_problem(schema: JSONValue) -> str:

@@ -34,8 +34,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeGuard, cast
 
+from .._values import shown
 from ..errors import UsageError
-from ..messages import JSONValue, NormalizedMessage
+from ..messages import (
+    JSONValue,
+    NormalizedMessage,
+    replace_surrogates,
+)
 from .conversation import MESSAGES_SCHEMA, check_messages, with_instructions
 from .jsonmode import RESPONSE_FORMAT_SCHEMA, JSONFormat, parse_response_format
 from .neutral import NONE, Neutral, only
@@ -62,6 +67,10 @@ __all__ = [
 
 #: The most stop sequences a request may give (the OpenAI API's limit).
 MAX_STOP_SEQUENCES: Final = 4
+#: The longest stop sequence, in characters. Stop sequences are markers a few
+#: characters long ("\n\n", "</answer>"); the bound keeps the text held back
+#: while a sequence might be starting (`cutting.py`) small.
+MAX_STOP_LENGTH: Final = 1000
 
 Schema = dict[str, JSONValue]
 #: Check a value (never null) of the parameter `name`; return what the request
@@ -250,14 +259,16 @@ _OBJECT: Final = _of_type(dict, "an object", {"type": "object"})
 
 def _number(low: int, high: int) -> tuple[Check, Schema]:
     def check(name: str, value: JSONValue) -> JSONValue:
+        # The range is compared first: an integer too large for a float makes
+        # `math.isfinite` raise, and a comparison with NaN is always False.
         if (
             not isinstance(value, int | float)
             or isinstance(value, bool)
-            or not math.isfinite(value)
             or not low <= value <= high
+            or not math.isfinite(value)
         ):
             raise UsageError(
-                f"{name}: must be a number from {low:g} to {high:g}, not {value!r}"
+                f"{name}: must be a number from {low:g} to {high:g}, not {shown(value)}"
             )
         return value
 
@@ -266,7 +277,7 @@ def _number(low: int, high: int) -> tuple[Check, Schema]:
 
 def _positive(name: str, value: JSONValue) -> int:
     if not _is_whole(value) or value < 1:
-        raise UsageError(f"{name}: must be a whole number >= 1, not {value!r}")
+        raise UsageError(f"{name}: must be a whole number >= 1, not {shown(value)}")
     return int(value)
 
 
@@ -289,13 +300,25 @@ def _stop(name: str, value: JSONValue) -> tuple[str, ...]:
         raise UsageError(
             f"{name}: at most {MAX_STOP_SEQUENCES} sequences, not {len(sequences)}"
         )
-    return tuple(dict.fromkeys(cast(str, item) for item in sequences if item))
+    for item in sequences:
+        if len(cast(str, item)) > MAX_STOP_LENGTH:
+            raise UsageError(
+                f"{name}: a stop sequence may be at most {MAX_STOP_LENGTH} "
+                f"characters long, not {len(cast(str, item))}"
+            )
+    return tuple(
+        dict.fromkeys(replace_surrogates(cast(str, item)) for item in sequences if item)
+    )
 
 
 _STOP_SCHEMA: Final[Schema] = {
     "anyOf": [
-        {"type": "string"},
-        {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP_SEQUENCES},
+        {"type": "string", "maxLength": MAX_STOP_LENGTH},
+        {
+            "type": "array",
+            "items": {"type": "string", "maxLength": MAX_STOP_LENGTH},
+            "maxItems": MAX_STOP_SEQUENCES,
+        },
     ]
 }
 
@@ -415,7 +438,8 @@ _TABLE: Final = (
     _honoured(
         "stop",
         (_stop, _STOP_SCHEMA),
-        "Applied on our side: the reply ends before the first stop sequence.",
+        "Applied on our side: the reply ends before the first stop sequence; "
+        f"at most {MAX_STOP_SEQUENCES} of at most {MAX_STOP_LENGTH} characters.",
     ),
     _honoured(
         "max_tokens",

@@ -56,8 +56,8 @@ TOOLS_SCHEMA: Final[Schema] = {
                 "type": "object",
                 "properties": {
                     "name": {"type": "string", "minLength": 1},
-                    "description": {"type": "string"},
-                    "parameters": {"type": ["object", "boolean"]},
+                    "description": {"type": ["string", "null"]},
+                    "parameters": {"type": ["object", "boolean", "null"]},
                 },
                 "required": ["name"],
             },
@@ -182,9 +182,9 @@ def parse_tools(name: str, value: JSONValue) -> tuple[Tool, ...]:
         if parameters is not None and (problem := schema_problem(parameters)):
             raise UsageError(f"{where}.function.parameters: {problem}")
         description = function.get("description")
-        tools[title] = Tool(
-            title, description if isinstance(description, str) else "", parameters
-        )
+        if description is not None and not isinstance(description, str):
+            raise UsageError(f"{where}.function.description: must be a string")
+        tools[title] = Tool(title, description or "", parameters)
     return tuple(tools.values())
 
 

@@ -11,6 +11,8 @@ one after the other, under one deadline.
 The resource rules: a borrowed connector is never closed (the session does not
 own it); a proxy is applied exactly once (SOCKS in the connector, HTTP per
 request); every response is closed when its attempt ends, whichever way.
+Redirects are never followed: a 3xx reply is a StatusError that says where it
+pointed (`raise_for_redirect`).
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from .._http import (
     FOREIGN_ERRORS,
     get_connector,
     http_proxy,
+    raise_for_redirect,
     raise_for_status,
     remaining,
+    safe_cause,
     translate_error,
 )
-from ..errors import KoalaError, KoalaTimeoutError
+from ..errors import KoalaError, KoalaTimeoutError, UsageError
 from ..messages import JSONValue
 from ..urls import redact_url
 from .options import RequestOptions, retry_wait
@@ -124,11 +128,14 @@ class Attempt:
             headers=request.headers,
             proxy=call.http_proxy,
             timeout=timeouts.client_timeout(left),
+            # A redirect is reported, never followed: following one would send
+            # the conversation (and any key) to wherever it points.
+            allow_redirects=False,
         )
         try:
             self.response = await self._sending.__aenter__()
         except FOREIGN_ERRORS as exc:
-            raise call.translate(exc, request.url) from exc
+            raise call.translate(exc, request.url) from call.cause(exc, request.url)
         return self
 
     async def __aexit__(
@@ -141,7 +148,9 @@ class Attempt:
         try:
             await self._sending.__aexit__(exc_type, exc, traceback)
         except FOREIGN_ERRORS as error:
-            raise self._call.translate(error, self.request.url) from error
+            raise self._call.translate(error, self.request.url) from self._call.cause(
+                error, self.request.url
+            )
 
     async def batches(self) -> AsyncGenerator[list[JSONValue], None]:
         """Yield the reply's values in non-empty lists, as chunks complete them.
@@ -152,6 +161,7 @@ class Attempt:
             ProtocolError: the reply is not what the reader expects.
         """
         try:
+            await raise_for_redirect(self.response)
             await raise_for_status(self.response)
             async with aclosing(
                 self._reader(self.response, self._call.options)
@@ -161,7 +171,9 @@ class Attempt:
         except KoalaError:
             raise  # already ours: KoalaTimeoutError is also a TimeoutError
         except FOREIGN_ERRORS as exc:
-            raise self._call.translate(exc, self.request.url) from exc
+            raise self._call.translate(exc, self.request.url) from self._call.cause(
+                exc, self.request.url
+            )
 
     async def values(self) -> AsyncGenerator[JSONValue, None]:
         """Yield the reply's values one by one; raises as `batches` does."""
@@ -193,8 +205,14 @@ class Call:
         """Check the proxy rules; nothing is opened yet.
 
         Raises:
-            UsageError: a bad proxy URL, or a SOCKS proxy with a borrowed connector.
+            UsageError: a bad proxy URL, a connector that is not an aiohttp
+                connector, or a SOCKS proxy with a borrowed connector.
         """
+        if connector is not None and not isinstance(connector, BaseConnector):
+            raise UsageError(
+                "connector must be an aiohttp connector, not "
+                f"{type(connector).__name__}"
+            )
         self.options = options
         self.proxy = proxy
         self.http_proxy = http_proxy(proxy, connector)
@@ -215,6 +233,10 @@ class Call:
     def translate(self, exc: BaseException, url: str) -> KoalaError:
         """Return our error for an aiohttp or aiohttp-socks exception."""
         return translate_error(exc, url, self.options.timeouts, self.proxy)
+
+    def cause(self, exc: BaseException, url: str) -> BaseException | None:
+        """Return `exc` to chain to our error, or None if its message leaks."""
+        return safe_cause(exc, url, self.proxy)
 
     def attempt(self, request: HTTPRequest, reader: ReplyReader) -> Attempt:
         """Return one attempt at `request`; `async with` it to send the request."""

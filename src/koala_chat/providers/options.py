@@ -6,6 +6,7 @@ Everything here is checked before any request is sent ("Bad input").
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -13,6 +14,7 @@ from typing import Any, Final
 from .. import defaults
 from .._http import Timeouts
 from .._mro import lookup
+from .._values import shown
 from ..errors import (
     CloudflareChallengeError,
     KoalaError,
@@ -60,8 +62,13 @@ class RequestOptions:
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> RequestOptions:
         """Check the keyword options; raise UsageError for a bad one."""
+        endpoint = kwargs.get("api_endpoint")
+        if endpoint is not None and not isinstance(endpoint, str):
+            raise UsageError(
+                f"api_endpoint must be an http(s) URL, not {type(endpoint).__name__}"
+            )
         return cls(
-            api_endpoint=kwargs.get("api_endpoint") or None,
+            api_endpoint=endpoint or None,
             timeouts=Timeouts(
                 connect=kwargs.get("connect_timeout", defaults.CONNECT_TIMEOUT),
                 idle=kwargs.get("idle_timeout", defaults.IDLE_TIMEOUT),
@@ -97,15 +104,22 @@ def _count(
 ) -> int:
     value = kwargs.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise UsageError(f"{name} must be a whole number >= {minimum}, not {value!r}")
+        raise UsageError(
+            f"{name} must be a whole number >= {minimum}, not {shown(value)}"
+        )
     return value
 
 
 def _seconds(kwargs: Mapping[str, Any], name: str, default: float) -> float:
     value = kwargs.get(name, default)
-    # `not value >= 0` also refuses NaN, which every comparison answers False.
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
-        raise UsageError(f"{name} must be a number of seconds >= 0, not {value!r}")
+    # `not value >= 0` also refuses NaN, which every comparison answers False;
+    # the upper bound, an integer too large for a float.
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0 <= value <= sys.float_info.max
+    ):
+        raise UsageError(f"{name} must be a number of seconds >= 0, not {shown(value)}")
     return float(value)
 
 

@@ -25,12 +25,17 @@ not the client's: a 401 would tell the client its own key is wrong, so it is a
 OpenAI's `insufficient_quota`: the SDKs do not retry a 402 (they retry 408,
 409, 429 and 5xx), and retrying cannot help before the plan renews, whereas a
 429 would make every client retry in vain.
+
+The message a client reads about an upstream failure says what went wrong but
+not where: the upstream's URL and aiohttp's details (host, port, address) go
+to the server's log only (`public_message`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -38,17 +43,26 @@ import msgspec
 from aiohttp import web
 
 from .. import defaults
+from .._http.status import MAX_RETRY_AFTER
 from .._mro import lookup
 from ..errors import (
     AuthenticationError,
     CloudflareChallengeError,
     ConnectError,
     CreditsExhaustedError,
+    EmulationError,
+    EventTooLargeError,
+    IncompleteEventError,
+    InvalidJSONError,
     KoalaError,
     KoalaTimeoutError,
     ModelNotFoundError,
+    NotEventStreamError,
     ProtocolError,
+    ProxyError,
     RateLimitError,
+    StatusError,
+    TransportError,
     UsageError,
 )
 
@@ -59,7 +73,10 @@ __all__ = [
     "FailureError",
     "bad_request",
     "failure_for",
+    "public_message",
 ]
+
+logger = logging.getLogger("koala_chat.server")
 
 DONE_EVENT: Final = b"data: [DONE]\n\n"
 
@@ -132,24 +149,112 @@ def bad_request(message: str, code: str = "invalid_request") -> Failure:
 
 
 def failure_for(exc: BaseException) -> Failure:
-    """Return the error reply for `exc` (see `STATUSES`)."""
+    """Return the error reply for `exc` (see `STATUSES`).
+
+    An upstream failure is logged here, with its full (redacted) message.
+    """
     entry = lookup(STATUSES, exc, None)
     if entry is None:
         return Failure(
             500, "server_error", "internal_error", "internal server error (see its log)"
         )
     status, kind, code = entry
+    if not isinstance(exc, UsageError):
+        logger.warning("upstream failed: %s", exc)
+    message = public_message(exc)
     if isinstance(exc, RateLimitError):
         # Pass the upstream's wait on, so that the client's backoff honours it.
-        wait = exc.retry_after
-        seconds = (
-            defaults.SERVER_RETRY_AFTER if wait is None else max(1, math.ceil(wait))
-        )
-        return Failure(
-            status,
-            kind,
-            code,
-            f"the Koala API is rate limiting us: {exc}",
-            {"Retry-After": str(seconds)},
-        )
-    return Failure(status, kind, code, str(exc))
+        seconds = retry_after_seconds(exc.retry_after)
+        return Failure(status, kind, code, message, {"Retry-After": str(seconds)})
+    return Failure(status, kind, code, message)
+
+
+def retry_after_seconds(wait: float | None) -> int:
+    """Return the whole seconds of a `Retry-After` header for an upstream's wait.
+
+    At least 1 and at most `MAX_RETRY_AFTER`; a missing or nonsensical wait
+    (NaN, negative) gives the server's default.
+    """
+    if wait is None or not wait >= 0:
+        return defaults.SERVER_RETRY_AFTER
+    return max(1, math.ceil(min(wait, MAX_RETRY_AFTER)))
+
+
+def public_message(exc: BaseException) -> str:
+    """Return what a client may read about `exc`: no URL, no host, no address."""
+    if isinstance(exc, UsageError):
+        return str(exc)
+    return lookup(_PUBLIC_MESSAGES, exc, _internal)(exc)
+
+
+_LOGGED: Final = " (details in the server's log)"
+
+_Message = Callable[[BaseException], str]
+
+
+def _internal(exc: BaseException) -> str:
+    return "internal server error (see its log)"
+
+
+def _status(exc: BaseException) -> str:
+    assert isinstance(exc, StatusError)
+    body = f": {exc.body}" if exc.body else ""
+    return f"the Koala API answered {exc.status}{body}"
+
+
+def _rate_limited(exc: BaseException) -> str:
+    assert isinstance(exc, RateLimitError)
+    wait = exc.retry_after
+    after = f", retry after {retry_after_seconds(wait)} s" if wait is not None else ""
+    body = f": {exc.body}" if exc.body else ""
+    return f"the Koala API is rate limiting us ({exc.status}{after}){body}"
+
+
+def _challenged(exc: BaseException) -> str:
+    assert isinstance(exc, StatusError)
+    return (
+        f"Cloudflare blocked the request to the Koala API with a challenge "
+        f"({exc.status}); the Koala API cannot be used from here right now"
+    )
+
+
+def _timed_out(exc: BaseException) -> str:
+    assert isinstance(exc, KoalaTimeoutError)
+    seconds = f" of {exc.seconds:g} s" if exc.seconds is not None else ""
+    return f"the Koala API did not answer in time (the {exc.limit} limit{seconds})"
+
+
+def _not_event_stream(exc: BaseException) -> str:
+    assert isinstance(exc, NotEventStreamError)
+    kind = exc.content_type or "no content type"
+    body = f": {exc.body}" if exc.body else ""
+    return f"the Koala API answered with {kind} instead of an event stream{body}"
+
+
+def _fixed(text: str) -> _Message:
+    return lambda exc: text
+
+
+def _own_words(exc: BaseException) -> str:
+    # These messages are built from the reply's data alone, never a URL.
+    return f"the Koala API sent a reply that cannot be read: {exc}"
+
+
+#: The client's message for each error class, looked up along the MRO.
+_PUBLIC_MESSAGES: Final[Mapping[type[BaseException], _Message]] = {
+    StatusError: _status,
+    RateLimitError: _rate_limited,
+    CloudflareChallengeError: _challenged,
+    ConnectError: _fixed("could not connect to the Koala API" + _LOGGED),
+    ProxyError: _fixed("the proxy to the Koala API failed" + _LOGGED),
+    KoalaTimeoutError: _timed_out,
+    TransportError: _fixed("the connection to the Koala API failed" + _LOGGED),
+    NotEventStreamError: _not_event_stream,
+    InvalidJSONError: _own_words,
+    IncompleteEventError: _own_words,
+    EventTooLargeError: _own_words,
+    # About the model's reply, not the upstream: nothing to hide.
+    EmulationError: lambda exc: str(exc),
+    ProtocolError: _fixed("the Koala API sent a reply that cannot be read" + _LOGGED),
+    KoalaError: _fixed("the Koala API failed" + _LOGGED),
+}

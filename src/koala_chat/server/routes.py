@@ -15,6 +15,7 @@ shape.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from contextlib import aclosing
@@ -32,6 +33,7 @@ from ..contract.provider import ChatProvider
 from ..contract.replies import Reply, next_text, read_text
 from ..contract.types import Model, ModelList
 from ..errors import ModelNotFoundError, UsageError
+from ..jsonstream import replace_surrogates_in
 from ..messages import JSONValue
 from ..providers import DialectSettings, Koala
 from .accesslog import LOG_KEY
@@ -324,12 +326,36 @@ async def _read_object(request: web.Request, limit: int) -> dict[str, JSONValue]
         body = msgspec.json.decode(raw)
     except (msgspec.DecodeError, RecursionError) as exc:
         # msgspec nests only as deep as Python recurses.
-        raise FailureError(
-            bad_request(f"the request body is not JSON: {exc}", "invalid_json")
-        ) from exc
+        body = _decode_leniently(raw, exc)
     if not isinstance(body, dict):
         raise FailureError(bad_request("the request body must be a JSON object"))
     return body
+
+
+def _decode_leniently(raw: bytes, error: Exception) -> JSONValue:
+    """Decode what msgspec refused but is JSON: lone surrogates, huge numbers.
+
+    A string with an escaped lone surrogate (`"\\ud800"`) is valid JSON (RFC
+    8259, section 8.2); its surrogates become U+FFFD, as everywhere text
+    enters (`koala_chat.messages.replace_surrogates`). NaN and Infinity are
+    not JSON and stay refused.
+
+    Raises:
+        FailureError: 400, with msgspec's reason, when the body is not JSON.
+    """
+    try:
+        # UTF-8 only (RFC 8259, section 8.1), where json.loads would also
+        # take UTF-16 and UTF-32.
+        text = raw.decode("utf-8")
+        return replace_surrogates_in(json.loads(text, parse_constant=_no_constant))
+    except (ValueError, RecursionError):
+        raise FailureError(
+            bad_request(f"the request body is not JSON: {error}", "invalid_json")
+        ) from error
+
+
+def _no_constant(name: str) -> JSONValue:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _misconfigured(exc: UsageError) -> Failure:

@@ -5,7 +5,9 @@ renders the constant bytes once per stream and a content event costs one
 `msgspec.json.encode` of the text and one concatenation. `stream_reply` sends the
 events, those made during one turn of the event loop in one write
 (`coalesce.py`); the handler awaits the first piece before calling it, so early
-failures still get a real status (routes.py).
+failures still get a real status (routes.py). Every stream the server ends on
+its own ends with `[DONE]`: after the last chunk, after an error event, and
+after an error event when the server cuts it at shutdown.
 
 Disconnects: the server runs with `handler_cancellation=True`, so aiohttp
 cancels the handler when its client goes away (as starlette's streaming response
@@ -16,6 +18,7 @@ same way.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -31,11 +34,19 @@ from ..contract.types import ChatCompletionChunk, CompletionUsage, FinishReason
 from ..errors import KoalaError
 from ..messages import JSONValue
 from .coalesce import Coalescer
-from .failures import DONE_EVENT, failure_for
+from .failures import DONE_EVENT, Failure, failure_for
 
 __all__ = ["ChunkEncoder", "RequestLog", "send_chunks", "stream_reply"]
 
 logger = logging.getLogger("koala_chat.server")
+
+#: What a client reads when the server stops its completion mid-stream.
+SHUTDOWN_FAILURE: Final = Failure(
+    503,
+    "server_error",
+    "server_shutting_down",
+    "the server is shutting down and cut this reply short; retry",
+)
 
 _SSE_HEADERS: Final = {
     "Cache-Control": "no-cache",
@@ -133,11 +144,14 @@ async def stream_reply(
     started becomes an error event followed by `[DONE]`. `headers` are added
     to the response's.
     """
-    response = await _start(request, headers)
     encoder = ChunkEncoder(reply.id, reply.created, reply.model)
+    # Rendered before the response starts: a failure here still gets a status
+    # of its own instead of text written into a body already under way.
     head = encoder.role()
     if first:
         head += encoder.content(first)
+    response = await _start(request, headers)
+    ending = False
     try:
         # The head goes out at once, not through the writer task: one turn of
         # the loop less before the client sees the first piece.
@@ -145,11 +159,16 @@ async def stream_reply(
         async with Coalescer(response) as out:
             tail = await _rest(out, values, reply, encoder)
         # The last events ride with the end of the chunked body: one send.
+        ending = True
         await response.write_eof(tail + DONE_EVENT)
     except ConnectionResetError:
         # The client went away; closing `values` (the caller's aclosing)
         # cancels the upstream request.
         pass
+    except asyncio.CancelledError:
+        if not ending:
+            await _end_cut_stream(request, response)
+        raise
     finally:
         log.pieces = reply.pieces
     return response
@@ -200,6 +219,20 @@ async def _start(
     return response
 
 
+async def _end_cut_stream(request: web.Request, response: web.StreamResponse) -> None:
+    """End a stream cancelled while its client still listens, as a failure does.
+
+    The server cancels its completions when its grace period runs out (or at a
+    second Ctrl-C); a client should then read an error event and `[DONE]`, not a
+    body that stops short. When the client itself left, there is no one to tell.
+    """
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return
+    with contextlib.suppress(ConnectionError):
+        await response.write_eof(SHUTDOWN_FAILURE.event() + DONE_EVENT)
+
+
 async def _rest(
     out: Coalescer,
     values: AsyncGenerator[JSONValue, None],
@@ -211,7 +244,7 @@ async def _rest(
         if not reply.done:
             await _pump(out, values, reply, encoder)
     except KoalaError as exc:
-        logger.warning("upstream failed mid-stream: %s", exc)
+        # failure_for logs it.
         return failure_for(exc).event()
     except ConnectionResetError:
         raise

@@ -71,55 +71,43 @@ async def negotiate(
     fallback = request.fallback
     # Only `auto` builds a fallback, and only `auto` learns from the reply.
     learn = memory if fallback is not None else None
-    try:
-        async with aclosing(_remembering(call, request, reader, learn)) as batches:
-            async for batch in batches:
-                yield batch
+    refused: StatusError | None = None
+    # One generator for both requests, learning inline: every layer between
+    # the socket and the caller costs each piece a hop (bench_load.py).
+    for current in (request, fallback):
+        if current is None:
+            break
+        delivered = False
+        try:
+            async with aclosing(call.batches(current, reader)) as batches:
+                async for batch in batches:
+                    if not delivered:
+                        delivered = True
+                        _learn(learn, current)
+                    yield batch
+        except StatusError as exc:
+            if delivered or not refused_shape(exc) or fallback is None:
+                raise
+            if refused is None:
+                refused = exc
+                continue
+            raise StatusError(
+                f"{exc.url} refused both dialects: {_refusal(request, refused)}; "
+                f"{_refusal(fallback, exc)}",
+                status=exc.status,
+                url=exc.url,
+                body=exc.body,
+                request_id=exc.request_id,
+                attempts=refused.attempts + exc.attempts,
+            ) from exc
+        if not delivered:
+            _learn(learn, current)  # an empty reply is an accepted one too
         return
-    except StatusError as exc:
-        if fallback is None or not refused_shape(exc):
-            raise
-        first = exc
-    try:
-        async with aclosing(_remembering(call, fallback, reader, learn)) as batches:
-            async for batch in batches:
-                yield batch
-    except StatusError as exc:
-        if not refused_shape(exc):
-            raise
-        raise StatusError(
-            f"{exc.url} refused both dialects: {_refusal(request, first)}; "
-            f"{_refusal(fallback, exc)}",
-            status=exc.status,
-            url=exc.url,
-            body=exc.body,
-            request_id=exc.request_id,
-            attempts=first.attempts + exc.attempts,
-        ) from exc
 
 
-async def _remembering(
-    call: Call,
-    request: HTTPRequest,
-    reader: ReplyReader,
-    memory: DialectMemory | None,
-) -> AsyncGenerator[list[JSONValue], None]:
-    """Yield `request`'s batches; once the reply is accepted, remember its dialect."""
-    dialect = cast(Dialect | None, request.dialect)
-    pending = memory is not None and dialect is not None
-    async with aclosing(call.batches(request, reader)) as batches:
-        async for batch in batches:
-            if pending:
-                _learn(memory, request.url, dialect)
-                pending = False
-            yield batch
-    if pending:
-        _learn(memory, request.url, dialect)
-
-
-def _learn(memory: DialectMemory | None, url: str, dialect: Dialect | None) -> None:
-    if memory is not None and dialect is not None:
-        memory.remember(url, dialect)
+def _learn(memory: DialectMemory | None, request: HTTPRequest) -> None:
+    if memory is not None and request.dialect is not None:
+        memory.remember(request.url, cast(Dialect, request.dialect))
 
 
 def _refusal(request: HTTPRequest, exc: StatusError) -> str:

@@ -19,6 +19,7 @@ __all__ = [
     "HelpFormatter",
     "Parser",
     "Subparsers",
+    "add_command",
     "add_debug",
     "count",
     "exit_status",
@@ -28,6 +29,7 @@ __all__ = [
     "read_key_file",
     "run_command",
     "seconds",
+    "standalone_parser",
 ]
 
 
@@ -151,6 +153,51 @@ def exit_status(exc: SystemExit) -> int:
         return code
     sys.stderr.write(f"{code}\n")
     return 1
+
+
+def add_command(
+    subparsers: Subparsers,
+    name: str,
+    *,
+    summary: str,
+    description: str,
+    epilog: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], int],
+) -> None:
+    """Register the command `name` on the `koala` command's subparsers.
+
+    The same `add_arguments` builds `standalone_parser`, so a command takes the
+    same options however it is started.
+    """
+    parser = subparsers.add_parser(
+        name,
+        formatter_class=HelpFormatter,
+        help=summary,
+        description=description,
+        epilog=epilog,
+    )
+    add_arguments(parser)
+    add_debug(parser)
+    parser.set_defaults(handler=run)
+
+
+def standalone_parser(
+    prog: str,
+    *,
+    description: str,
+    epilog: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+) -> Parser:
+    """Return the parser of a command started on its own (`python -m`)."""
+    parser = Parser(
+        prog=prog,
+        formatter_class=HelpFormatter,
+        description=description,
+        epilog=epilog,
+    )
+    add_arguments(parser)
+    return parser
 
 
 def run_command(

@@ -14,14 +14,14 @@ import sys
 from typing import TYPE_CHECKING, Final
 
 from .._args import (
-    HelpFormatter,
     Parser,
     Subparsers,
-    add_debug,
+    add_command,
     port,
     positive_count,
     read_key_file,
     seconds,
+    standalone_parser,
 )
 from ..defaults import (
     API_KEY_VARIABLE,
@@ -75,28 +75,22 @@ examples:
 
 def add_parser(subparsers: Subparsers) -> None:
     """Register `sandbox` on the `koala` command's subparsers."""
-    parser = subparsers.add_parser(
+    add_command(
+        subparsers,
         "sandbox",
-        formatter_class=HelpFormatter,
-        help="run the local Koala-protocol server (for offline use and tests)",
+        summary="run the local Koala-protocol server (for offline use and tests)",
         description=DESCRIPTION,
         epilog=EPILOG,
+        add_arguments=add_arguments,
+        run=run,
     )
-    add_arguments(parser)
-    add_debug(parser)
-    parser.set_defaults(handler=run)
 
 
 def build_parser(prog: str) -> Parser:
     """Return the parser of the command on its own (`python -m`)."""
-    parser = Parser(
-        prog=prog,
-        formatter_class=HelpFormatter,
-        description=DESCRIPTION,
-        epilog=EPILOG,
+    return standalone_parser(
+        prog, description=DESCRIPTION, epilog=EPILOG, add_arguments=add_arguments
     )
-    add_arguments(parser)
-    return parser
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,15 +13,15 @@ import os
 import sys
 
 from .._args import (
-    HelpFormatter,
     Parser,
     Subparsers,
-    add_debug,
+    add_command,
     count,
     port,
     positive_count,
     positive_seconds,
     seconds,
+    standalone_parser,
 )
 from ..defaults import (
     API_ENDPOINT,
@@ -71,16 +71,15 @@ stops at once.
 
 def add_parser(subparsers: Subparsers) -> None:
     """Register `serve` on the `koala` command's subparsers."""
-    parser = subparsers.add_parser(
+    add_command(
+        subparsers,
         "serve",
-        formatter_class=HelpFormatter,
-        help="run an OpenAI-compatible HTTP server in front of Koala",
+        summary="run an OpenAI-compatible HTTP server in front of Koala",
         description=DESCRIPTION,
         epilog=EPILOG,
+        add_arguments=add_arguments,
+        run=run,
     )
-    add_arguments(parser)
-    add_debug(parser)
-    parser.set_defaults(handler=run)
 
 
 def build_parser(prog: str) -> Parser:
@@ -88,13 +87,9 @@ def build_parser(prog: str) -> Parser:
 
     Its `provider` is None: `run` then serves `koala_chat.Koala`.
     """
-    parser = Parser(
-        prog=prog,
-        formatter_class=HelpFormatter,
-        description=DESCRIPTION,
-        epilog=EPILOG,
+    parser = standalone_parser(
+        prog, description=DESCRIPTION, epilog=EPILOG, add_arguments=add_arguments
     )
-    add_arguments(parser)
     parser.set_defaults(provider=None)
     return parser
 

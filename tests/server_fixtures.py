@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
+import openai
 import pytest
 
 from koala_chat.contract.provider import ChatProvider
@@ -114,3 +115,12 @@ def start_server(
 def koala_server(start_server: Callable[..., ServerThread]) -> ServerThread:
     """A server with the default settings in front of the sandbox."""
     return start_server()
+
+
+@pytest.fixture
+def sdk(koala_server: ServerThread) -> Iterator[openai.OpenAI]:
+    """The official openai client, pointed at `koala_server` (no retries)."""
+    with openai.OpenAI(
+        base_url=koala_server.base_url, api_key="anything", max_retries=0
+    ) as client:
+        yield client

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -197,14 +196,6 @@ def test_plain_text_format_is_not_emulated() -> None:
 
 
 # --- end to end: the openai SDK against koala serve ------------------------------
-
-
-@pytest.fixture
-def sdk(koala_server: ServerThread) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=koala_server.base_url, api_key="anything", max_retries=0
-    ) as client:
-        yield client
 
 
 def test_sdk_parse_gives_the_pydantic_object(

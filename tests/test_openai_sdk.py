@@ -6,7 +6,7 @@ blocking client works in plain tests and its async client in async tests.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import openai
 import pytest
@@ -20,14 +20,6 @@ HELLO: list[openai.types.chat.ChatCompletionMessageParam] = [
 ]
 REPLY = "".join(default_reply({"input": "Hello", "model": "gpt-4o-mini"}))
 KEY = "test-key-not-secret"
-
-
-@pytest.fixture
-def sdk(koala_server: ServerThread) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=koala_server.base_url, api_key="anything", max_retries=0
-    ) as client:
-        yield client
 
 
 @pytest.fixture

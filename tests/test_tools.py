@@ -7,7 +7,6 @@ upstream is scripted with tool-call replies, good and malformed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -23,7 +22,6 @@ from koala_chat.contract.tools import (
     render_history,
 )
 from koala_chat.sandbox import Reply, Sandbox
-from server_fixtures import ServerThread
 
 WEATHER: Any = {
     "type": "function",
@@ -166,14 +164,6 @@ def test_history_is_rendered_as_text() -> None:
 
 
 # --- end to end: the openai SDK against koala serve ------------------------------
-
-
-@pytest.fixture
-def sdk(koala_server: ServerThread) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=koala_server.base_url, api_key="anything", max_retries=0
-    ) as client:
-        yield client
 
 
 def test_sdk_tool_call_round_trip(sdk: openai.OpenAI, sandbox: Sandbox) -> None:

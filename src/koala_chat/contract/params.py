@@ -29,17 +29,32 @@ parameter's name.
 from __future__ import annotations
 
 import enum
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, TypeGuard, cast
+from typing import Final, cast
 
-from .._values import shown
 from ..errors import UsageError
 from ..messages import (
     JSONValue,
     NormalizedMessage,
-    replace_surrogates,
+)
+from .checks import (
+    BOOLEAN,
+    MAX_STOP_LENGTH,
+    MAX_STOP_SEQUENCES,
+    OBJECT,
+    POSITIVE,
+    PROTOCOL,
+    STOP_SCHEMA,
+    STREAM_OPTIONS_SCHEMA,
+    STRING,
+    WHOLE,
+    Check,
+    Schema,
+    include_usage_of,
+    model_name,
+    number_between,
+    stop_sequences,
 )
 from .conversation import MESSAGES_SCHEMA, check_messages, with_instructions
 from .jsonmode import RESPONSE_FORMAT_SCHEMA, JSONFormat, parse_response_format
@@ -64,18 +79,6 @@ __all__ = [
     "Treatment",
     "parse_request",
 ]
-
-#: The most stop sequences a request may give (the OpenAI API's limit).
-MAX_STOP_SEQUENCES: Final = 4
-#: The longest stop sequence, in characters. Stop sequences are markers a few
-#: characters long ("\n\n", "</answer>"); the bound keeps the text held back
-#: while a sequence might be starting (`cutting.py`) small.
-MAX_STOP_LENGTH: Final = 1000
-
-Schema = dict[str, JSONValue]
-#: Check a value (never null) of the parameter `name`; return what the request
-#: keeps of it. Raises UsageError.
-Check = Callable[[str, JSONValue], object]
 
 
 class Treatment(enum.Enum):
@@ -215,146 +218,6 @@ def parse_request(
     )
 
 
-# Checks ---------------------------------------------------------------------
-
-
-def _kind(value: JSONValue) -> str:
-    return {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "an object",
-    }.get(type(value), type(value).__name__)
-
-
-def _is_whole(value: JSONValue) -> TypeGuard[int | float]:
-    """Tell whether `value` is a whole number; 2.0 is one, as JSON Schema says.
-
-    JSON has one number type (RFC 8259, section 6), so `2.0` is the same number
-    as `2`; `true` (a subclass of int in Python) is not a number.
-    """
-    if isinstance(value, float):
-        return value.is_integer()
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _of_type(kind: type, words: str, schema: Schema) -> tuple[Check, Schema]:
-    """Return the check and schema of a value of one JSON type, kept as is."""
-
-    def check(name: str, value: JSONValue) -> JSONValue:
-        if not (_is_whole(value) if kind is int else isinstance(value, kind)):
-            raise UsageError(f"{name}: must be {words}, not {_kind(value)}")
-        return value
-
-    return check, schema
-
-
-_STRING: Final = _of_type(str, "a string", {"type": "string"})
-_BOOLEAN: Final = _of_type(bool, "true or false", {"type": "boolean"})
-_WHOLE: Final = _of_type(int, "a whole number", {"type": "integer"})
-_OBJECT: Final = _of_type(dict, "an object", {"type": "object"})
-
-
-def _number(low: int, high: int) -> tuple[Check, Schema]:
-    def check(name: str, value: JSONValue) -> JSONValue:
-        # The range is compared first: an integer too large for a float makes
-        # `math.isfinite` raise, and a comparison with NaN is always False.
-        if (
-            not isinstance(value, int | float)
-            or isinstance(value, bool)
-            or not low <= value <= high
-            or not math.isfinite(value)
-        ):
-            raise UsageError(
-                f"{name}: must be a number from {low:g} to {high:g}, not {shown(value)}"
-            )
-        return value
-
-    return check, {"type": "number", "minimum": low, "maximum": high}
-
-
-def _positive(name: str, value: JSONValue) -> int:
-    if not _is_whole(value) or value < 1:
-        raise UsageError(f"{name}: must be a whole number >= 1, not {shown(value)}")
-    return int(value)
-
-
-_POSITIVE: Final = (_positive, {"type": "integer", "minimum": 1})
-
-
-def _model(name: str, value: JSONValue) -> str:
-    if not isinstance(value, str):
-        raise UsageError(f"{name}: must be a string, not {_kind(value)}")
-    return value
-
-
-def _stop(name: str, value: JSONValue) -> tuple[str, ...]:
-    sequences = [value] if isinstance(value, str) else value
-    if not isinstance(sequences, list) or not all(
-        isinstance(item, str) for item in sequences
-    ):
-        raise UsageError(f"{name}: must be a string or a list of strings")
-    if len(sequences) > MAX_STOP_SEQUENCES:
-        raise UsageError(
-            f"{name}: at most {MAX_STOP_SEQUENCES} sequences, not {len(sequences)}"
-        )
-    for item in sequences:
-        if len(cast(str, item)) > MAX_STOP_LENGTH:
-            raise UsageError(
-                f"{name}: a stop sequence may be at most {MAX_STOP_LENGTH} "
-                f"characters long, not {len(cast(str, item))}"
-            )
-    return tuple(
-        dict.fromkeys(replace_surrogates(cast(str, item)) for item in sequences if item)
-    )
-
-
-_STOP_SCHEMA: Final[Schema] = {
-    "anyOf": [
-        {"type": "string", "maxLength": MAX_STOP_LENGTH},
-        {
-            "type": "array",
-            "items": {"type": "string", "maxLength": MAX_STOP_LENGTH},
-            "maxItems": MAX_STOP_SEQUENCES,
-        },
-    ]
-}
-
-
-def _protocol(name: str, value: JSONValue) -> str:
-    if value not in _PROTOCOLS:
-        raise UsageError(f"{name}: must be one of {', '.join(_PROTOCOLS)}")
-    return cast(str, value)
-
-
-# docs/protocol.md, "Choosing a dialect".
-_PROTOCOLS: Final = ("auto", "history", "messages", "api")
-_PROTOCOL: Final = (_protocol, {"enum": list(_PROTOCOLS)})
-
-
-def _include_usage(name: str, value: JSONValue) -> bool:
-    """Return `include_usage` of the `stream_options` object `value`."""
-    if not isinstance(value, Mapping):
-        raise UsageError(f"{name}: must be an object, not {_kind(value)}")
-    for key in value:
-        if key != "include_usage":
-            raise UsageError(f"{name}.{key}: unknown option")
-    flag = value.get("include_usage")
-    if flag is None:
-        return False
-    return cast(bool, _BOOLEAN[0](f"{name}.include_usage", flag))
-
-
-_STREAM_OPTIONS_SCHEMA: Final[Schema] = {
-    "type": "object",
-    "properties": {"include_usage": {"type": ["boolean", "null"]}},
-    "required": [],
-    "additionalProperties": False,
-}
-
-
 # Emulated -------------------------------------------------------------------
 
 
@@ -419,7 +282,7 @@ _TEXT_ONLY: Final = "Koala answers in text only"
 _TABLE: Final = (
     _honoured(
         "model",
-        (_model, {"type": "string"}),
+        (model_name, {"type": "string"}),
         'A model id; "" asks for the default model.',
         "name a model (see /v1/models)",
     ),
@@ -429,49 +292,49 @@ _TABLE: Final = (
         'The conversation, text only; "developer" is a system message.',
         "send at least one message",
     ),
-    _honoured("stream", _BOOLEAN, "Stream the reply as chunk events."),
+    _honoured("stream", BOOLEAN, "Stream the reply as chunk events."),
     _honoured(
         "stream_options",
-        (_include_usage, _STREAM_OPTIONS_SCHEMA),
+        (include_usage_of, STREAM_OPTIONS_SCHEMA),
         "`include_usage` adds a last chunk with the usage estimate.",
     ),
     _honoured(
         "stop",
-        (_stop, _STOP_SCHEMA),
+        (stop_sequences, STOP_SCHEMA),
         "Applied on our side: the reply ends before the first stop sequence; "
         f"at most {MAX_STOP_SEQUENCES} of at most {MAX_STOP_LENGTH} characters.",
     ),
     _honoured(
         "max_tokens",
-        _POSITIVE,
+        POSITIVE,
         "Applied on our side on the estimate: at most 4 x N characters.",
     ),
     _honoured(
         "max_completion_tokens",
-        _POSITIVE,
+        POSITIVE,
         "As `max_tokens`; the smaller of the two applies.",
     ),
     # Koala's own extensions (docs/protocol.md, "Choosing a dialect").
-    _honoured("protocol", _PROTOCOL, "Koala's dialect for this request only."),
-    _honoured("web_search", _BOOLEAN, "Koala's real-time data flag, on or off."),
-    _ignored("temperature", _number(0, 2), _SAMPLING),
-    _ignored("top_p", _number(0, 1), _SAMPLING),
-    _ignored("presence_penalty", _number(-2, 2), _SAMPLING),
-    _ignored("frequency_penalty", _number(-2, 2), _SAMPLING),
-    _ignored("seed", _WHOLE, _SAMPLING),
-    _ignored("logit_bias", _OBJECT, _SAMPLING),
-    _ignored("user", _STRING, _BOOKKEEPING),
-    _ignored("metadata", _OBJECT, _BOOKKEEPING),
-    _ignored("store", _BOOLEAN, _BOOKKEEPING),
-    _ignored("service_tier", _STRING, _BOOKKEEPING),
-    _ignored("prompt_cache_key", _STRING, _BOOKKEEPING),
-    _ignored("safety_identifier", _STRING, _BOOKKEEPING),
+    _honoured("protocol", PROTOCOL, "Koala's dialect for this request only."),
+    _honoured("web_search", BOOLEAN, "Koala's real-time data flag, on or off."),
+    _ignored("temperature", number_between(0, 2), _SAMPLING),
+    _ignored("top_p", number_between(0, 1), _SAMPLING),
+    _ignored("presence_penalty", number_between(-2, 2), _SAMPLING),
+    _ignored("frequency_penalty", number_between(-2, 2), _SAMPLING),
+    _ignored("seed", WHOLE, _SAMPLING),
+    _ignored("logit_bias", OBJECT, _SAMPLING),
+    _ignored("user", STRING, _BOOKKEEPING),
+    _ignored("metadata", OBJECT, _BOOKKEEPING),
+    _ignored("store", BOOLEAN, _BOOKKEEPING),
+    _ignored("service_tier", STRING, _BOOKKEEPING),
+    _ignored("prompt_cache_key", STRING, _BOOKKEEPING),
+    _ignored("safety_identifier", STRING, _BOOKKEEPING),
     _ignored(
-        "parallel_tool_calls", _BOOLEAN, "Emulated replies may call several tools."
+        "parallel_tool_calls", BOOLEAN, "Emulated replies may call several tools."
     ),
-    _ignored("prediction", _OBJECT, "A latency hint; the answer is the same."),
-    _ignored("reasoning_effort", _STRING, "Koala's models take no such hint."),
-    _ignored("verbosity", _STRING, "Koala's models take no such hint."),
+    _ignored("prediction", OBJECT, "A latency hint; the answer is the same."),
+    _ignored("reasoning_effort", STRING, "Koala's models take no such hint."),
+    _ignored("verbosity", STRING, "Koala's models take no such hint."),
     _foreign("keep_alive", "Open WebUI (Ollama)"),
     _foreign("num_keep", "Open WebUI (Ollama)"),
     _foreign("num_ctx", "Open WebUI (Ollama)"),

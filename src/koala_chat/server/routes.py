@@ -32,6 +32,7 @@ from ..contract.params import CompletionRequest, parse_request
 from ..contract.provider import ChatProvider
 from ..contract.replies import Reply, next_text, read_text
 from ..contract.types import Model, ModelList
+from ..defaults import PROTOCOLS
 from ..errors import ModelNotFoundError, UsageError
 from ..jsonstream import replace_surrogates_in
 from ..messages import JSONValue
@@ -82,7 +83,6 @@ class ServerState:
 
 #: The protocols a request may choose, `auto` (the default) first: the chat
 #: page offers them in this order (docs/protocol.md, "Choosing a dialect").
-_PROTOCOL_CHOICES: Final = ("auto", "history", "messages", "api")
 
 STATE_KEY: Final = web.AppKey("koala_chat.state", ServerState)
 
@@ -114,7 +114,7 @@ async def list_models(request: web.Request) -> web.Response:
     listing = ModelList([Model(name) for name in _models(state)]).model_dump()
     if (protocol := _koala_protocol(state)) is not None:
         listing["koala"] = {
-            "protocols": list(_PROTOCOL_CHOICES),
+            "protocols": list(PROTOCOLS),
             "protocol": protocol,
             "web_search": True,
         }

@@ -352,7 +352,7 @@ def test_check_all_against_a_history_sandbox(
     assert rows["history"]["status"] == 200
     assert isinstance(rows["history"]["first_piece_seconds"], float)
     assert rows["messages"]["status"] == 400
-    assert rows["messages"]["verdict"] == "error status"
+    assert rows["messages"]["verdict"] == "not this dialect"
     assert rows["api"]["verdict"] == SKIPPED
     assert rows["api"]["skipped"] is True
     assert [r.json and ("messages" in r.json) for r in sandbox.requests] == [

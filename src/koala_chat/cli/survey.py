@@ -122,10 +122,19 @@ class Survey:
         return "\n".join(text) + "\n"
 
 
+#: The verdict of a row whose request shape the endpoint refused: it speaks
+#: another dialect (docs/protocol.md, "Choosing a dialect").
+NOT_THIS_DIALECT = "not this dialect"
+
+
 def _verdict(row: Probe | None) -> str:
     if row is None:
         return SKIPPED
-    return "works" if row.works else (row.reason or "error")
+    if row.works:
+        return "works"
+    if row.status in SHAPE_REJECTED_STATUSES:
+        return NOT_THIS_DIALECT
+    return row.reason or "error"
 
 
 async def survey(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -124,3 +126,19 @@ def sdk(koala_server: ServerThread) -> Iterator[openai.OpenAI]:
         base_url=koala_server.base_url, api_key="anything", max_retries=0
     ) as client:
         yield client
+
+
+def fetch(
+    url: str, data: bytes | None = None, **headers: str
+) -> tuple[int, dict[str, str], bytes]:
+    """Return the status, headers and body of one request (urllib, 10 s limit).
+
+    For tests on a thread of their own (the browser's), where no event loop runs.
+    """
+    request = urllib.request.Request(url, data, headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, dict(error.headers), error.read()

@@ -6,26 +6,12 @@ import json
 import os
 import re
 import signal
-import urllib.error
-import urllib.request
 import webbrowser
 
 import pytest
 
 from koala_chat.cli import main
-
-
-def fetch(
-    url: str, data: bytes | None = None, **headers: str
-) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, data, headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, dict(error.headers), error.read()
-
+from server_fixtures import fetch
 
 HI = [{"role": "user", "content": "Hi"}]
 

@@ -11,8 +11,6 @@ import gzip
 import json
 import re
 import socket
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,20 +20,7 @@ from browser import SCREENSHOTS, PageWatch
 from koala_chat.cli.interactive import load_messages
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 from koala_chat.server.webpage import static_files
-from server_fixtures import ServerThread
-
-
-def fetch(
-    url: str, data: bytes | None = None, **headers: str
-) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, data, headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, dict(error.headers), error.read()
-
+from server_fixtures import ServerThread, fetch
 
 # --- the files and their headers --------------------------------------------
 

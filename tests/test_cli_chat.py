@@ -248,10 +248,13 @@ def test_retries_repeat_a_failed_request(
     capsys: pytest.CaptureFixture[str], sandbox: Sandbox, stdin: io.StringIO
 ) -> None:
     sandbox.push(Reply(status=500, body=b"oops"), Reply(values=["ok"]))
-    assert chat(capsys, sandbox, "--retries", "1", "Hi")[:2] == (0, "ok\n")
+    history = ("--protocol", "history")
+    assert chat(capsys, sandbox, *history, "--retries", "1", "Hi")[:2] == (0, "ok\n")
     assert len(sandbox.requests) == 2
     sandbox.push(Reply(status=500, body=b"oops"))
-    assert chat(capsys, sandbox, "--retries", "0", "Hi")[0] == ExitCode.STATUS
+    assert chat(capsys, sandbox, *history, "--retries", "0", "Hi")[0] == (
+        ExitCode.STATUS
+    )
     assert len(sandbox.requests) == 3
 
 

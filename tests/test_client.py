@@ -261,7 +261,12 @@ def test_developer_messages_are_system_messages(sandbox: Sandbox) -> None:
 def test_provider_options_pass_through(sandbox: Sandbox) -> None:
     # max_retries=1 retries the 429 (Retry-After 0) and then succeeds.
     sandbox.push(Reply(status=429, headers={"Retry-After": "0"}, body=b"wait"))
-    client = Client(api_endpoint=sandbox.api_endpoint, max_retries=1, timeout=30)
+    client = Client(
+        api_endpoint=sandbox.api_endpoint,
+        max_retries=1,
+        timeout=30,
+        protocol="history",
+    )
     completion = client.chat.completions.create(model="", messages=HELLO)
     assert completion.choices[0].message.content == REPLY
     assert len(sandbox.requests) == 2

@@ -354,7 +354,18 @@ async def test_a_json_error_with_2xx_is_an_error_with_an_excerpt(
     assert len(sandbox.requests) == 1
 
 
-async def test_text_comes_out_of_every_streamed_shape(sandbox: Sandbox) -> None:
+@pytest.mark.parametrize(
+    ("protocol", "expected"),
+    [
+        ("history", "abcd"),
+        # docs/protocol.md, "Raw text in the messages dialect": a bare number
+        # there is a raw token, as it would be in `data: 7`.
+        ("messages", "abcd7"),
+    ],
+)
+async def test_text_comes_out_of_every_streamed_shape(
+    sandbox: Sandbox, protocol: str, expected: str
+) -> None:
     sandbox.push(
         Reply(
             values=[
@@ -368,9 +379,9 @@ async def test_text_comes_out_of_every_streamed_shape(sandbox: Sandbox) -> None:
         )
     )
     text = await Koala.create_async(
-        "", CONVERSATION, api_endpoint=sandbox.api_endpoint, protocol="messages"
+        "", CONVERSATION, api_endpoint=sandbox.api_endpoint, protocol=protocol
     )
-    assert text == "abcd"
+    assert text == expected
 
 
 # --- the key ----------------------------------------------------------------------

@@ -244,6 +244,7 @@ async def test_pproxy_dropping_an_unreachable_target_is_typed(
             api_endpoint=f"http://127.0.0.1:{closed_port}/api/gpt/",
             connect_timeout=CONNECT_TIMEOUT,
             retry_backoff=0.01,
+            protocol="history",
         )
 
     assert loop.time() - start < WITHIN

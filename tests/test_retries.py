@@ -5,6 +5,9 @@ are retried with backoff, honouring `Retry-After` up to a cap; nothing is
 retried after a value was yielded; a Cloudflare challenge and 4xx are not
 retried; the final error counts the attempts and keeps the last cause.
 Backoffs are tiny so the tests are fast; nothing waits on a sleep.
+
+The policy applies to a chosen dialect: these tests choose the history
+dialect, as `auto` sends each dialect once only ("Choosing a dialect").
 """
 
 from __future__ import annotations
@@ -40,6 +43,14 @@ from koala_chat.sandbox import SANDBOX_API_KEY, Reply, Sandbox
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
 FAST: dict[str, Any] = {"retry_backoff": 0.01}
+
+
+@pytest.fixture(autouse=True)
+def _history_dialect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Choose the history dialect, as `auto` never retries."""
+    monkeypatch.setenv("KOALA_PROTOCOL", "history")
+
+
 PIECES = ["one ", "two ", "three ", "four ", "five"]
 
 
@@ -338,19 +349,47 @@ async def test_key_errors_are_not_retried(sandbox: Sandbox) -> None:
     sandbox.push(Reply(status=402, body=b"no credits"))
     with pytest.raises(CreditsExhaustedError) as caught:
         await collect(
-            api_endpoint=sandbox.api_endpoint, api_key=SANDBOX_API_KEY, **FAST
+            api_endpoint=sandbox.api_endpoint,
+            api_key=SANDBOX_API_KEY,
+            protocol="api",
+            **FAST,
         )
     assert caught.value.attempts == 1
     with pytest.raises(AuthenticationError):
-        await collect(api_endpoint=sandbox.api_endpoint, api_key="not-it", **FAST)
+        await collect(
+            api_endpoint=sandbox.api_endpoint,
+            api_key="not-it",
+            protocol="api",
+            **FAST,
+        )
     assert len(sandbox.requests) == 2
 
 
-async def test_auto_retries_each_dialect_as_its_own_request(sandbox: Sandbox) -> None:
-    # A server error is retried in the same dialect, never answered by a switch.
+async def test_auto_sends_each_dialect_once(sandbox: Sandbox) -> None:
+    # A server error is not retried under auto, nor answered by a switch: one
+    # call costs at most one request per dialect ("Choosing a dialect").
     sandbox.push(Reply(status=503, body=b"busy"))
-    values = await collect(api_endpoint=sandbox.api_endpoint, **FAST)
-    assert values
+    with pytest.raises(ServerError) as caught:
+        await collect(api_endpoint=sandbox.api_endpoint, protocol="auto", **FAST)
+    assert caught.value.attempts == 1
     assert [set(r.json or ()) for r in sandbox.requests] == [
         {"input", "inputHistory", "outputHistory", "model"}
-    ] * 2
+    ]
+
+
+async def test_auto_sends_the_fallback_once(sandbox: Sandbox) -> None:
+    # The history shape refused, then a server error in the messages dialect:
+    # two requests in all, never a retry of either.
+    sandbox.push(
+        Reply(status=400, body=b"{}", content_type="application/json"),
+        Reply(status=503, body=b"busy", any_body=True),
+    )
+    with pytest.raises(ServerError) as caught:
+        await collect(
+            api_endpoint=sandbox.api_endpoint, protocol="auto", max_retries=5, **FAST
+        )
+    assert caught.value.attempts == 1
+    assert [sorted(r.json or ()) for r in sandbox.requests] == [
+        ["input", "inputHistory", "model", "outputHistory"],
+        ["messages", "model"],
+    ]

@@ -21,7 +21,13 @@ from .errors import IncompleteEventError, InvalidJSONError, ProtocolError
 from .messages import JSONValue, replace_surrogates
 from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
 
-__all__ = ["DONE_MARKER", "JSONValueDecoder", "loads", "replace_surrogates_in"]
+__all__ = [
+    "DONE_MARKER",
+    "JSONValueDecoder",
+    "loads",
+    "loads_or_text",
+    "replace_surrogates_in",
+]
 
 DONE_MARKER = "[DONE]"
 _EXCERPT_LENGTH = 80
@@ -66,6 +72,24 @@ def loads(data: str) -> JSONValue:
     return replace_surrogates_in(value)
 
 
+def loads_or_text(data: str) -> JSONValue:
+    """Return the value of a messages-dialect payload: JSON, or the text itself.
+
+    docs/protocol.md, "Raw text in the messages dialect": a payload that parses
+    as a JSON string or object is that value; any other payload (not JSON, or
+    a number, boolean, null or array) is `data` itself, exactly as the event
+    carried it. Never raises.
+    """
+    try:
+        value = _fast_loads(data)
+    except (ValueError, RecursionError):
+        try:
+            value = loads(data)
+        except InvalidJSONError:
+            return data
+    return value if isinstance(value, str | dict) else data
+
+
 def replace_surrogates_in(value: JSONValue) -> JSONValue:
     """Return a parsed JSON value with the lone surrogates of its strings replaced.
 
@@ -106,15 +130,24 @@ class JSONValueDecoder:
     Errors never hide values that came before them: when a chunk holds good
     events and then a bad one, `feed` returns the good values and the next
     call (`feed` or `close`) raises the error, as does every call after it.
+
+    With `raw_text` (the messages dialect), a payload that is not a JSON string
+    or object is text, as `loads_or_text` says: no payload is an error then.
     """
 
-    def __init__(self, *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        raw_text: bool = False,
+    ) -> None:
         """Create a decoder; events over `max_event_size` characters are errors.
 
         Raises UsageError if `max_event_size` is below 1.
         """
         self._events = SSEDecoder(max_event_size=max_event_size)
         self._error: ProtocolError | None = None
+        self._raw_text = raw_text
         self.done = False
 
     def feed(self, chunk: bytes) -> list[JSONValue]:
@@ -146,6 +179,8 @@ class JSONValueDecoder:
         if event.data == DONE_MARKER:
             self.done = True
             return []
+        if self._raw_text:
+            return [loads_or_text(event.data)]
         try:
             return [loads(event.data)]
         except InvalidJSONError as exc:
@@ -162,6 +197,9 @@ class JSONValueDecoder:
         done = DONE_MARKER in datas
         if done:
             datas = datas[: datas.index(DONE_MARKER)]
+        if self._raw_text:
+            self.done = done
+            return list(map(loads_or_text, datas))
         try:
             # The whole batch at C speed.
             values = list(map(_fast_loads, datas))

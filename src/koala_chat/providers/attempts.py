@@ -35,7 +35,7 @@ from .._http import (
     safe_cause,
     translate_error,
 )
-from ..errors import KoalaError, KoalaTimeoutError, UsageError
+from ..errors import ConnectError, KoalaError, KoalaTimeoutError, UsageError
 from ..messages import JSONValue
 from ..urls import redact_url
 from .options import RequestOptions, retry_wait
@@ -183,6 +183,18 @@ class Attempt:
                     yield value
 
 
+def never_sent(exc: KoalaError) -> bool:
+    """Tell whether `exc` says the request never reached the endpoint.
+
+    No connection could be made (refused, no route, a failed look-up, the
+    connect time limit): nothing was sent, so a retry costs the endpoint
+    nothing.
+    """
+    if isinstance(exc, KoalaTimeoutError):
+        return exc.limit == "connect"
+    return isinstance(exc, ConnectError)
+
+
 class Call:
     """The session, options and deadline shared by the attempts of one call.
 
@@ -243,9 +255,12 @@ class Call:
         return Attempt(self, request, reader)
 
     async def batches(
-        self, request: HTTPRequest, reader: ReplyReader
+        self, request: HTTPRequest, reader: ReplyReader, *, resend: bool = True
     ) -> AsyncGenerator[list[JSONValue], None]:
         """Yield the reply's values in lists, retrying failures before the first.
+
+        `resend` False retries only the failures of requests that never went
+        out (`never_sent`): the endpoint then sees the request at most once.
 
         Raises:
             KoalaError: the last attempt's error, with `attempts` set.
@@ -264,8 +279,12 @@ class Call:
                         yield batch
                 return
             except KoalaError as exc:
-                wait = retry_wait(
-                    exc, attempt, self.options, delivered, remaining(self.deadline)
+                wait = (
+                    retry_wait(
+                        exc, attempt, self.options, delivered, remaining(self.deadline)
+                    )
+                    if resend or never_sent(exc)
+                    else None
                 )
                 if wait is None:
                     exc.attempts = attempt

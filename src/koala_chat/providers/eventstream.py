@@ -20,7 +20,7 @@ from ..errors import (
     NotEventStreamError,
     UnexpectedReplyError,
 )
-from ..jsonstream import DONE_MARKER, JSONValueDecoder, loads
+from ..jsonstream import DONE_MARKER, JSONValueDecoder, loads, loads_or_text
 from ..messages import JSONValue
 from ..urls import redact_url
 
@@ -28,7 +28,11 @@ __all__ = ["check_event_stream", "event_batches", "json_batches", "reply_batches
 
 
 async def event_batches(
-    response: Any, max_event_size: int, *, require_event_stream: bool = True
+    response: Any,
+    max_event_size: int,
+    *,
+    require_event_stream: bool = True,
+    raw_text: bool = False,
 ) -> AsyncGenerator[list[JSONValue], None]:
     """Yield the values of an event-stream reply in non-empty lists.
 
@@ -38,6 +42,8 @@ async def event_batches(
     first. An object whose `content` has no `iter_any` (the stand-in response
     of docs/protocol.md, "The provider's contract") is read as the seed's code
     reads aiohttp's lines: each item one line, each `data:` line one value.
+    `raw_text` reads the messages dialect: a payload that is not a JSON string
+    or object is text (docs/protocol.md, "Raw text in the messages dialect").
 
     Raises:
         NotEventStreamError: the reply is of another content type.
@@ -49,10 +55,10 @@ async def event_batches(
     content = response.content
     iter_any = getattr(content, "iter_any", None)
     if iter_any is None:
-        async for value in _parse_lines(content):
+        async for value in _parse_lines(content, raw_text=raw_text):
             yield [value]
         return
-    decoder = JSONValueDecoder(max_event_size=max_event_size)
+    decoder = JSONValueDecoder(max_event_size=max_event_size, raw_text=raw_text)
     async for chunk in iter_any():
         if values := decoder.feed(chunk):
             yield values
@@ -63,18 +69,19 @@ async def event_batches(
 
 
 def reply_batches(
-    response: ClientResponse, max_event_size: int
+    response: ClientResponse, max_event_size: int, *, raw_text: bool = False
 ) -> AsyncGenerator[list[JSONValue], None]:
     """Read a 2xx reply by what it is, not by what was asked for.
 
-    An event stream gives its values as `event_batches` does; a JSON reply
+    An event stream gives its values as `event_batches` does (`raw_text` as
+    there); a JSON reply
     (`application/json` or `+json`) is read whole by `json_batches`; anything
     else (an HTML page) is a NotEventStreamError with an excerpt.
     """
     kind = response.content_type
     if kind == "application/json" or kind.endswith("+json"):
         return json_batches(response, max_event_size)
-    return event_batches(response, max_event_size)
+    return event_batches(response, max_event_size, raw_text=raw_text)
 
 
 async def json_batches(
@@ -141,9 +148,12 @@ async def check_event_stream(response: ClientResponse) -> None:
 
 
 async def _parse_lines(
-    lines: AsyncIterable[bytes | str],
+    lines: AsyncIterable[bytes | str], *, raw_text: bool = False
 ) -> AsyncGenerator[JSONValue, None]:
-    """Yield the value of each `data:` line of an iterable of lines."""
+    """Yield the value of each `data:` line of an iterable of lines.
+
+    `raw_text`: a payload that is not a JSON string or object is text.
+    """
     async for item in lines:
         line = item.decode("utf-8", "replace") if isinstance(item, bytes) else item
         line = line.rstrip("\r\n")
@@ -152,4 +162,4 @@ async def _parse_lines(
         data = line[6:] if line.startswith("data: ") else line[5:]
         if data.strip() == DONE_MARKER:
             return
-        yield loads(data)
+        yield loads_or_text(data) if raw_text else loads(data)

@@ -35,7 +35,7 @@ from aiohttp import BaseConnector, ClientResponse
 
 from ..messages import JSONValue, Messages, NormalizedMessage, normalize_messages
 from ..urls import check_endpoint
-from .attempts import Attempt, Call, HTTPRequest
+from .attempts import Attempt, Call, HTTPRequest, ReplyReader
 from .base import AsyncGeneratorProvider, ProviderModelMixin, text_for_gpt4free
 from .eventstream import event_batches
 from .options import RequestOptions
@@ -106,7 +106,16 @@ class HTTPProvider(AsyncGeneratorProvider, ProviderModelMixin):
         A provider that may send another request when the first is refused
         overrides this, and sends both through `call.batches`.
         """
-        return call.batches(request, cls.read_reply)
+        return call.batches(request, cls.reader_for(request))
+
+    @classmethod
+    def reader_for(cls, request: HTTPRequest) -> ReplyReader:
+        """Return how to read the reply to `request`; the default is `read_reply`.
+
+        A provider whose requests speak different dialects reads each reply
+        in its request's dialect.
+        """
+        return cls.read_reply
 
     @classmethod
     def read_reply(
@@ -195,7 +204,7 @@ class HTTPProvider(AsyncGeneratorProvider, ProviderModelMixin):
         options, request = cls._prepare(model, messages, kwargs)
         async with (
             Call(options, proxy, connector) as call,
-            call.attempt(request, cls.read_reply) as attempt,
+            call.attempt(request, cls.reader_for(request)) as attempt,
         ):
             yield attempt
 

@@ -24,7 +24,7 @@ from ..errors import UsageError
 from ..helper import get_random_string
 from ..messages import JSONValue, Messages, NormalizedMessage, normalize_messages
 from . import dialects
-from .attempts import Call, HTTPRequest
+from .attempts import Call, HTTPRequest, ReplyReader
 from .dialects import DIALECTS, Dialect, Protocol, choose_protocol
 from .eventstream import event_batches, reply_batches
 from .http import HTTPProvider
@@ -183,8 +183,20 @@ class Koala(HTTPProvider):
     ) -> AsyncGenerator[list[JSONValue], None]:
         """Send `request`, and under `auto` its fallback when its shape is refused."""
         if request.fallback is None:
-            return call.batches(request, cls.read_reply)  # a dialect was chosen
-        return negotiate(call, request, cls.read_reply, cls.dialect_memory)
+            # a dialect was chosen
+            return call.batches(request, cls.reader_for(request))
+        return negotiate(call, request, cls.reader_for, cls.dialect_memory)
+
+    @classmethod
+    def reader_for(cls, request: HTTPRequest) -> ReplyReader:
+        """Return the reader of `request`'s dialect.
+
+        The messages dialect's reply may carry raw text (`read_messages_reply`);
+        the others are read strictly (`read_reply`).
+        """
+        if request.dialect == "messages":
+            return cls.read_messages_reply
+        return cls.read_reply
 
     @classmethod
     def read_reply(
@@ -192,11 +204,26 @@ class Koala(HTTPProvider):
     ) -> AsyncGenerator[list[JSONValue], None]:
         """Read a reply by what it is: an event stream, or one `{"output"}` object.
 
+        Every event's data must be JSON, as the seed's parser wants.
+
         Raises (from the generator):
             NotEventStreamError: an HTML page or another content type.
             UnexpectedReplyError: JSON that is not `{"output": "..."}`.
+            InvalidJSONError: an event's data is not JSON.
         """
         return reply_batches(response, options.max_event_size)
+
+    @classmethod
+    def read_messages_reply(
+        cls, response: ClientResponse, options: RequestOptions
+    ) -> AsyncGenerator[list[JSONValue], None]:
+        """Read a reply to the messages dialect, whose payloads may be raw text.
+
+        As `read_reply`, except that an event whose data is not a JSON string or
+        object is that text (docs/protocol.md, "Raw text in the messages
+        dialect"), never an InvalidJSONError.
+        """
+        return reply_batches(response, options.max_event_size, raw_text=True)
 
     @classmethod
     def build_request(

@@ -9,7 +9,7 @@ remembered for the life of the process, so that later calls go straight to it.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import cast
 
@@ -55,14 +55,21 @@ def refused_shape(exc: StatusError) -> bool:
 
 
 async def negotiate(
-    call: Call, request: HTTPRequest, reader: ReplyReader, memory: DialectMemory
+    call: Call,
+    request: HTTPRequest,
+    reader_for: Callable[[HTTPRequest], ReplyReader],
+    memory: DialectMemory,
 ) -> AsyncGenerator[list[JSONValue], None]:
     """Yield the reply's batches: `request`'s, or its fallback's after a refusal.
 
-    A request without a `fallback` is sent as it is (with the call's retries).
-    With one, a refusal of the first request's shape (400, 404, 405, 415, 422)
-    before any value sends the fallback; anything else is raised as it is. The
-    dialect that gave a reply is remembered for the URL.
+    Each reply is read by `reader_for(request)`, in its own dialect. A request
+    without a `fallback` is sent as it is (with the call's retries). With one,
+    the endpoint sees each of the two at most once (a connection that could
+    not be made is still retried), so that one call costs at most two upstream
+    requests (docs/protocol.md, "Choosing a dialect"). A refusal of the first
+    request's shape (400, 404, 405, 415, 422) before any value sends the
+    fallback; anything else is raised as it is. The dialect that gave a reply
+    is remembered for the URL.
 
     Raises:
         StatusError: both requests refused; the message names both.
@@ -79,7 +86,10 @@ async def negotiate(
             break
         delivered = False
         try:
-            async with aclosing(call.batches(current, reader)) as batches:
+            replies = call.batches(
+                current, reader_for(current), resend=fallback is None
+            )
+            async with aclosing(replies) as batches:
                 async for batch in batches:
                     if not delivered:
                         delivered = True

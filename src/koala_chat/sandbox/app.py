@@ -184,7 +184,11 @@ async def _handle_api(request: web.Request) -> web.StreamResponse:
     if reply is None:
         reply = state.default
         writes = default_writes(
-            body, pieces=state.pieces, interval=reply.interval, dialect=dialect
+            body,
+            pieces=state.pieces,
+            interval=reply.interval,
+            dialect=dialect,
+            raw_text=reply.raw_text,
         )
     elif reply.values is None and reply.body is None:
         values = default_reply(body, pieces=state.pieces, dialect=dialect)

@@ -68,6 +68,7 @@ examples:
   koala sandbox --port 0                      # any free port
   koala sandbox --pieces 200 --interval 0.05  # a long, slow reply
   koala sandbox --protocol messages           # only the chat page's dialect
+  koala sandbox --protocol messages --raw-text  # its pieces as raw text
   koala sandbox --protocol api --api-key-file ~/.koala-test-key
   export {ENDPOINT_VARIABLE}=http://127.0.0.1:{SANDBOX_PORT}/api/gpt/; koala chat
 """
@@ -126,6 +127,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the dialects to accept (any)",
     )
     parser.add_argument(
+        "--raw-text",
+        action="store_true",
+        help="stream the messages dialect's pieces as raw text (data: Koalas), "
+        "not as JSON strings",
+    )
+    parser.add_argument(
         "--api-key-file",
         metavar="PATH",
         help="the key the api dialect accepts, read from this file (default: "
@@ -153,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         keep_requests=SANDBOX_KEEP_REQUESTS,
         protocol=args.protocol,
         api_key=read_key_file(key_file) if key_file else SANDBOX_API_KEY,
+        raw_text=args.raw_text,
     )
     # asyncio.run turns Ctrl-C into a cancellation of `_serve`, then raises it
     # here: the way this server is meant to stop.

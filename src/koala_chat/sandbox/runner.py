@@ -46,7 +46,8 @@ class Sandbox:
     `pieces` and `interval` shape the default reply (see `default_reply`).
     `protocol` is the dialect it accepts: `history`, `messages`, `api`, or `any`
     (the default), each request's own, recognised by its shape; `api_key` is the
-    key the api dialect wants (docs/protocol.md, "The sandbox's dialects").
+    key the api dialect wants (docs/protocol.md, "The sandbox's dialects");
+    `raw_text` streams the messages dialect's default reply as raw text.
     `state` is the `SandboxState` the server shares with the test; the methods
     here delegate to it, and all of them are safe to call from any thread.
     """
@@ -60,11 +61,16 @@ class Sandbox:
         interval: float = 0.0,
         protocol: SandboxProtocol = "any",
         api_key: str = SANDBOX_API_KEY,
+        raw_text: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self.state = SandboxState(
-            pieces=pieces, interval=interval, protocol=protocol, api_key=api_key
+            pieces=pieces,
+            interval=interval,
+            protocol=protocol,
+            api_key=api_key,
+            raw_text=raw_text,
         )
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

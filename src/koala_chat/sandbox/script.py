@@ -20,6 +20,7 @@ import msgspec
 from multidict import CIMultiDictProxy
 
 from ..errors import UsageError
+from ..jsonstream import loads_or_text
 from ..messages import JSONValue
 from ..providers.dialects import DIALECTS, Dialect
 from .checks import InvalidRequestError, validate_body
@@ -94,6 +95,11 @@ class Reply:
         compress: The `Content-Encoding` of the body; every write is flushed
             through the compressor, so each arrives decodable on its own.
         any_body: Answer whatever body the request has, unchecked.
+        raw_text: In the messages dialect, send each string value as the raw
+            text of its event (`data: Koalas`), not as JSON, wherever a reader
+            gets the same string back (docs/protocol.md, "Raw text in the
+            messages dialect"); other values, and strings that would read
+            back as something else, are sent as JSON.
     """
 
     values: list[JSONValue] | None = None
@@ -109,6 +115,7 @@ class Reply:
     cut_at: int | None = None
     compress: Literal["gzip", "deflate", "br"] | None = None
     any_body: bool = False
+    raw_text: bool = False
 
     def __post_init__(self) -> None:
         """Reject contradictory or impossible scripts at once, not mid-reply.
@@ -190,8 +197,11 @@ def default_writes(
     pieces: int | None = None,
     interval: float = 0.0,
     dialect: Dialect = "history",
+    raw_text: bool = False,
 ) -> tuple[bytes, ...]:
     """Return the writes of the default reply, as `render` makes them.
+
+    `raw_text` sends the messages dialect's pieces as raw text (see `Reply`).
 
     The result is cached: a benchmark's thousand identical requests, or its
     reply of 100,000 pieces asked for again, are rendered once.
@@ -199,7 +209,9 @@ def default_writes(
     Raises:
         UsageError: `pieces` is less than 1.
     """
-    return _default_writes(*_summary_key(body, dialect), pieces, interval, dialect)
+    return _default_writes(
+        *_summary_key(body, dialect), pieces, interval, dialect, raw_text
+    )
 
 
 def _summary_key(
@@ -247,9 +259,10 @@ def _default_writes(
     pieces: int | None,
     pace: float,
     dialect: Dialect,
+    raw_text: bool,
 ) -> tuple[bytes, ...]:
     values = list(_default_pieces(text, users, assistants, model, pieces))
-    return tuple(render(Reply(interval=pace), values, dialect))
+    return tuple(render(Reply(interval=pace, raw_text=raw_text), values, dialect))
 
 
 @functools.lru_cache(maxsize=64)
@@ -309,7 +322,8 @@ def render(
     elif not DIALECTS[dialect].streams:
         units = [msgspec.json.encode({"output": _joined(values)})]
     else:
-        units = [b"data: " + msgspec.json.encode(value) + b"\n\n" for value in values]
+        raw = reply.raw_text and dialect == "messages"
+        units = [_event(value, raw=raw) for value in values]
         done = reply.done if reply.done is not None else dialect == "messages"
         if done:
             units.append(_DONE)
@@ -328,6 +342,26 @@ def render(
         ends = [*starts[1:], len(body)]
         return [body[a:b] for a, b in zip(starts, ends, strict=True)]
     return units
+
+
+def _event(value: JSONValue, *, raw: bool) -> bytes:
+    """Return the event that carries `value`: its JSON, or with `raw` its text.
+
+    A raw string is cut into lines, one `data:` field each, which a reader
+    joins again with LF (the HTML standard, section 9.2.6). It is sent as JSON
+    instead where raw text would not read back as itself: a CR (a line break
+    to the reader), `[DONE]`, or text that parses as a JSON string or object.
+    """
+    if raw and isinstance(value, str) and _reads_back(value):
+        fields = b"".join(
+            b"data: " + line.encode() + b"\n" for line in value.split("\n")
+        )
+        return fields + b"\n"
+    return b"data: " + msgspec.json.encode(value) + b"\n\n"
+
+
+def _reads_back(text: str) -> bool:
+    return "\r" not in text and text != "[DONE]" and loads_or_text(text) == text
 
 
 def _joined(values: list[JSONValue]) -> str:

@@ -145,7 +145,8 @@ class SandboxState:
     recorded requests are kept (the latest ones), for long-running servers.
     `protocol` is the dialect the sandbox accepts (`any`: each request's own,
     recognised by its shape) and `api_key` the key the api dialect wants
-    (docs/protocol.md, "The sandbox's dialects").
+    (docs/protocol.md, "The sandbox's dialects"). `raw_text` streams the
+    messages dialect's default reply as raw text (see `Reply`).
     """
 
     def __init__(
@@ -156,6 +157,7 @@ class SandboxState:
         keep_requests: int | None = None,
         protocol: SandboxProtocol = "any",
         api_key: str = SANDBOX_API_KEY,
+        raw_text: bool = False,
     ) -> None:
         if pieces is not None and pieces < 1:
             raise UsageError(f"pieces must be at least 1, not {pieces}")
@@ -165,7 +167,8 @@ class SandboxState:
         self.api_key = api_key
         self.pieces = pieces
         self.interval = interval
-        self.default = Reply(interval=interval)  # raises UsageError if negative
+        # Reply raises UsageError if the interval is negative.
+        self.default = Reply(interval=interval, raw_text=raw_text)
         self._replies: collections.deque[Reply] = collections.deque()
         self._requests: collections.deque[RecordedRequest] = collections.deque(
             maxlen=keep_requests

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ from koala_chat import (
     ProviderModelMixin,
     UsageError,
 )
+from koala_chat.providers.base import text_pieces
 
 HELLO: Messages = [{"role": "user", "content": "hi"}]
 
@@ -72,9 +74,40 @@ async def test_sync_api_works_inside_a_running_loop() -> None:
     assert Scripted.log[0] == "start on koala-chat-loop"
 
 
-def test_a_provider_without_a_stream_says_so() -> None:
-    with pytest.raises(NotImplementedError):
-        AsyncGeneratorProvider.create_async_generator("", HELLO)
+async def test_a_provider_without_a_stream_says_so() -> None:
+    stream = AsyncGeneratorProvider.create_async_generator("", HELLO)
+    with pytest.raises(NotImplementedError, match="AsyncGeneratorProvider"):
+        await stream.__anext__()
+
+
+@pytest.mark.parametrize("provider", [AsyncGeneratorProvider, Scripted])
+def test_create_async_generator_has_the_shape_of_gpt4free(
+    provider: type[AsyncGeneratorProvider],
+) -> None:
+    # The base has the shape its subclasses have: a classmethod that is an
+    # async generator function, taking the model, the messages and keywords.
+    method = provider.create_async_generator
+    assert inspect.isasyncgenfunction(method)
+    assert method.__self__ is provider
+    assert list(inspect.signature(method).parameters) == [
+        "model",
+        "messages",
+        "kwargs",
+    ]
+
+
+async def test_calling_create_async_generator_gives_an_async_generator() -> None:
+    stream = AsyncGeneratorProvider.create_async_generator("", HELLO)
+    assert inspect.isasyncgen(stream)
+    await stream.aclose()
+    # Closed before it started: it never ran, so it cannot fail any more.
+    with pytest.raises(StopAsyncIteration):
+        await stream.__anext__()
+
+
+def test_text_pieces_keeps_the_text_of_each_value() -> None:
+    values = ["Hel", {"text": "lo"}, 7, None, {"n": 1}, {"text": ""}, "", "!"]
+    assert text_pieces(values) == ["Hel", "lo", "!"]
 
 
 class Models(ProviderModelMixin):

@@ -109,8 +109,13 @@ def test_done_as_cut_off_last_event() -> None:
     check(b"data: 1\n\ndata: [DONE]", [1], done=True)
 
 
-def test_done_marker_constant() -> None:
+def test_done_marker_ends_the_stream_only_as_the_whole_data_of_an_event() -> None:
+    # `data: [DONE]` (docs/protocol.md, "Response") is not JSON; quoted, it is
+    # a JSON string the answer may hold, and must come through as one.
     assert DONE_MARKER == "[DONE]"
+    check(f"data: {DONE_MARKER}\n\n".encode(), [], done=True)
+    check(b'data: "[DONE]"\n\ndata: 1\n\n', ["[DONE]", 1])
+    check(b'data: ["[DONE]"]\n\n', [["[DONE]"]])
 
 
 def test_values_before_a_bad_event_come_first() -> None:

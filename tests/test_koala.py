@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 import re
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -334,6 +335,45 @@ async def test_a_borrowed_connector_is_never_closed(sandbox: Sandbox) -> None:
         for _ in range(3):
             assert await collect(sandbox, connector=connector)
         assert not connector.closed
+
+
+# --- the seed's class shape ----------------------------------------------------
+
+
+def test_create_async_generator_is_an_async_generator_classmethod() -> None:
+    # Tools that inspect providers (gpt4free's own helpers among them) know a
+    # streaming provider by this shape, as the seed defines it.
+    assert inspect.isasyncgenfunction(Koala.create_async_generator)
+    assert inspect.ismethod(Koala.create_async_generator)
+    assert Koala.create_async_generator.__self__ is Koala
+
+
+def test_create_async_generator_has_the_seeds_signature() -> None:
+    parameters = inspect.signature(Koala.create_async_generator).parameters
+    shape = [(p.name, p.kind, p.default) for p in parameters.values()]
+    assert shape == [
+        ("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.empty),
+        ("messages", inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.empty),
+        ("proxy", inspect.Parameter.POSITIONAL_OR_KEYWORD, None),
+        ("connector", inspect.Parameter.POSITIONAL_OR_KEYWORD, None),
+        ("kwargs", inspect.Parameter.VAR_KEYWORD, inspect.Parameter.empty),
+    ]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"stream": True}], ids=["values", "gpt4free-text"]
+)
+async def test_a_call_returns_an_async_generator_and_sends_nothing_yet(
+    sandbox: Sandbox, kwargs: dict[str, Any]
+) -> None:
+    # gpt4free's text-only call too gives a true async generator, not a
+    # look-alike: nothing is sent before the first value is asked for.
+    stream = Koala.create_async_generator(
+        "", SEED, api_endpoint=sandbox.api_endpoint, **kwargs
+    )
+    assert inspect.isasyncgen(stream)
+    await stream.aclose()
+    assert sandbox.requests == []
 
 
 # --- the seed's stand-in response ---------------------------------------------

@@ -148,8 +148,11 @@ def test_absent_required_parameters_are_missing() -> None:
     ],
 )
 def test_neutral_values_are_accepted(name: str, value: Any) -> None:
+    # A neutral value is taken as asking for nothing: not listed as ignored
+    # (the reply honours it), and the request is as if it were left out.
     request = parse_request({"model": "", "messages": HELLO, name: value})
-    assert request.model == ""
+    assert name not in request.ignored
+    assert request == parse_request({"model": "", "messages": HELLO})
 
 
 def test_stop_sequences_are_kept_once_and_never_empty() -> None:

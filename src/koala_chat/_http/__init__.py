@@ -4,6 +4,8 @@
   (SOCKS in the connector, HTTP per request);
 - `timeouts`: the time limits of one call, as one `aiohttp.ClientTimeout`;
 - `translate`: where aiohttp's and aiohttp-socks' exceptions become ours;
+- `mapping`: the context manager that does so around the transport, the one
+  place our providers catch them;
 - `status`: a reply's status becomes our error (`raise_for_status`).
 
 Private: the public names (`raise_for_status`, `get_connector`) are exported by

@@ -26,15 +26,13 @@ from types import TracebackType
 from aiohttp import BaseConnector, ClientResponse, ClientSession
 
 from .._http import (
-    FOREIGN_ERRORS,
     get_connector,
     http_proxy,
     raise_for_redirect,
     raise_for_status,
     remaining,
-    safe_cause,
-    translate_error,
 )
+from .._http.mapping import ErrorTranslation
 from ..errors import ConnectError, KoalaError, KoalaTimeoutError, UsageError
 from ..messages import JSONValue
 from ..urls import redact_url
@@ -132,10 +130,8 @@ class Attempt:
             # the conversation (and any key) to wherever it points.
             allow_redirects=False,
         )
-        try:
+        with call.translating(request.url):
             self.response = await self._sending.__aenter__()
-        except FOREIGN_ERRORS as exc:
-            raise call.translate(exc, request.url) from call.cause(exc, request.url)
         return self
 
     async def __aexit__(
@@ -145,12 +141,8 @@ class Attempt:
         traceback: TracebackType | None,
     ) -> None:
         """Close the response (the connection goes back to the pool if it can)."""
-        try:
+        with self._call.translating(self.request.url):
             await self._sending.__aexit__(exc_type, exc, traceback)
-        except FOREIGN_ERRORS as error:
-            raise self._call.translate(error, self.request.url) from self._call.cause(
-                error, self.request.url
-            )
 
     async def batches(self) -> AsyncGenerator[list[JSONValue], None]:
         """Yield the reply's values in non-empty lists, as chunks complete them.
@@ -160,7 +152,7 @@ class Attempt:
             TransportError: the connection failed while reading.
             ProtocolError: the reply is not what the reader expects.
         """
-        try:
+        with self._call.translating(self.request.url):
             await raise_for_redirect(self.response)
             await raise_for_status(self.response)
             async with aclosing(
@@ -168,12 +160,6 @@ class Attempt:
             ) as batches:
                 async for batch in batches:
                     yield batch
-        except KoalaError:
-            raise  # already ours: KoalaTimeoutError is also a TimeoutError
-        except FOREIGN_ERRORS as exc:
-            raise self._call.translate(exc, self.request.url) from self._call.cause(
-                exc, self.request.url
-            )
 
     async def values(self) -> AsyncGenerator[JSONValue, None]:
         """Yield the reply's values one by one; raises as `batches` does."""
@@ -242,13 +228,13 @@ class Call:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.session.close()
 
-    def translate(self, exc: BaseException, url: str) -> KoalaError:
-        """Return our error for an aiohttp or aiohttp-socks exception."""
-        return translate_error(exc, url, self.options.timeouts, self.proxy)
+    def translating(self, url: str) -> ErrorTranslation:
+        """Return a context manager that raises ours for aiohttp's exceptions.
 
-    def cause(self, exc: BaseException, url: str) -> BaseException | None:
-        """Return `exc` to chain to our error, or None if its message leaks."""
-        return safe_cause(exc, url, self.proxy)
+        The one translation site of a call (see `_http.mapping`): around
+        sending a request to `url`, closing its response, reading its reply.
+        """
+        return ErrorTranslation(url, self.options.timeouts, self.proxy)
 
     def attempt(self, request: HTTPRequest, reader: ReplyReader) -> Attempt:
         """Return one attempt at `request`; `async with` it to send the request."""

@@ -7,24 +7,23 @@ the caller's arguments at run time.
 
 A provider is also a provider of the gpt4free package: its client reads the
 attributes and classmethods marked below, and calls `create_async_generator`
-itself, with its `stream` keyword, where it expects text; `text_for_gpt4free`
-gives it text there.
+itself, with its `stream` keyword, where it expects text; a provider gives it
+the `text_pieces` of its values there. gpt4free's helpers (and other tools)
+recognise a streaming provider by its shape: `create_async_generator` is an
+async generator function, a classmethod, on the base as on every subclass.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
 from contextlib import aclosing
-from typing import Any, ClassVar, ParamSpec
+from typing import Any, ClassVar
 
 from .._sync import iterate_sync
 from ..errors import ModelNotFoundError, UsageError
 from ..messages import JSONValue, Messages, text_of
 
-__all__ = ["AsyncGeneratorProvider", "ProviderModelMixin", "text_for_gpt4free"]
-
-_P = ParamSpec("_P")
+__all__ = ["AsyncGeneratorProvider", "ProviderModelMixin", "text_pieces"]
 
 
 class AsyncGeneratorProvider:
@@ -63,11 +62,18 @@ class AsyncGeneratorProvider:
         return cls.__name__
 
     @classmethod
-    def create_async_generator(
+    async def create_async_generator(
         cls, model: str, messages: Messages, **kwargs: Any
     ) -> AsyncGenerator[JSONValue, None]:
-        """Send `messages` and yield each value the server streams back."""
+        """Send `messages` and yield each value the server streams back.
+
+        Raises:
+            NotImplementedError: on the first value; subclasses implement this.
+        """
         raise NotImplementedError(f"{cls.__name__} does not implement streaming")
+        # The yield makes this an async generator function, the shape the
+        # subclasses' have and gpt4free inspects.
+        yield
 
     @classmethod
     async def create_async_text(
@@ -167,68 +173,21 @@ class ProviderModelMixin:
         )
 
 
-def text_for_gpt4free(
-    create: Callable[_P, AsyncGenerator[JSONValue, None]],
-) -> Callable[_P, AsyncGenerator[JSONValue, None]]:
-    """Give gpt4free text where it calls `create_async_generator` directly.
+def text_pieces(values: Iterable[JSONValue]) -> list[str]:
+    """Return the text of `values` that carry some, as gpt4free's client needs it.
 
     gpt4free calls a provider's `create_async_generator` with its `stream`
     keyword and joins whatever it yields with `str()`, so an object value would
     reach its text as a Python repr and stop its retry provider, which counts
-    only strings as a reply. Called with `stream`, the decorated generator yields
-    the text pieces of `text_of` instead of the values; called without it, as
-    this library and its users do, it is returned untouched and yields every
-    JSON value, with no extra generator in between.
+    only strings as a reply. A provider called with `stream` yields these
+    pieces instead of its values. A list, not a generator: the provider's own
+    generator stays the only one between gpt4free and the stream, since
+    gpt4free leaves a stream it stops early to the event loop's shutdown, which
+    closes every open async generator at once, and a wrapper would close the
+    stream a second time, concurrently.
 
     Example:
-        >>> class Echo(AsyncGeneratorProvider):
-        ...     @classmethod
-        ...     @text_for_gpt4free
-        ...     async def create_async_generator(cls, model, messages, **kwargs):
-        ...         yield {"text": "Hi"}
+        >>> text_pieces(["Hel", {"text": "lo"}, {"status": "thinking"}])
+        ['Hel', 'lo']
     """
-
-    @functools.wraps(create)
-    def dispatch(
-        *args: _P.args, **kwargs: _P.kwargs
-    ) -> AsyncGenerator[JSONValue, None]:
-        values = create(*args, **kwargs)
-        if "stream" not in kwargs:
-            return values
-        return _TextPieces(values)
-
-    return dispatch
-
-
-class _TextPieces(AsyncGenerator[JSONValue, None]):
-    """The text pieces of a stream of values, closing the stream when closed.
-
-    An object rather than an async generator function: gpt4free leaves the
-    generators it stops early to be closed when the event loop shuts down,
-    which closes every async generator at once, and an async generator that
-    closed the stream it wraps would then close it a second time, concurrently.
-    This object only closes the stream when it is itself closed.
-    """
-
-    __slots__ = ("_values",)
-
-    def __init__(self, values: AsyncGenerator[JSONValue, None]) -> None:
-        self._values = values
-
-    async def __anext__(self) -> JSONValue:
-        return await self._text(await self._values.__anext__())
-
-    async def asend(self, value: None) -> JSONValue:
-        return await self.__anext__()
-
-    async def athrow(self, typ: Any, val: Any = None, tb: Any = None, /) -> JSONValue:
-        return await self._text(await self._values.athrow(typ, val, tb))
-
-    async def aclose(self) -> None:
-        await self._values.aclose()
-
-    async def _text(self, value: JSONValue) -> str:
-        """Return the text of `value`, or of the next value that has some."""
-        while not (text := text_of(value)):
-            value = await self._values.__anext__()
-        return text
+    return [text for value in values if (text := text_of(value))]

@@ -36,7 +36,7 @@ from aiohttp import BaseConnector, ClientResponse
 from ..messages import JSONValue, Messages, NormalizedMessage, normalize_messages
 from ..urls import check_endpoint
 from .attempts import Attempt, Call, HTTPRequest, ReplyReader
-from .base import AsyncGeneratorProvider, ProviderModelMixin, text_for_gpt4free
+from .base import AsyncGeneratorProvider, ProviderModelMixin, text_pieces
 from .eventstream import event_batches
 from .options import RequestOptions
 
@@ -130,7 +130,6 @@ class HTTPProvider(AsyncGeneratorProvider, ProviderModelMixin):
         return event_batches(response, options.max_event_size)
 
     @classmethod
-    @text_for_gpt4free
     async def create_async_generator(
         cls,
         model: str,
@@ -155,7 +154,9 @@ class HTTPProvider(AsyncGeneratorProvider, ProviderModelMixin):
         - `max_event_size`: the largest event accepted (16 MiB).
 
         Other keywords are accepted and ignored, as gpt4free callers pass options
-        meant for other providers. `connector` is borrowed and never closed; a
+        meant for other providers. Called with gpt4free's `stream` keyword, as
+        its client calls it, it yields only text: the `text_pieces` of the
+        values. `connector` is borrowed and never closed; a
         `proxy` (http, https, socks4, socks4a, socks5, socks5h) is applied once.
 
         Raises:
@@ -163,6 +164,7 @@ class HTTPProvider(AsyncGeneratorProvider, ProviderModelMixin):
             TransportError, StatusError, ProtocolError: see `koala_chat.errors`.
         """
         options, request = cls._prepare(model, messages, kwargs)
+        text_only = "stream" in kwargs
         async with (
             Call(options, proxy, connector) as call,
             aclosing(cls.send(call, request)) as batches,
@@ -171,7 +173,7 @@ class HTTPProvider(AsyncGeneratorProvider, ProviderModelMixin):
             # completes): one generator hop per value, not four, keeps many
             # streams cheap (benchmarks/bench_load.py).
             async for batch in batches:
-                for value in batch:
+                for value in text_pieces(batch) if text_only else batch:
                     yield value
 
     @classmethod

@@ -24,6 +24,14 @@ other hook for them); `GuardedHandler.handle_error` gives them the OpenAI error
 shape and logs one line that quotes nothing the client sent (aiohttp's own log
 line carries the offending header, which may be the server's API key).
 
+None of this is public API of aiohttp (it has no connection cap and no hook for
+the requests its parser refuses): `GuardedHandler` overrides `RequestHandler`'s
+protocol methods and `handle_error`, `GuardedServer` reads `Server._kwargs`
+and `_loop`, `ServerRunner` overrides `AppRunner._make_server`. pyproject.toml
+pins the aiohttp versions this was tested with, and
+`tests/test_aiohttp_internals.py` fails, naming the version and what moved,
+when an upgrade changes any of it.
+
 When the process runs out of file descriptors, asyncio logs a traceback for
 every failed `accept()`; `ResourceShortageLog` turns that into one line, then one
 a minute while the shortage lasts.

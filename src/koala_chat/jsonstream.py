@@ -14,6 +14,10 @@ ends the stream. Event types are not looked at. The event-stream layer is
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import msgspec
 
@@ -24,6 +28,8 @@ from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
 __all__ = [
     "DONE_MARKER",
     "JSONValueDecoder",
+    "PayloadForms",
+    "counting_payload_forms",
     "loads",
     "loads_or_text",
     "replace_surrogates_in",
@@ -72,6 +78,34 @@ def loads(data: str) -> JSONValue:
     return replace_surrogates_in(value)
 
 
+@dataclass
+class PayloadForms:
+    """How many payloads of a messages-dialect reply were JSON, and how many text."""
+
+    json: int = 0
+    raw: int = 0
+
+
+_payload_forms: ContextVar[PayloadForms | None] = ContextVar(
+    "koala_payload_forms", default=None
+)
+
+
+@contextmanager
+def counting_payload_forms() -> Iterator[PayloadForms]:
+    """Count the forms of the payloads `loads_or_text` reads in this context.
+
+    `koala check` uses it to say which form an endpoint sends; the reading
+    itself does not change.
+    """
+    forms = PayloadForms()
+    token = _payload_forms.set(forms)
+    try:
+        yield forms
+    finally:
+        _payload_forms.reset(token)
+
+
 def loads_or_text(data: str) -> JSONValue:
     """Return the value of a messages-dialect payload: JSON, or the text itself.
 
@@ -86,8 +120,14 @@ def loads_or_text(data: str) -> JSONValue:
         try:
             value = loads(data)
         except InvalidJSONError:
-            return data
-    return value if isinstance(value, str | dict) else data
+            value = data
+    raw = not isinstance(value, str | dict) or value is data
+    if (forms := _payload_forms.get()) is not None:
+        if raw:
+            forms.raw += 1
+        else:
+            forms.json += 1
+    return data if raw else value
 
 
 def replace_surrogates_in(value: JSONValue) -> JSONValue:

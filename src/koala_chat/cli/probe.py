@@ -24,6 +24,7 @@ from typing import Any, Final, cast
 
 from ..defaults import ENDPOINT_VARIABLE
 from ..errors import KoalaError, UsageError
+from ..jsonstream import PayloadForms, counting_payload_forms
 from ..messages import text_of
 from ..providers import HTTPProvider
 from ..providers.dialects import (
@@ -61,6 +62,10 @@ class Probe:
     first_piece_seconds: float | None = None
     pieces: int = 0
     pieces_per_second: float | None = None
+    #: The form of the reply's payloads: "json", "raw text" or "json and raw
+    #: text" (docs/protocol.md, "Raw text in the messages dialect"); None
+    #: before any.
+    payloads: str | None = None
     reason: str | None = None
     error: str | None = None
     exit_code: int = ExitCode.OK
@@ -159,14 +164,18 @@ async def _measure(
         result.dialect = getattr(attempt, "dialect", None)
         if result.dialect is not None and not connection.model:
             result.model = resolve_model(cast(Dialect, result.dialect), "")
-        async with aclosing(attempt.values()) as values:
-            async for value in values:
-                if not text_of(value):
-                    continue
-                last = loop.time()
-                if result.pieces == 0:
-                    result.first_piece_seconds = last - start
-                result.pieces += 1
+        with counting_payload_forms() as forms:
+            try:
+                async with aclosing(attempt.values()) as values:
+                    async for value in values:
+                        if not text_of(value):
+                            continue
+                        last = loop.time()
+                        if result.pieces == 0:
+                            result.first_piece_seconds = last - start
+                        result.pieces += 1
+            finally:
+                result.payloads = _forms(forms, result.pieces)
     if result.pieces > 1 and result.first_piece_seconds is not None:
         span = last - start - result.first_piece_seconds
         if span > 0:
@@ -239,6 +248,7 @@ def report(result: Probe) -> str:
         f"first piece:  {milliseconds(result.first_piece_seconds)}",
         f"pieces:       {result.pieces}",
         f"pieces/s:     {_rate(result.pieces_per_second)}",
+        f"payloads:     {_PAYLOADS.get(result.payloads or '', '-')}",
     ]
     if not result.works:
         lines.append(f"reason:       {result.reason}")
@@ -246,11 +256,27 @@ def report(result: Probe) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _forms(forms: PayloadForms, pieces: int) -> str | None:
+    """Name the form of the payloads; a strict reader reads JSON only."""
+    if forms.raw and forms.json:
+        return "json and raw text"
+    if forms.raw:
+        return "raw text"
+    return "json" if forms.json or pieces else None
+
+
 def _dialect(result: Probe) -> str:
     name = result.dialect or result.protocol or "-"
     if result.refused_first is not None:
         return f"{name} ({result.refused_first} was refused first)"
     return name
+
+
+_PAYLOADS: Final = {
+    "json": "JSON",
+    "raw text": "raw text (not JSON)",
+    "json and raw text": "JSON and raw text",
+}
 
 
 def milliseconds(seconds: float | None) -> str:

@@ -160,6 +160,22 @@ def replace_surrogates_in(value: JSONValue) -> JSONValue:
     return value
 
 
+_TEXT_VALUE_TYPES = frozenset({str, dict})
+
+
+def _values_or_text(datas: list[str]) -> list[JSONValue]:
+    """Return `loads_or_text` of each payload, the whole batch at C speed if it can."""
+    try:
+        values = list(map(_fast_loads, datas))
+    except (ValueError, RecursionError):
+        return list(map(loads_or_text, datas))
+    if not _TEXT_VALUE_TYPES.issuperset(map(type, values)):
+        return list(map(loads_or_text, datas))
+    if (forms := _payload_forms.get()) is not None:
+        forms.json += len(values)
+    return values
+
+
 class JSONValueDecoder:
     """Decode the JSON value of each event of a byte stream, incrementally.
 
@@ -239,7 +255,7 @@ class JSONValueDecoder:
             datas = datas[: datas.index(DONE_MARKER)]
         if self._raw_text:
             self.done = done
-            return list(map(loads_or_text, datas))
+            return _values_or_text(datas)
         try:
             # The whole batch at C speed.
             values = list(map(_fast_loads, datas))

@@ -17,9 +17,8 @@ import pytest
 
 from koala_chat.cli import main
 from koala_chat.cli.exits import ExitCode
-from koala_chat.cli.options import PROTOCOL_CHOICES
-from koala_chat.providers.dialects import API, DIALECTS, MESSAGES, PROTOCOLS
-from koala_chat.sandbox import SANDBOX_API_KEY, SANDBOX_PROTOCOLS, Reply, Sandbox
+from koala_chat.providers.dialects import API, DIALECTS, MESSAGES
+from koala_chat.sandbox import SANDBOX_API_KEY, Reply, Sandbox
 from koala_chat.sandbox import cli as sandbox_cli
 from koala_chat.sandbox.__main__ import main as sandbox_main
 
@@ -73,12 +72,6 @@ def koala(capsys: pytest.CaptureFixture[str], *argv: str) -> Captured:
 
 def no_key_in(*texts: str) -> bool:
     return all(KEY not in text for text in texts)
-
-
-def test_the_choices_are_the_librarys() -> None:
-    # Spelled twice so that `koala --help` imports no provider; kept equal here.
-    assert sorted(PROTOCOL_CHOICES) == sorted(PROTOCOLS)
-    assert sorted(sandbox_cli.PROTOCOL_CHOICES) == sorted(SANDBOX_PROTOCOLS)
 
 
 # --- koala chat in each dialect ------------------------------------------------

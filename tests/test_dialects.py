@@ -377,5 +377,5 @@ def test_choose_protocol(setting: str | None, has_key: bool, protocol: str) -> N
 
 
 def test_choose_protocol_refuses_unknown_names() -> None:
-    with pytest.raises(UsageError, match="history, messages, api or auto"):
+    with pytest.raises(UsageError, match="auto, history, messages or api"):
         choose_protocol("HISTORY", has_key=False)

@@ -1091,7 +1091,7 @@ def test_unknown_protocols_and_empty_keys_are_refused() -> None:
         SandboxState(protocol="auto")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="api_key"):
         Sandbox(api_key="")
-    assert SANDBOX_PROTOCOLS == ("history", "messages", "api", "any")
+    assert SANDBOX_PROTOCOLS == ("any", "history", "messages", "api")
 
 
 async def test_health_names_the_protocol(session: aiohttp.ClientSession) -> None:

@@ -7,7 +7,7 @@ none repeats it.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, TypeAlias, get_args
 
 # The provider ---------------------------------------------------------------
 
@@ -20,10 +20,18 @@ PROTOCOL_VARIABLE: Final = "KOALA_PROTOCOL"
 #: upstream key; `koala serve`'s own key for its clients is
 #: SERVER_API_KEY_VARIABLE).
 API_KEY_VARIABLE: Final = "KOALA_API_KEY"
-#: The values of the `protocol` setting: the three dialects and `auto`, which
-#: negotiates (docs/protocol.md, "Choosing a dialect"). The providers spell the
-#: same as a Literal type; a test keeps the two equal.
-PROTOCOLS: Final = ("auto", "history", "messages", "api")
+# The dialect names, stated here once (docs/protocol.md, the table at the top);
+# every other spelling is derived from these types.
+Dialect: TypeAlias = Literal["history", "messages", "api"]
+"""A way of talking to the endpoint."""
+Protocol: TypeAlias = Literal["auto", Dialect]
+"""A dialect, or `auto`: find the one the endpoint speaks ("Choosing a dialect")."""
+SandboxProtocol: TypeAlias = Literal["any", Dialect]
+"""What the sandbox accepts: one dialect, or `any` of them."""
+#: The dialects, in the order `auto` and `koala check --all` try them.
+DIALECT_NAMES: Final[tuple[Dialect, ...]] = get_args(Dialect)
+#: The values of the `protocol` setting: `auto`, which negotiates, and the dialects.
+PROTOCOLS: Final[tuple[Protocol, ...]] = get_args(Protocol)
 #: Where the Koala chat API answers (docs/protocol.md, "Request").
 API_ENDPOINT: Final = "https://koala.sh/api/gpt/"
 #: Seconds to open the connection (through the proxy, if any).
@@ -67,7 +75,7 @@ SERVER_RETRY_AFTER: Final = 10
 
 SANDBOX_HOST: Final = "127.0.0.1"
 #: What `koala sandbox --protocol` takes: one dialect, or `any` of them.
-SANDBOX_PROTOCOLS: Final = ("any", "history", "messages", "api")
+SANDBOX_PROTOCOLS: Final[tuple[SandboxProtocol, ...]] = get_args(SandboxProtocol)
 SANDBOX_PORT: Final = 8000
 #: Seconds between the pieces of the sandbox's default reply.
 SANDBOX_INTERVAL: Final = 0.0

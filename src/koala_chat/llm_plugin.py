@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing
-from typing import Any, Literal
+from typing import Any
 
 import llm
 from llm.parts import TextPart
 from pydantic import Field
 
 from .client import estimate_tokens
+from .defaults import PROTOCOLS, Protocol
 from .errors import UsageError
 from .messages import Message, Messages, Role
 from .providers import Koala
@@ -41,9 +42,9 @@ _ROLES: dict[str, Role] = {"system": "system", "user": "user", "assistant": "ass
 class KoalaOptions(llm.Options):
     """The `-o NAME VALUE` options of the Koala models."""
 
-    protocol: Literal["auto", "history", "messages", "api"] | None = Field(
+    protocol: Protocol | None = Field(
         default=None,
-        description="The Koala dialect to speak: auto, history, messages or api",
+        description=f"The Koala dialect to speak: {', '.join(PROTOCOLS)}",
     )
     endpoint: str | None = Field(
         default=None,

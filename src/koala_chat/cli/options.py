@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from ..providers.dialects import ApiKey
 
 __all__ = [
-    "PROTOCOL_CHOICES",
     "Connection",
     "add_dialect_options",
     "configured_key",
@@ -29,8 +28,6 @@ __all__ = [
     "web_search",
 ]
 
-#: The values of `--protocol`.
-PROTOCOL_CHOICES: Final = defaults.PROTOCOLS
 _WEB_SEARCH: Final = {"on": True, "off": False}
 
 
@@ -87,7 +84,7 @@ def add_dialect_options(
     )
     group.add_argument(
         "--protocol",
-        choices=PROTOCOL_CHOICES,
+        choices=defaults.PROTOCOLS,
         help=f"how to talk to the endpoint (default: ${defaults.PROTOCOL_VARIABLE}, "
         "else api when a key is set, else auto: history, then messages if refused)",
     )
@@ -217,10 +214,10 @@ def configured_protocol(option: str | None) -> str | None:
     configured = os.environ.get(defaults.PROTOCOL_VARIABLE, "").strip()
     if not configured:
         return None
-    if configured not in PROTOCOL_CHOICES:
+    if configured not in defaults.PROTOCOLS:
         raise UsageError(
             f"{defaults.PROTOCOL_VARIABLE}={configured!r} names no dialect: use "
-            f"{', '.join(PROTOCOL_CHOICES)}"
+            f"{', '.join(defaults.PROTOCOLS)}"
         )
     return configured
 

@@ -18,10 +18,8 @@ from .exits import ExitCode
 from .options import Connection
 from .probe import Probe, milliseconds, probe
 
-__all__ = ["ORDER", "SKIPPED", "Survey", "setting", "survey"]
+__all__ = ["SKIPPED", "Survey", "setting", "survey"]
 
-#: The dialects tried, in order: the order of preference when several work.
-ORDER: Final = ("history", "messages", "api")
 
 #: The verdict of the api row without a key: nothing is sent.
 SKIPPED: Final = f"skipped: no key ({defaults.API_KEY_VARIABLE} or --api-key-file)"
@@ -33,7 +31,7 @@ def setting(dialect: str) -> str:
 
 
 class Survey:
-    """The rows of `koala check --all`, one per dialect, in `ORDER`."""
+    """The rows of `koala check --all`, one per dialect, in `defaults.DIALECT_NAMES`."""
 
     def __init__(self, endpoint: str, rows: list[tuple[str, Probe | None]]) -> None:
         self.endpoint = endpoint
@@ -51,7 +49,7 @@ class Survey:
         A refusal of the request's shape (400, 404, 405, 415, 422) only says
         that this is not the endpoint's dialect; any other failure (a rate
         limit, a challenge, a bad key, a broken stream) says more about the
-        endpoint, and the first such in `ORDER` wins.
+        endpoint, and the first such in `defaults.DIALECT_NAMES` wins.
         """
         if self.use is not None:
             return ExitCode.OK
@@ -149,7 +147,7 @@ async def survey(
     """
     endpoint = ""
     rows: list[tuple[str, Probe | None]] = []
-    for dialect in ORDER:
+    for dialect in defaults.DIALECT_NAMES:
         if dialect == "api" and connection.api_key is None:
             rows.append((dialect, None))
             continue

@@ -25,7 +25,6 @@ __all__ = [
     "OBJECT",
     "POSITIVE",
     "PROTOCOL",
-    "PROTOCOLS",
     "STOP_SCHEMA",
     "STREAM_OPTIONS_SCHEMA",
     "STRING",
@@ -162,14 +161,13 @@ STOP_SCHEMA: Final[Schema] = {
 
 
 def protocol_name(name: str, value: JSONValue) -> str:
-    if value not in PROTOCOLS:
-        raise UsageError(f"{name}: must be one of {', '.join(PROTOCOLS)}")
+    if value not in defaults.PROTOCOLS:
+        raise UsageError(f"{name}: must be one of {', '.join(defaults.PROTOCOLS)}")
     return cast(str, value)
 
 
 #: The dialects a request may choose (docs/protocol.md, "Choosing a dialect").
-PROTOCOLS: Final = defaults.PROTOCOLS
-PROTOCOL: Final = (protocol_name, {"enum": list(PROTOCOLS)})
+PROTOCOL: Final = (protocol_name, {"enum": list(defaults.PROTOCOLS)})
 
 
 def include_usage_of(name: str, value: JSONValue) -> bool:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal, TypeAlias, cast, get_args
+from typing import Final
 
 import msgspec
 
+from ..defaults import PROTOCOLS, Dialect, Protocol
 from ..errors import UsageError
 from ..helper import get_random_string
 from ..messages import JSONValue, NormalizedMessage, normalize_messages
@@ -49,13 +50,6 @@ __all__ = [
     "resolve_model",
 ]
 
-Dialect: TypeAlias = Literal["history", "messages", "api"]
-"""A way of talking to the endpoint (docs/protocol.md, the table at the top)."""
-
-Protocol: TypeAlias = Literal["history", "messages", "api", "auto"]
-"""A dialect, or `auto`: find the one the endpoint speaks ("Choosing a dialect")."""
-
-PROTOCOLS: Final[tuple[str, ...]] = get_args(Protocol)
 
 SHAPE_REJECTED_STATUSES: Final = frozenset({400, 404, 405, 415, 422})
 """Statuses that say the endpoint refused the request's shape, not the caller:
@@ -177,7 +171,7 @@ def choose_protocol(protocol: str | None, *, has_key: bool) -> Protocol:
     if not protocol:
         return "api" if has_key else "auto"
     if protocol in PROTOCOLS:
-        return cast(Protocol, protocol)
+        return protocol
     raise UsageError(
         f"unknown protocol {protocol!r}: use {', '.join(PROTOCOLS[:-1])} or "
         f"{PROTOCOLS[-1]}"

@@ -13,10 +13,11 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, TypeAlias, cast, get_args
+from typing import Final
 
 import msgspec
 
+from ..defaults import SANDBOX_PROTOCOLS, SandboxProtocol
 from ..errors import UsageError
 from ..messages import ROLES, JSONValue
 from ..providers.dialects import Dialect
@@ -33,10 +34,6 @@ __all__ = [
     "validate_body",
 ]
 
-SandboxProtocol: TypeAlias = Literal["history", "messages", "api", "any"]
-"""Which dialects a sandbox accepts: one, or `any` recognised by shape."""
-
-SANDBOX_PROTOCOLS: Final[tuple[str, ...]] = get_args(SandboxProtocol)
 
 SANDBOX_API_KEY: Final = "koala-sandbox-key"
 """The key a sandbox accepts in the api dialect unless it is given another."""
@@ -73,7 +70,7 @@ def check_protocol(protocol: str) -> SandboxProtocol:
         UsageError: any other name.
     """
     if protocol in SANDBOX_PROTOCOLS:
-        return cast(SandboxProtocol, protocol)
+        return protocol
     raise UsageError(
         f"unknown sandbox protocol {protocol!r}: use {', '.join(SANDBOX_PROTOCOLS)}"
     )

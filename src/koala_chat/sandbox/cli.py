@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from .._args import (
     Parser,
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from .state import SandboxState
 
 __all__ = [
-    "PROTOCOL_CHOICES",
     "add_arguments",
     "add_parser",
     "banner",
@@ -46,9 +45,6 @@ __all__ = [
     "run",
 ]
 
-#: The values of `--protocol`: `SANDBOX_PROTOCOLS`, spelled here so that building
-#: the parser imports no aiohttp (a test keeps them equal).
-PROTOCOL_CHOICES: Final = SANDBOX_PROTOCOLS
 
 DESCRIPTION = "Run a local server that speaks the Koala chat protocol."
 
@@ -122,7 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--protocol",
-        choices=PROTOCOL_CHOICES,
+        choices=SANDBOX_PROTOCOLS,
         default="any",
         help="the dialects to accept (any)",
     )

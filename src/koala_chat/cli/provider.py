@@ -3,15 +3,17 @@
 `koala_chat.cli.main` takes the provider as one value and hands it to every
 command on `args.provider`; no command names a provider class itself. Any class
 with the gpt4free shape fits (`AsyncGeneratorProvider` plus
-`ProviderModelMixin`): `Koala` by default, a subclass in tests.
+`ProviderModelMixin`): `Koala` by default, a subclass in tests. What a provider
+offers is read from its declared capabilities (`contract.capabilities`), never
+from its class or its signatures.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import Any, Protocol
+from typing import Any
 
-from ..messages import JSONValue
+from ..contract.capabilities import capabilities_of
+from ..contract.provider import ChatProvider
 
 __all__ = [
     "Provider",
@@ -23,33 +25,8 @@ __all__ = [
     "speaks_dialects",
 ]
 
-
-class Provider(Protocol):
-    """A provider class: the classmethods and attributes the commands use."""
-
-    @property
-    def default_model(self) -> str | None:
-        """The model asked when none is named."""
-        ...
-
-    @property
-    def accept_unknown_models(self) -> bool:
-        """Whether names missing from `get_models()` pass through to the service."""
-        ...
-
-    def create_async_generator(
-        self, model: str, messages: Any, **kwargs: Any
-    ) -> AsyncGenerator[JSONValue, None]:
-        """Send the conversation and yield each value the server streams back."""
-        ...
-
-    def get_model(self, model: str | None) -> str:
-        """Return the model name to send for `model` (raises ModelNotFoundError)."""
-        ...
-
-    def get_models(self) -> list[str]:
-        """Return the provider's known models."""
-        ...
+#: What the commands need of a provider: the one Protocol every layer uses.
+Provider = ChatProvider
 
 
 def default_provider() -> Provider:
@@ -66,43 +43,38 @@ def endpoint_of(provider: Provider, endpoint: str | None) -> str | None:
 
 
 def name_of(provider: Provider) -> str:
-    """Return the name to show for `provider`: its class name."""
-    return str(getattr(provider, "__name__", type(provider).__name__))
+    """Return the name to show for `provider`, as its capabilities give it."""
+    return capabilities_of(provider).name
 
 
 def speaks_dialects(provider: Provider) -> bool:
-    """Tell whether `provider` takes a `protocol` (Koala and its subclasses do)."""
-    import inspect
-
-    get_models = getattr(provider, "get_models", None)
-    if get_models is None:
-        return False
-    return "protocol" in inspect.signature(get_models).parameters
+    """Tell whether `provider` declares protocols to choose from (Koala does)."""
+    return bool(capabilities_of(provider).protocols)
 
 
 def models_of(provider: Provider, protocol: str) -> tuple[list[str], str | None]:
-    """Return the models `provider` knows in `protocol`, and the default of them.
+    """Return the models `provider` declares for `protocol`, and their default.
 
-    A provider without dialects has one list, whatever the protocol; `auto`
-    starts with the history dialect, so its default is the provider's own.
+    A provider without dialects has one list, whatever the protocol.
+
+    Raises:
+        UsageError: a protocol the provider does not take.
     """
-    if not speaks_dialects(provider):
-        return list(provider.get_models()), provider.default_model
-    from ..providers.dialects import DIALECTS
-
-    models = list(provider.get_models(protocol=protocol))  # type: ignore[call-arg]
-    info = DIALECTS.get(protocol)  # type: ignore[call-overload]
-    default = info.default_model if info is not None else provider.default_model
-    return models, default
+    found = capabilities_of(provider).models_of(protocol)
+    return list(found.models), found.default
 
 
 def model_for(provider: Provider, model: str, protocol: str | None) -> str:
-    """Return the model `provider` sends for `model` (empty: the default) in
-    `protocol`'s dialect; a provider without dialects ignores `protocol`.
+    """Return the model `provider` sends for `model` in `protocol`.
+
+    An empty name is the declared default of `protocol` (None: the configured
+    one); any other name is the provider's to resolve.
 
     Raises:
         UsageError: an unknown model (`ModelNotFoundError`) or protocol.
     """
-    if protocol is not None and speaks_dialects(provider):
-        return provider.get_model(model, protocol=protocol)  # type: ignore[call-arg]
-    return provider.get_model(model)
+    if model:
+        return provider.get_model(model)
+    options: dict[str, Any] = {"protocol": protocol} if protocol else {}
+    default = capabilities_of(provider, **options).models_of(protocol).default
+    return provider.get_model(default or model)

@@ -2,6 +2,7 @@
 
 One job per module, imported in this order (each only from those above it):
 
+    capabilities.py  what a provider declares it offers (models by protocol)
     types.py         the OpenAI-shaped objects (`ChatCompletion`, chunks, usage)
     usage.py         the token estimate and the usage object built from it
     cutting.py       `stop` and `max_tokens` applied on our side (`ReplyCutter`)
@@ -10,7 +11,7 @@ One job per module, imported in this order (each only from those above it):
     tools.py         tool calls, emulated: instruction, reading calls, history
     conversation.py  the `messages` check, instructions put first
     params.py        the parameter table and `parse_request`
-    provider.py      what the client and server need of a provider class
+    provider.py      the one provider Protocol, used by every layer
     replies.py       provider values -> text pieces -> completion or chunks
     emulation.py     JSON mode and tool-call replies read whole, checked, retried
 

@@ -1,7 +1,8 @@
 """What the OpenAI-shaped client and server need of a provider.
 
 Any provider class with the gpt4free shape fits (`AsyncGeneratorProvider` plus
-`ProviderModelMixin`): `Koala` by default, a subclass in tests.
+`ProviderModelMixin`): `Koala` by default, a subclass in tests. It is the one
+provider Protocol of the package.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ __all__ = ["ChatProvider", "provider_options"]
 
 
 class ChatProvider(Protocol):
-    """A provider class: its classmethods, as the client and server call them."""
+    """A provider class: what the client, the server and the commands use.
+
+    What it offers beyond these (models by dialect, switches, options) it
+    declares in `capabilities(**options)`, read through `capabilities_of`.
+    """
+
+    @property
+    def default_model(self) -> str | None:
+        """The model asked when none is named."""
+        ...
 
     def create_async_generator(
         self, model: str, messages: Any, **kwargs: Any

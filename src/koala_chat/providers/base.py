@@ -20,6 +20,7 @@ from contextlib import aclosing
 from typing import Any, ClassVar
 
 from .._sync import iterate_sync
+from ..contract.capabilities import NO_PROTOCOL, Capabilities, ModelSet
 from ..errors import ModelNotFoundError, UsageError
 from ..messages import JSONValue, Messages, text_of
 
@@ -131,6 +132,20 @@ class ProviderModelMixin:
     models: ClassVar[tuple[str, ...]] = ()
     model_aliases: ClassVar[Mapping[str, str]] = {}
     accept_unknown_models: ClassVar[bool] = False
+
+    @classmethod
+    def capabilities(cls, **options: Any) -> Capabilities:
+        """Return what the provider offers: one set of models, no dialects.
+
+        Options change nothing here; a provider with dialects overrides this.
+        """
+        return Capabilities(
+            name=cls.__name__,
+            model_sets={
+                NO_PROTOCOL: ModelSet(cls.default_model, tuple(cls.get_models()))
+            },
+            accept_unknown_models=cls.accept_unknown_models,
+        )
 
     @classmethod
     def get_models(cls, **kwargs: Any) -> list[str]:

@@ -29,16 +29,18 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing, asynccontextmanager
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from aiohttp import BaseConnector, ClientResponse
 
+from ..contract.capabilities import Capabilities
 from ..messages import JSONValue, Messages, NormalizedMessage, normalize_messages
 from ..urls import check_endpoint
 from .attempts import Attempt, Call, HTTPRequest, ReplyReader
 from .base import AsyncGeneratorProvider, ProviderModelMixin, text_pieces
 from .eventstream import event_batches
-from .options import RequestOptions
+from .options import CHECKED_OPTIONS, RequestOptions
 
 __all__ = ["HTTPProvider", "HTTPRequest"]
 
@@ -53,6 +55,18 @@ class HTTPProvider(AsyncGeneratorProvider, ProviderModelMixin):
 
     api_endpoint: ClassVar[str]
     endpoint_variable: ClassVar[str | None] = None
+
+    #: The keyword options every HTTP provider takes (`create_async_generator`).
+    OPTIONS: ClassVar[tuple[str, ...]] = (
+        "proxy",
+        "connector",
+        *sorted(CHECKED_OPTIONS),
+    )
+
+    @classmethod
+    def capabilities(cls, **options: Any) -> Capabilities:
+        """Return the mixin's capabilities with the HTTP options named."""
+        return replace(super().capabilities(**options), options=cls.OPTIONS)
 
     @classmethod
     def resolve_endpoint(cls, api_endpoint: str | None = None) -> str:

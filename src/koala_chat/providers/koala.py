@@ -11,7 +11,7 @@ Koala sends and how its reply reads.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Any, ClassVar, Final
@@ -20,6 +20,7 @@ from aiohttp import ClientResponse
 from aiohttp.compression_utils import HAS_BROTLI
 
 from .. import defaults
+from ..contract.capabilities import Capabilities, ModelSet
 from ..errors import UsageError
 from ..helper import get_random_string
 from ..messages import JSONValue, Messages, NormalizedMessage, normalize_messages
@@ -30,7 +31,13 @@ from .eventstream import event_batches, reply_batches
 from .http import HTTPProvider
 from .negotiation import DialectMemory, negotiate
 from .options import ENDPOINT_VARIABLE, RequestOptions
-from .settings import API_KEY_VARIABLE, PROTOCOL_VARIABLE, DialectSettings, dialect_of
+from .settings import (
+    API_KEY_VARIABLE,
+    PROTOCOL_VARIABLE,
+    DialectSettings,
+    api_key,
+    dialect_of,
+)
 
 __all__ = ["API_KEY_VARIABLE", "ENDPOINT_VARIABLE", "PROTOCOL_VARIABLE", "Koala"]
 
@@ -41,6 +48,15 @@ _ACCEPT_ENCODING: Final = "gzip, deflate, br" if HAS_BROTLI else "gzip, deflate"
 _AUTO_MODELS: Final = tuple(
     dict.fromkeys(dialects.HISTORY.models + dialects.MESSAGES.models)
 )
+# The models of each value of `protocol`, in the order of `defaults.PROTOCOLS`;
+# `auto` starts with the history dialect, whose default it sends first.
+_MODEL_SETS: Final[Mapping[str, ModelSet]] = {
+    "auto": ModelSet(dialects.HISTORY.default_model, _AUTO_MODELS),
+    **{
+        name: ModelSet(info.default_model, info.models)
+        for name, info in DIALECTS.items()
+    },
+}
 
 
 class Koala(HTTPProvider):
@@ -91,6 +107,33 @@ class Koala(HTTPProvider):
     def forget_dialects(cls, endpoint: str | None = None) -> None:
         """Forget which dialect `endpoint` accepted (None: every endpoint)."""
         cls.dialect_memory.forget(endpoint)
+
+    @classmethod
+    def capabilities(cls, **options: Any) -> Capabilities:
+        """Return the models of each protocol, and the one `options` configure.
+
+        The configured protocol is chosen as a call chooses it: `protocol`,
+        else `KOALA_PROTOCOL`, else `api` when a key is given (`api_key` or
+        `KOALA_API_KEY`), else `auto` (docs/protocol.md, "Choosing a dialect").
+
+        Raises:
+            UsageError: an unknown protocol, or a key that cannot be sent.
+        """
+        setting = options.get("protocol")
+        if setting is not None and not isinstance(setting, str):
+            raise UsageError(f"protocol must be a string, not {type(setting).__name__}")
+        has_key = api_key(options.get("api_key")) is not None
+        chosen = choose_protocol(
+            setting or os.environ.get(PROTOCOL_VARIABLE) or None, has_key=has_key
+        )
+        return Capabilities(
+            name=cls.__name__,
+            model_sets=_MODEL_SETS,
+            protocol=chosen,
+            accept_unknown_models=cls.accept_unknown_models,
+            web_search=True,
+            options=(*cls.OPTIONS, "protocol", "api_key", "web_search"),
+        )
 
     @classmethod
     def get_models(cls, protocol: str | None = None, **kwargs: Any) -> list[str]:

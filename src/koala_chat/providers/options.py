@@ -26,6 +26,7 @@ from ..errors import (
 )
 
 __all__ = [
+    "CHECKED_OPTIONS",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_MAX_RETRY_WAIT",
     "DEFAULT_RETRY_BACKOFF",
@@ -80,12 +81,12 @@ class RequestOptions:
             max_event_size=_count(
                 kwargs, "max_event_size", defaults.MAX_EVENT_SIZE, minimum=1
             ),
-            extra={k: v for k, v in kwargs.items() if k not in _KNOWN},
+            extra={k: v for k, v in kwargs.items() if k not in CHECKED_OPTIONS},
         )
 
 
 #: The keywords `RequestOptions.from_kwargs` checks itself.
-_KNOWN: Final = frozenset(
+CHECKED_OPTIONS: Final = frozenset(
     (
         "api_endpoint",
         "timeout",

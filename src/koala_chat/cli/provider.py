@@ -30,10 +30,10 @@ Provider = ChatProvider
 
 
 def default_provider() -> Provider:
-    """Return `koala_chat.Koala`, imported now (with aiohttp), not at startup."""
-    from ..providers import Koala
+    """Return the package's default provider, imported now (with aiohttp)."""
+    from ..providers import DEFAULT_PROVIDER
 
-    return Koala
+    return DEFAULT_PROVIDER
 
 
 def endpoint_of(provider: Provider, endpoint: str | None) -> str | None:

@@ -25,6 +25,7 @@ from collections.abc import (
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from .._sync import iterate_sync, run_sync
+from ..contract.capabilities import capabilities_of
 from ..contract.emulation import complete_emulated, emulated_chunks
 from ..contract.params import CompletionRequest, parse_request
 from ..contract.provider import ChatProvider, provider_options
@@ -32,7 +33,7 @@ from ..contract.replies import complete, stream_chunks
 from ..contract.types import ChatCompletion, ChatCompletionChunk, Model, ModelList
 from ..errors import ModelNotFoundError, UsageError
 from ..messages import JSONValue
-from ..providers import Koala
+from ..providers import DEFAULT_PROVIDER
 from .streams import AsyncStream, Stream
 
 __all__ = [
@@ -109,8 +110,12 @@ class Models:
         self._config = config
 
     def list(self) -> ModelList:
-        """Return the provider's known models."""
-        return ModelList([Model(name) for name in self._config.provider.get_models()])
+        """Return the models the provider declares for the client's options."""
+        return ModelList([Model(name) for name in self._models()])
+
+    def _models(self) -> tuple[str, ...]:
+        config = self._config
+        return capabilities_of(config.provider, **config.options).models
 
     def retrieve(self, model: str) -> Model:
         """Return the known model `model`.
@@ -118,7 +123,7 @@ class Models:
         Raises:
             ModelNotFoundError: the provider does not list it.
         """
-        models = self._config.provider.get_models()
+        models = self._models()
         if model not in models:
             provider = getattr(self._config.provider, "__name__", "the provider")
             raise ModelNotFoundError(
@@ -309,7 +314,7 @@ class _ClientBase(Generic[ChatT]):
 
     def __init__(
         self,
-        provider: ChatProvider = Koala,
+        provider: ChatProvider = DEFAULT_PROVIDER,
         *,
         api_endpoint: str | None = None,
         proxy: str | None = None,

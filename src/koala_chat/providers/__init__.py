@@ -13,8 +13,13 @@ from .koala import Koala
 from .options import RequestOptions
 from .settings import API_KEY_VARIABLE, PROTOCOL_VARIABLE, DialectSettings
 
+#: The provider the client, `koala serve` and the command line use unless told
+#: otherwise: they name it through this, never `Koala` itself.
+DEFAULT_PROVIDER: type[Koala] = Koala
+
 __all__ = [
     "API_KEY_VARIABLE",
+    "DEFAULT_PROVIDER",
     "PROTOCOL_VARIABLE",
     "AsyncGeneratorProvider",
     "Attempt",

@@ -134,7 +134,10 @@ def fetch(
     """Return the status, headers and body of one request (urllib, 10 s limit).
 
     For tests on a thread of their own (the browser's), where no event loop runs.
+    A body is sent as JSON unless `headers` say otherwise.
     """
+    if data is not None:
+        headers = {"Content-Type": "application/json", **headers}
     request = urllib.request.Request(url, data, headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:

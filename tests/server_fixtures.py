@@ -12,10 +12,11 @@ import concurrent.futures
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
@@ -126,6 +127,13 @@ def sdk(koala_server: ServerThread) -> Iterator[openai.OpenAI]:
         base_url=koala_server.base_url, api_key="anything", max_retries=0
     ) as client:
         yield client
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An aiohttp client session for the test, closed at its end."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 def fetch(

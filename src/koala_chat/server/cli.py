@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from .._args import (
     Parser,
@@ -43,7 +44,10 @@ from ..defaults import (
     TOTAL_TIMEOUT,
 )
 
-__all__ = ["add_arguments", "add_parser", "build_parser", "run"]
+if TYPE_CHECKING:
+    from .config import ServerConfig
+
+__all__ = ["add_arguments", "add_parser", "build_parser", "config_from_args", "run"]
 
 DESCRIPTION = "Serve the OpenAI chat-completions API, answered by Koala."
 
@@ -66,12 +70,12 @@ Listening on anything but loopback needs an API key ({SERVER_API_KEY_VARIABLE} o
 name clients use (* for any). That key is the server's own, for its clients;
 the key of Koala's official API comes from KOALA_API_KEY only, is never taken
 from a client and never logged, and a client may ask for its dialect (api)
-only if --client-protocols lists it.
+only if --client-protocols lists it or it is the server's own --protocol.
 
 Web pages cannot use the server behind your back: a request whose Host is not
-loopback or an --allowed-host (DNS rebinding), whose Origin is another site
-than the server's own and not a --cors-origin, or whose Sec-Fetch-Site is
-cross-site or same-site, gets 403; a POST body not sent as application/json
+loopback or an --allowed-host (DNS rebinding), whose Origin is neither the
+server's own nor a --cors-origin, or whose Sec-Fetch-Site is cross-site or
+same-site (from no --cors-origin), gets 403; a POST body not sent as application/json
 gets 415. GET /health always answers. Ctrl-C or SIGTERM stops accepting and
 lets open streams finish for --grace seconds; a second Ctrl-C stops at once.
 """
@@ -265,7 +269,8 @@ def run(args: argparse.Namespace) -> int:
     Returns the exit code.
 
     Raises:
-        UsageError: a bad setting, or a non-loopback host without an API key.
+        UsageError: a bad setting, or a non-loopback host without an API key
+            or an allowed host.
         OSError: the address cannot be bound.
     """
     # Imported here, not at the top: `koala --help` loads this module, and
@@ -273,9 +278,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from ..providers import Koala
-    from ..providers.settings import api_key
     from .app import ACCESS_LOGGER
-    from .config import ServerConfig
     from .runner import serve
 
     logging.basicConfig(
@@ -285,6 +288,21 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.quiet:
         logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
+    return serve(config_from_args(args), args.provider or Koala)
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """Return the settings that `args` and the environment ask for.
+
+    The upstream key comes from `KOALA_API_KEY` only, the server's own from
+    `--api-key` or `KOALA_SERVER_API_KEY`.
+
+    Raises:
+        UsageError: a bad setting.
+    """
+    from ..providers.settings import api_key
+    from .config import ServerConfig
+
     options = {
         "protocol": args.protocol,
         # The upstream key, read once; never the server's own --api-key.
@@ -294,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
         "timeout": args.timeout,
         "max_retries": args.retries,
     }
-    config = ServerConfig(
+    return ServerConfig(
         host=args.host,
         port=args.port,
         api_key=args.api_key or os.environ.get(SERVER_API_KEY_VARIABLE) or None,
@@ -311,4 +329,3 @@ def run(args: argparse.Namespace) -> int:
         allowed_hosts=tuple(args.allowed_host),
         client_protocols=args.client_protocols,
     )
-    return serve(config, args.provider or Koala)

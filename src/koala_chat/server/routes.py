@@ -239,15 +239,16 @@ def _chosen(state: ServerState, completion: CompletionRequest) -> dict[str, Any]
             the server's own.
     """
     protocol = completion.protocol
-    if protocol is not None and protocol not in _offered(state, _koala_protocol(state)):
+    offered = _offered(state, _koala_protocol(state))
+    if protocol is not None and protocol not in offered:
         raise FailureError(
             Failure(
                 403,
                 "permission_error",
                 "protocol_not_allowed",
                 f"this server does not let clients choose the {protocol!r} "
-                f"dialect; it allows {', '.join(state.config.client_protocols)} "
-                "(its --client-protocols), or no protocol for its own",
+                f"dialect, only {', '.join(offered)} (its operator's "
+                "--client-protocols); send no protocol to use the server's own",
             )
         )
     values = {"protocol": protocol, "web_search": completion.web_search}

@@ -38,7 +38,7 @@ with atheris.instrument_imports():
     from koala_chat.server.config import ServerConfig
 
 KEY = "fuzz-KEY-7f3a9c"
-_AUTH = b"Host: x\r\nAuthorization: Bearer " + KEY.encode() + b"\r\n"
+_AUTH = b"Host: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode() + b"\r\n"
 _BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}'
 _STREAM = (
     b'{"model": "", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}'
@@ -53,7 +53,8 @@ SEEDS: tuple[bytes, ...] = (
     + _BODY,
     b"POST /v1/chat/completions HTTP/1.1\r\n"
     + _AUTH
-    + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(_STREAM)
+    + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n"
+    % len(_STREAM)
     + _STREAM
     + b"\r\n0\r\n\r\n",
     b"POST /v1/chat/completions HTTP/1.1\r\nContent-Encoding: gzip\r\n"

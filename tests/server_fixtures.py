@@ -12,10 +12,11 @@ import concurrent.futures
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
@@ -128,13 +129,23 @@ def sdk(koala_server: ServerThread) -> Iterator[openai.OpenAI]:
         yield client
 
 
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An aiohttp client session for the test, closed at its end."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
 def fetch(
     url: str, data: bytes | None = None, **headers: str
 ) -> tuple[int, dict[str, str], bytes]:
     """Return the status, headers and body of one request (urllib, 10 s limit).
 
     For tests on a thread of their own (the browser's), where no event loop runs.
+    A body is sent as JSON unless `headers` say otherwise.
     """
+    if data is not None:
+        headers = {"Content-Type": "application/json", **headers}
     request = urllib.request.Request(url, data, headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:

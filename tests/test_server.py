@@ -62,8 +62,9 @@ async def post(
 ) -> tuple[int, dict[str, str], Any]:
     """POST a completion; return the status, headers and JSON or event list."""
     data = body if isinstance(body, bytes | io.BytesIO) else msgspec.json.encode(body)
+    headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
     async with http.post(
-        server.base_url + "/chat/completions", data=data, **kwargs
+        server.base_url + "/chat/completions", data=data, headers=headers, **kwargs
     ) as response:
         text = await response.text()
         if response.content_type == "text/event-stream":
@@ -488,7 +489,9 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 def test_non_loopback_without_a_key_is_refused() -> None:
     with pytest.raises(UsageError, match="without an API key"):
         ServerConfig(host="0.0.0.0").check_exposure()
-    ServerConfig(host="0.0.0.0", api_key="k").check_exposure()
+    ServerConfig(
+        host="0.0.0.0", api_key="k", allowed_hosts=("chat.lan",)
+    ).check_exposure()
 
 
 def test_serve_command_refuses_exposure_in_one_line(

@@ -18,6 +18,7 @@ import openai
 import pytest
 
 from koala_chat import Koala
+from koala_chat.defaults import PROTOCOLS
 from koala_chat.providers.dialects import ApiKey
 from koala_chat.sandbox import SANDBOX_API_KEY, Reply, Sandbox, default_reply
 from koala_chat.server.app import ACCESS_LOGGER
@@ -92,7 +93,7 @@ def test_the_model_list_says_the_dialect(start_server: StartServer) -> None:
     with urllib.request.urlopen(request, timeout=10) as response:
         listing = msgspec.json.decode(response.read())
     assert listing["koala"] == {
-        "protocols": ["auto", "history", "messages", "api"],
+        "protocols": ["auto", "history", "messages"],
         "protocol": "messages",
         "web_search": True,
     }
@@ -119,11 +120,12 @@ def test_a_request_may_choose_its_dialect_and_web_search(
 def test_the_api_dialect_without_an_upstream_key_is_forbidden(
     start_server: StartServer, sandbox: Sandbox
 ) -> None:
-    server = start_server(api_key=SERVER_KEY)
+    server = start_server(api_key=SERVER_KEY, client_protocols=PROTOCOLS)
     with sdk(server) as client, pytest.raises(openai.PermissionDeniedError) as caught:
         client.chat.completions.create(
             model="", messages=HELLO, extra_body={"protocol": "api"}
         )
+    assert caught.value.code == "protocol_unavailable"
     assert "KOALA_API_KEY" in str(caught.value)
     assert sandbox.requests == []
 

@@ -114,7 +114,7 @@ def request(
 ) -> bytes:
     lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", *headers]
     if body:
-        lines.append(f"Content-Length: {len(body)}")
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
@@ -198,8 +198,8 @@ async def test_a_chunked_body_over_the_limit_gets_413(
     server = start_server(max_body=1000)
     chunk = b"x" * 4000
     data = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
         + b"%x\r\n" % len(chunk)
         + chunk
         + b"\r\n0\r\n\r\n"
@@ -250,7 +250,8 @@ async def test_a_client_slow_to_send_its_body_gets_408(
     server = start_server(body_timeout=0.3)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
-        writer.write(request("/v1/chat/completions", body=b"")[:-2])
+        json_type = "Content-Type: application/json"
+        writer.write(request("/v1/chat/completions", json_type, body=b"")[:-2])
         writer.write(b"Content-Length: 100\r\n\r\n{")
         response = await asyncio.wait_for(read_response(reader), 5.0)
         assert response.status == 408

@@ -70,6 +70,9 @@ SERVER_BODY_TIMEOUT: Final = 30.0
 SERVER_MAX_CONNECTIONS: Final = 1000
 #: `Retry-After` seconds sent for an upstream rate limit that named no time.
 SERVER_RETRY_AFTER: Final = 10
+#: The dialects a client of `koala serve` may choose with the body's
+#: `protocol`: the free ones; `api` spends the operator's key.
+SERVER_CLIENT_PROTOCOLS: Final = ("auto", "history", "messages")
 
 # koala sandbox --------------------------------------------------------------
 

@@ -4,7 +4,9 @@
 `serve` runs it until Ctrl-C or SIGTERM (in several processes with `workers`),
 and `cli` offers the `serve` command. The modules, one job each: `config`
 (settings), `routes` (handlers), `streaming` (the hot path), `failures` (the
-OpenAI error shape), `middleware` (errors, the API key), `accesslog`, `runner`.
+OpenAI error shape), `middleware` (errors, the API key, the body), `crosssite`
+(web pages of other sites, DNS rebinding) with `hosts` (Host names), `cors`,
+`accesslog`, `runner`.
 
 The names are imported on first use, so that `koala --help`, which imports
 `koala_chat.server.cli`, does not import aiohttp.

@@ -23,6 +23,7 @@ from ..providers import Koala
 from .accesslog import AccessLogger
 from .config import ServerConfig
 from .cors import add_cors
+from .crosssite import crosssite_middleware
 from .limits import ServerRunner
 from .middleware import auth_middleware, body_middleware, error_middleware
 from .routes import STATE_KEY, ServerState, routes, unprefixed_middleware
@@ -39,12 +40,17 @@ def create_app(config: ServerConfig, provider: ChatProvider = Koala) -> web.Appl
 
     Host it with `create_runner`, which turns on what the app relies on.
     """
-    middlewares: list[Middleware] = [error_middleware, unprefixed_middleware]
+    middlewares: list[Middleware] = [
+        error_middleware,
+        crosssite_middleware(config.allowed_hosts, config.cors_origins),
+        unprefixed_middleware,
+    ]
     if config.api_key is not None:
         middlewares.append(auth_middleware(config.api_key))
     middlewares.append(body_middleware(config.max_body, config.body_timeout))
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body)
     add_cors(app, config.cors_origins)
+    app.on_response_prepare.append(_no_sniffing)
     app[STATE_KEY] = ServerState(config, provider, dict(config.provider_options))
     app.add_routes(routes)
     add_web_routes(app)
@@ -75,6 +81,15 @@ def create_runner(app: web.Application) -> web.AppRunner:
         # check; body_middleware refuses compressed bodies instead.
         auto_decompress=False,
     )
+
+
+async def _no_sniffing(request: web.Request, response: web.StreamResponse) -> None:
+    """Tell browsers to take every response as its Content-Type says.
+
+    A JSON reply, or an error that repeats what the client sent, must never be
+    run as a script or rendered as a page.
+    """
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
 async def _upstream_pool(app: web.Application) -> AsyncIterator[None]:

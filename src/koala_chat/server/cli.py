@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from .._args import (
     Parser,
@@ -31,6 +32,7 @@ from ..defaults import (
     SANDBOX_PORT,
     SERVER_API_KEY_VARIABLE,
     SERVER_BODY_TIMEOUT,
+    SERVER_CLIENT_PROTOCOLS,
     SERVER_GRACE,
     SERVER_HEAD_TIMEOUT,
     SERVER_HOST,
@@ -42,7 +44,10 @@ from ..defaults import (
     TOTAL_TIMEOUT,
 )
 
-__all__ = ["add_arguments", "add_parser", "build_parser", "run"]
+if TYPE_CHECKING:
+    from .config import ServerConfig
+
+__all__ = ["add_arguments", "add_parser", "build_parser", "config_from_args", "run"]
 
 DESCRIPTION = "Serve the OpenAI chat-completions API, answered by Koala."
 
@@ -58,14 +63,21 @@ examples:
   koala serve                               # http://{SERVER_HOST}:{SERVER_PORT}/v1
   KOALA_API_KEY=... koala serve             # the official API, with your key
   koala serve --endpoint http://127.0.0.1:{SANDBOX_PORT}/api/gpt/   # a koala sandbox
-  {SERVER_API_KEY_VARIABLE}=secret koala serve --host 0.0.0.0 --workers 2
+  {SERVER_API_KEY_VARIABLE}=secret koala serve --host 0.0.0.0 --allowed-host chat.lan
 
 Listening on anything but loopback needs an API key ({SERVER_API_KEY_VARIABLE} or
---api-key; the environment keeps it out of `ps`). That key is the server's own,
-for its clients; the key of Koala's official API comes from KOALA_API_KEY only,
-is never taken from a client and never logged. Ctrl-C or SIGTERM stops
-accepting and lets open streams finish for --grace seconds; a second Ctrl-C
-stops at once.
+--api-key; the environment keeps it out of `ps`) and --allowed-host for each
+name clients use (* for any). That key is the server's own, for its clients;
+the key of Koala's official API comes from KOALA_API_KEY only, is never taken
+from a client and never logged, and a client may ask for its dialect (api)
+only if --client-protocols lists it or it is the server's own --protocol.
+
+Web pages cannot use the server behind your back: a request whose Host is not
+loopback or an --allowed-host (DNS rebinding), whose Origin is neither the
+server's own nor a --cors-origin, or whose Sec-Fetch-Site is cross-site or
+same-site (from no --cors-origin), gets 403; a POST body not sent as application/json
+gets 415. GET /health always answers. Ctrl-C or SIGTERM stops accepting and
+lets open streams finish for --grace seconds; a second Ctrl-C stops at once.
 """
 
 
@@ -178,6 +190,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="let web pages from ORIGIN call the server (repeatable; * for any)",
     )
     listen.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests with Host: NAME, besides localhost and "
+        "loopback addresses (repeatable; needed to listen beyond loopback; "
+        "* for any, only with --api-key)",
+    )
+    listen.add_argument(
         "--quiet",
         action="store_true",
         help="no access log (start, stop and errors only)",
@@ -199,6 +220,15 @@ def _add_upstream_arguments(parser: argparse.ArgumentParser) -> None:
         "KOALA_API_KEY set, else auto: history, then messages)",
     )
     upstream.add_argument(
+        "--client-protocols",
+        type=_protocol_list,
+        default=SERVER_CLIENT_PROTOCOLS,
+        metavar="LIST",
+        help="the dialects a client may ask for in the body's protocol, "
+        f"comma-separated from {','.join(PROTOCOLS)} "
+        f"(default: {','.join(SERVER_CLIENT_PROTOCOLS)}; api spends KOALA_API_KEY)",
+    )
+    upstream.add_argument(
         "--proxy",
         metavar="URL",
         help="reach Koala through this proxy (http, https, socks4(a), socks5(h))",
@@ -218,13 +248,29 @@ def _add_upstream_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _protocol_list(text: str) -> tuple[str, ...]:
+    """Return the dialects of a comma-separated `--client-protocols` value.
+
+    Raises:
+        argparse.ArgumentTypeError: a name that is not a dialect, or none.
+    """
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",")))
+    unknown = [name for name in names if name not in PROTOCOLS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"choose from {','.join(PROTOCOLS)}, not {','.join(unknown)!r}"
+        )
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve `args.provider` (None: `koala_chat.Koala`) until Ctrl-C or SIGTERM.
 
     Returns the exit code.
 
     Raises:
-        UsageError: a bad setting, or a non-loopback host without an API key.
+        UsageError: a bad setting, or a non-loopback host without an API key
+            or an allowed host.
         OSError: the address cannot be bound.
     """
     # Imported here, not at the top: `koala --help` loads this module, and
@@ -232,9 +278,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from ..providers import Koala
-    from ..providers.settings import api_key
     from .app import ACCESS_LOGGER
-    from .config import ServerConfig
     from .runner import serve
 
     logging.basicConfig(
@@ -244,6 +288,21 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.quiet:
         logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
+    return serve(config_from_args(args), args.provider or Koala)
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """Return the settings that `args` and the environment ask for.
+
+    The upstream key comes from `KOALA_API_KEY` only, the server's own from
+    `--api-key` or `KOALA_SERVER_API_KEY`.
+
+    Raises:
+        UsageError: a bad setting.
+    """
+    from ..providers.settings import api_key
+    from .config import ServerConfig
+
     options = {
         "protocol": args.protocol,
         # The upstream key, read once; never the server's own --api-key.
@@ -253,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
         "timeout": args.timeout,
         "max_retries": args.retries,
     }
-    config = ServerConfig(
+    return ServerConfig(
         host=args.host,
         port=args.port,
         api_key=args.api_key or os.environ.get(SERVER_API_KEY_VARIABLE) or None,
@@ -267,5 +326,6 @@ def run(args: argparse.Namespace) -> int:
         provider_options={k: v for k, v in options.items() if v is not None},
         strict=args.strict,
         cors_origins=tuple(args.cors_origin),
+        allowed_hosts=tuple(args.allowed_host),
+        client_protocols=args.client_protocols,
     )
-    return serve(config, args.provider or Koala)

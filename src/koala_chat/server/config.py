@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .. import defaults
 from ..errors import UsageError
+from .hosts import ANY_HOST, check_allowed_host, is_loopback
 
 __all__ = ["API_KEY_VARIABLE", "ServerConfig", "is_loopback"]
 
 #: The environment variable that holds the server's own API key.
 API_KEY_VARIABLE: Final = defaults.SERVER_API_KEY_VARIABLE
-
-
-def is_loopback(host: str) -> bool:
-    """Tell whether `host` names this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +28,10 @@ class ServerConfig:
     `ApiKey` there, whose repr hides it), never taken from a client. `strict`
     refuses unknown request parameters instead of ignoring them; `cors_origins`
     are the browser origins allowed to call (`*`: any; none: CORS off).
+    `allowed_hosts` are the names, besides loopback ones, that a request's
+    `Host` may carry (`*`: any), normalised as `hosts.split_host` does;
+    `client_protocols` are the dialects a client may choose with the body's
+    `protocol` (docs/protocol.md, "Choosing a dialect").
     """
 
     host: str = defaults.SERVER_HOST
@@ -58,6 +52,8 @@ class ServerConfig:
     max_connections: int = defaults.SERVER_MAX_CONNECTIONS
     strict: bool = False
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    client_protocols: tuple[str, ...] = defaults.SERVER_CLIENT_PROTOCOLS
 
     def __post_init__(self) -> None:
         for name in ("max_body", "max_streams", "workers", "max_connections"):
@@ -79,7 +75,25 @@ class ServerConfig:
                 raise UsageError(
                     f"a CORS origin is * or scheme://host[:port], not {origin!r}"
                 )
+        self._check_hosts_and_protocols()
         self.check_dialect()
+
+    def _check_hosts_and_protocols(self) -> None:
+        try:
+            hosts = tuple(dict.fromkeys(map(check_allowed_host, self.allowed_hosts)))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        # Frozen, but normalised once here, so that no reader repeats it.
+        object.__setattr__(self, "allowed_hosts", hosts)
+        unknown = [p for p in self.client_protocols if p not in defaults.PROTOCOLS]
+        if unknown or not self.client_protocols:
+            raise UsageError(
+                "client protocols are one or more of "
+                f"{', '.join(defaults.PROTOCOLS)}, not {', '.join(unknown) or 'none'}"
+            )
+        object.__setattr__(
+            self, "client_protocols", tuple(dict.fromkeys(self.client_protocols))
+        )
 
     def check_dialect(self) -> None:
         """Check Koala's options (`protocol`, `api_key`, `web_search`) now.
@@ -94,16 +108,31 @@ class ServerConfig:
         DialectSettings.from_options(self.provider_options)
 
     def check_exposure(self) -> None:
-        """Refuse to listen beyond this machine without an API key.
+        """Refuse to listen beyond this machine without an API key and host names.
 
         Raises:
-            UsageError: `host` is not a loopback address and no key is set.
+            UsageError: `host` is not a loopback address and no key is set, or
+                no allowed host is named; or any host is allowed (`*`) without
+                a key, which lets a web page in through DNS rebinding.
         """
-        if self.api_key is None and not is_loopback(self.host):
+        loopback = is_loopback(self.host)
+        if self.api_key is None and not loopback:
             raise UsageError(
                 f"refusing to listen on {self.host} without an API key: anyone "
                 "who can reach the port could spend your Koala quota; set "
                 f"--api-key or {API_KEY_VARIABLE}, or listen on 127.0.0.1"
+            )
+        if not loopback and not self.allowed_hosts:
+            raise UsageError(
+                f"listening on {self.host} needs --allowed-host NAME for each "
+                "name or address clients reach the server by (or --allowed-host "
+                "'*' to take any Host, which the API key then guards)"
+            )
+        if self.api_key is None and ANY_HOST in self.allowed_hosts:
+            raise UsageError(
+                "--allowed-host '*' without an API key lets any web page reach "
+                "this server through DNS rebinding: name the hosts, or set "
+                f"--api-key or {API_KEY_VARIABLE}"
             )
 
 

@@ -6,7 +6,9 @@ A preflight (`OPTIONS` with `Access-Control-Request-Method`, Fetch standard,
 "CORS-preflight fetch") is answered at once with 204, before the API key check:
 a browser never sends credentials on a preflight. Every other response gets the
 CORS headers as it is prepared (`on_response_prepare`), so errors and streams
-carry them too.
+carry them too; every response, to an origin refused or to none, says
+`Vary: Origin`. Requests from other origins are refused before any of this by
+`koala_chat.server.crosssite`.
 """
 
 from __future__ import annotations
@@ -66,14 +68,25 @@ def add_cors(app: web.Application, origins: Collection[str]) -> None:
         return await handler(request)
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        # Whether the CORS headers come, and which, depends on the request's
+        # origin, for a refused or absent one too: caches must know.
+        _vary_on_origin(response)
         origin = allow(request)
         if origin is None:
             return
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = _EXPOSED
-        if origin != "*":
-            # The answer depends on the request's origin: caches must know.
-            response.headers.add("Vary", "Origin")
 
     app.middlewares.insert(0, preflight)
     app.on_response_prepare.append(add_headers)
+
+
+def _vary_on_origin(response: web.StreamResponse) -> None:
+    """Add `Origin` to the response's `Vary`, unless it is already there."""
+    named = {
+        name.strip().lower()
+        for value in response.headers.getall("Vary", ())
+        for name in value.split(",")
+    }
+    if "origin" not in named and "*" not in named:
+        response.headers.add("Vary", "Origin")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["loggable"]
+__all__ = ["loggable", "shortened"]
 
 #: Printable characters that would still make a line ambiguous to read back.
 _QUOTED: Final = {"\\": "\\\\", '"': '\\"'}
@@ -41,3 +41,8 @@ def _escape(char: str) -> str:
     if code <= 0xFFFF:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+def shortened(text: str, limit: int) -> str:
+    """Return `text`, or its first `limit` characters and `...` if it is longer."""
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,8 +1,10 @@
 """Middlewares: OpenAI-shaped errors for everything, the API key check, the body.
 
-In order: `error_middleware` shapes every error, `auth_middleware` checks the
-key, `body_middleware` refuses a compressed body and reads the body under its
-time limit. So a client without the key never gets a byte of its body read.
+In order: `error_middleware` shapes every error, `crosssite_middleware` (in
+`koala_chat.server.crosssite`) refuses web pages of other sites,
+`auth_middleware` checks the key, `body_middleware` refuses a compressed body
+or one not sent as JSON and reads the body under its time limit. So a client
+without the key never gets a byte of its body read.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from ..errors import KoalaError
 from .failures import Failure, FailureError, failure_for
-from .logtext import loggable
+from .logtext import loggable, shortened
 
 __all__ = ["auth_middleware", "body_middleware", "error_middleware"]
 
@@ -99,7 +101,10 @@ def body_middleware(max_body: int, timeout: float) -> Middleware:
 
     A body with a `Content-Encoding` other than identity is refused with 415
     unread (aiohttp's own decompression is off: inflating happened before any
-    limit). The rest is read within `timeout` seconds (else 408 and the
+    limit), and so is a POST whose one `Content-Type` is not
+    `application/json`: a web page can send `text/plain` or a form to any
+    server without asking first, never JSON (`koala_chat.server.crosssite`).
+    The rest is read within `timeout` seconds (else 408 and the
     connection closes) and `max_body` bytes (else 413); the handler then gets
     it from `request.read()` at once.
     """
@@ -117,7 +122,12 @@ def body_middleware(max_body: int, timeout: float) -> Middleware:
                 {"Accept-Encoding": "identity"},
             ).response()
         # No route (404, 405): nothing will read the body, so neither do we.
-        if request.body_exists and request.match_info.http_exception is None:
+        routed = request.match_info.http_exception is None
+        if routed and request.method == "POST":
+            values = request.headers.getall("Content-Type", [])
+            if len(values) != 1 or not _is_json(values[0]):
+                return _not_json(values)
+        if request.body_exists and routed:
             if request.content_length is not None and request.content_length > max_body:
                 return _too_large(max_body)
             try:
@@ -137,6 +147,36 @@ def body_middleware(max_body: int, timeout: float) -> Middleware:
         return await handler(request)
 
     return read_body
+
+
+def _is_json(content_type: str) -> bool:
+    """Tell whether `content_type` is `application/json`, in UTF-8 if it says.
+
+    RFC 8259, section 8.1: JSON is UTF-8, and the body is read as such.
+    """
+    media_type, *parameters = content_type.split(";")
+    if media_type.strip().lower() != "application/json":
+        return False
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and (
+            value.strip().strip('"').lower() not in ("utf-8", "utf8")
+        ):
+            return False
+    return True
+
+
+def _not_json(content_types: list[str]) -> web.Response:
+    """Return the 415 for a POST without one JSON `Content-Type`."""
+    sent = ", ".join(repr(shortened(value, 64)) for value in content_types[:2])
+    return Failure(
+        415,
+        "invalid_request_error",
+        "unsupported_media_type",
+        "the request body must be JSON, sent with Content-Type: "
+        f"application/json (this one: {sent or 'none'})",
+        {"Accept-Post": "application/json"},
+    ).response()
 
 
 def _too_large(limit: int) -> web.Response:

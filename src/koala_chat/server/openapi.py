@@ -118,13 +118,21 @@ def _chat_completions() -> dict[str, JSONValue]:
                 "insufficient_quota); retrying does not help."
             ),
             "403": _error(
-                "The request chose a `protocol` this server cannot serve: the "
-                "api dialect without an upstream key (code protocol_unavailable)."
+                "The request chose a `protocol` this server does not let clients "
+                "choose (code protocol_not_allowed) or cannot serve: the api "
+                "dialect without an upstream key (code protocol_unavailable); "
+                "or it came from a web page of another site (codes "
+                "host_not_allowed, origin_not_allowed, cross_site_request)."
             ),
             "404": _error("The provider rejects the model (code model_not_found)."),
             "405": _error("Another method than POST (code method_not_allowed)."),
             "413": _error(
                 "The body is larger than --max-body (code request_too_large)."
+            ),
+            "415": _error(
+                "A body not sent as `Content-Type: application/json` (code "
+                "unsupported_media_type), or with a `Content-Encoding` (code "
+                "unsupported_content_encoding)."
             ),
             "429": _error(
                 "The upstream rate limit (code rate_limit_exceeded), or more "

@@ -40,6 +40,7 @@ from ..providers import DialectSettings, Koala
 from .accesslog import LOG_KEY
 from .config import ServerConfig
 from .failures import Failure, FailureError, bad_request
+from .logtext import shortened
 from .openapi import openapi_document
 from .streaming import RequestLog, send_chunks, stream_reply
 
@@ -58,6 +59,13 @@ IGNORED_HEADER: Final = "X-Koala-Ignored-Params"
 
 #: The most ignored parameters the header names.
 _MAX_NAMED: Final = 32
+#: The most characters of one ignored name the header shows (then `...`).
+_NAME_LIMIT: Final = 64
+#: The most bytes of the header's value, after percent-encoding.
+_HEADER_BUDGET: Final = 1024
+#: Room kept for the last entry, `(N more)`: a body of at most a few MB
+#: holds fewer than 10**8 names.
+_RESERVED: Final = len(", (99999999 more)")
 
 #: The routes also served without `/v1`, and the path prefix they stand for.
 _UNPREFIXED: Final = ("/chat/completions", "/models")
@@ -107,14 +115,15 @@ async def list_models(request: web.Request) -> web.Response:
     """Return the models of the configured dialect as an OpenAI model list.
 
     For Koala the list carries a member `koala`: the protocols a request may
-    choose (the body's `protocol`), the configured one, and that `web_search`
-    can be switched. The chat page shows its switches only when it is there.
+    choose (the body's `protocol`: those of `--client-protocols` and the
+    configured one), the configured one, and that `web_search` can be
+    switched. The chat page shows its switches only when it is there.
     """
     state = request.app[STATE_KEY]
     listing = ModelList([Model(name) for name in _models(state)]).model_dump()
     if (protocol := _koala_protocol(state)) is not None:
         listing["koala"] = {
-            "protocols": list(PROTOCOLS),
+            "protocols": _offered(state, protocol),
             "protocol": protocol,
             "web_search": True,
         }
@@ -155,6 +164,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         strict=state.config.strict,
     )
     headers = _ignored_headers(completion)
+    chosen = _chosen(state, completion)
     koala = _koala(state)
     if koala is None:
         model = sent = state.provider.get_model(completion.model)
@@ -179,16 +189,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     task = asyncio.current_task()
     assert task is not None  # a handler always runs in a task
     state.tasks.add(task)
-    # Koala's own extensions choose the dialect of this request only; the
-    # upstream key stays the server's, never the client's.
-    chosen = {
-        name: value
-        for name, value in (
-            ("protocol", completion.protocol),
-            ("web_search", completion.web_search),
-        )
-        if value is not None
-    }
     try:
         if completion.emulated:
             options = {**state.options, **chosen}
@@ -224,6 +224,45 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             return _json(reply.completion(text).model_dump(), headers)
     finally:
         state.tasks.discard(task)
+
+
+def _chosen(state: ServerState, completion: CompletionRequest) -> dict[str, Any]:
+    """Return the provider options the request chose with Koala's extensions.
+
+    They choose the dialect of this request only; the upstream key stays the
+    server's, never the client's, and is spent only on a dialect the operator
+    lets clients choose (`--client-protocols`).
+
+    Raises:
+        FailureError: 403 `protocol_not_allowed`, before anything is sent
+            upstream, for a protocol outside `client_protocols` that is not
+            the server's own.
+    """
+    protocol = completion.protocol
+    offered = _offered(state, _koala_protocol(state))
+    if protocol is not None and protocol not in offered:
+        raise FailureError(
+            Failure(
+                403,
+                "permission_error",
+                "protocol_not_allowed",
+                f"this server does not let clients choose the {protocol!r} "
+                f"dialect, only {', '.join(offered)} (its operator's "
+                "--client-protocols); send no protocol to use the server's own",
+            )
+        )
+    values = {"protocol": protocol, "web_search": completion.web_search}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _offered(state: ServerState, own: str | None) -> list[str]:
+    """Return the protocols a client may choose, in `PROTOCOLS` order.
+
+    Those the operator allows, and the server's own (`own`), which asking for
+    changes nothing.
+    """
+    allowed = state.config.client_protocols
+    return [name for name in PROTOCOLS if name in allowed or name == own]
 
 
 def _models(state: ServerState) -> list[str]:
@@ -277,17 +316,30 @@ async def _emulated(
 
 
 def _ignored_headers(completion: CompletionRequest) -> dict[str, str]:
-    """Return the header that names the ignored parameters (none: no header)."""
-    if not completion.ignored:
+    """Return the header that names the ignored parameters (none: no header).
+
+    Names come from the client: each is cut to `_NAME_LIMIT` characters (a cut
+    one ends in `...`) and percent-encoded, so that no control character or
+    comma reaches the header; they fill at most `_HEADER_BUDGET` bytes and
+    `_MAX_NAMED` names, and a last `(N more)` counts the ones left out. The
+    debug log gets the same line.
+    """
+    names = completion.ignored
+    if not names:
         return {}
-    # Names come from the client: percent-encoded, so that no control
-    # character or comma reaches the header, and at most a bounded number.
-    names = [quote(name, safe="_-.") for name in completion.ignored]
-    if len(names) > _MAX_NAMED:
-        names[_MAX_NAMED:] = ["..."]
-    listed = ", ".join(names)
-    logger.debug("ignored parameters: %s", listed)
-    return {IGNORED_HEADER: listed}
+    listed: list[str] = []
+    size = _RESERVED
+    for name in names[:_MAX_NAMED]:
+        encoded = quote(shortened(name, _NAME_LIMIT), safe="_-.")
+        size += len(encoded) + len(", ")
+        if size > _HEADER_BUDGET:
+            break
+        listed.append(encoded)
+    if left_out := len(names) - len(listed):
+        listed.append(f"({left_out} more)")
+    line = ", ".join(listed)
+    logger.debug("ignored parameters: %s", line)
+    return {IGNORED_HEADER: line}
 
 
 @web.middleware

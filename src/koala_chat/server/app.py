@@ -18,10 +18,10 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from .._http import proxy_scheme
+from ..contract.capabilities import capabilities_of
 from ..contract.provider import ChatProvider
-from ..providers import Koala
 from .accesslog import AccessLogger
-from .config import ServerConfig
+from .config import ServerConfig, default_provider
 from .cors import add_cors
 from .crosssite import crosssite_middleware
 from .limits import ServerRunner
@@ -35,8 +35,13 @@ __all__ = ["ACCESS_LOGGER", "create_app", "create_runner"]
 ACCESS_LOGGER = "koala_chat.server.access"
 
 
-def create_app(config: ServerConfig, provider: ChatProvider = Koala) -> web.Application:
-    """Return the app serving `config` with `provider` (default `Koala`).
+def create_app(
+    config: ServerConfig, provider: ChatProvider | None = None
+) -> web.Application:
+    """Return the app serving `config` with `provider` (None: the default, Koala).
+
+    What the provider offers (models, dialects, web search) is read once, from
+    its declared capabilities under the configured options.
 
     Host it with `create_runner`, which turns on what the app relies on.
     """
@@ -51,7 +56,10 @@ def create_app(config: ServerConfig, provider: ChatProvider = Koala) -> web.Appl
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body)
     add_cors(app, config.cors_origins)
     app.on_response_prepare.append(_no_sniffing)
-    app[STATE_KEY] = ServerState(config, provider, dict(config.provider_options))
+    provider = provider or default_provider()
+    options = dict(config.provider_options)
+    capabilities = capabilities_of(provider, **options)
+    app[STATE_KEY] = ServerState(config, provider, options, capabilities)
     app.add_routes(routes)
     add_web_routes(app)
     app.cleanup_ctx.append(_upstream_pool)

@@ -277,8 +277,8 @@ def run(args: argparse.Namespace) -> int:
     # logging alone costs it about 13 ms (under 0.1 s).
     import logging
 
-    from ..providers import Koala
     from .app import ACCESS_LOGGER
+    from .config import default_provider
     from .runner import serve
 
     logging.basicConfig(
@@ -288,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.quiet:
         logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
-    return serve(config_from_args(args), args.provider or Koala)
+    return serve(config_from_args(args), args.provider or default_provider())
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -300,13 +300,12 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     Raises:
         UsageError: a bad setting.
     """
-    from ..providers.settings import api_key
-    from .config import ServerConfig
+    from .config import ServerConfig, upstream_key
 
     options = {
         "protocol": args.protocol,
         # The upstream key, read once; never the server's own --api-key.
-        "api_key": api_key(None),
+        "api_key": upstream_key(),
         "api_endpoint": args.endpoint or None,
         "proxy": args.proxy or None,
         "timeout": args.timeout,

@@ -7,13 +7,45 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .. import defaults
+from ..contract.provider import ChatProvider
 from ..errors import UsageError
 from .hosts import ANY_HOST, check_allowed_host, is_loopback
 
-__all__ = ["API_KEY_VARIABLE", "ServerConfig", "is_loopback"]
+__all__ = [
+    "API_KEY_VARIABLE",
+    "ServerConfig",
+    "default_provider",
+    "is_loopback",
+    "upstream_key",
+]
 
 #: The environment variable that holds the server's own API key.
 API_KEY_VARIABLE: Final = defaults.SERVER_API_KEY_VARIABLE
+
+
+def default_provider() -> ChatProvider:
+    """Return the provider `koala serve` answers with unless told: Koala.
+
+    The one place of the server that names it; imported when called, so that
+    `koala --help` does not load the providers.
+    """
+    from ..providers import DEFAULT_PROVIDER
+
+    return DEFAULT_PROVIDER
+
+
+def upstream_key() -> object:
+    """Return the upstream key of `KOALA_API_KEY`, checked, or None.
+
+    The key of the service's official API, kept in an object whose repr hides
+    it; never the server's own key.
+
+    Raises:
+        UsageError: the variable holds a key that cannot be sent.
+    """
+    from ..providers.settings import api_key
+
+    return api_key(None)
 
 
 @dataclass(frozen=True, slots=True)

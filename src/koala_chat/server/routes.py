@@ -27,16 +27,15 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ..contract.capabilities import Capabilities
 from ..contract.emulation import emulate
 from ..contract.params import CompletionRequest, parse_request
 from ..contract.provider import ChatProvider
 from ..contract.replies import Reply, next_text, read_text
 from ..contract.types import Model, ModelList
-from ..defaults import PROTOCOLS
 from ..errors import ModelNotFoundError, UsageError
 from ..jsonstream import replace_surrogates_in
 from ..messages import JSONValue
-from ..providers import DialectSettings, Koala
 from .accesslog import LOG_KEY
 from .config import ServerConfig
 from .failures import Failure, FailureError, bad_request
@@ -81,6 +80,8 @@ class ServerState:
     config: ServerConfig
     provider: ChatProvider
     options: dict[str, Any]
+    #: What the provider declares it offers under `options`.
+    capabilities: Capabilities
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def cancel_all(self) -> None:
@@ -120,12 +121,13 @@ async def list_models(request: web.Request) -> web.Response:
     switched. The chat page shows its switches only when it is there.
     """
     state = request.app[STATE_KEY]
-    listing = ModelList([Model(name) for name in _models(state)]).model_dump()
-    if (protocol := _koala_protocol(state)) is not None:
+    caps = state.capabilities
+    listing = ModelList([Model(name) for name in caps.models]).model_dump()
+    if caps.protocols:
         listing["koala"] = {
-            "protocols": _offered(state, protocol),
-            "protocol": protocol,
-            "web_search": True,
+            "protocols": _offered(state),
+            "protocol": caps.protocol,
+            "web_search": caps.web_search,
         }
     return _json(listing)
 
@@ -136,7 +138,7 @@ async def get_model(request: web.Request) -> web.Response:
     """Return one model, or 404 when the configured dialect does not list it."""
     state = request.app[STATE_KEY]
     name = request.match_info["model"]
-    if name not in _models(state):
+    if name not in state.capabilities.models:
         raise FailureError(
             Failure(
                 404,
@@ -165,15 +167,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     )
     headers = _ignored_headers(completion)
     chosen = _chosen(state, completion)
-    koala = _koala(state)
-    if koala is None:
-        model = sent = state.provider.get_model(completion.model)
-    else:
-        # An empty name is sent empty: each dialect fills in its own default,
-        # also when `auto` falls back (docs/protocol.md, "Choosing a dialect").
-        protocol = completion.protocol or _koala_protocol(state)
-        model = koala.get_model(completion.model, protocol=protocol)
-        sent = completion.model
+    model, sent = _model(state, completion)
     log.model = model
     if len(state.tasks) >= state.config.max_streams:
         raise FailureError(
@@ -239,7 +233,7 @@ def _chosen(state: ServerState, completion: CompletionRequest) -> dict[str, Any]
             the server's own.
     """
     protocol = completion.protocol
-    offered = _offered(state, _koala_protocol(state))
+    offered = _offered(state)
     if protocol is not None and protocol not in offered:
         raise FailureError(
             Failure(
@@ -255,37 +249,33 @@ def _chosen(state: ServerState, completion: CompletionRequest) -> dict[str, Any]
     return {name: value for name, value in values.items() if value is not None}
 
 
-def _offered(state: ServerState, own: str | None) -> list[str]:
-    """Return the protocols a client may choose, in `PROTOCOLS` order.
+def _offered(state: ServerState) -> list[str]:
+    """Return the protocols a client may choose, in the provider's order.
 
-    Those the operator allows, and the server's own (`own`), which asking for
-    changes nothing.
+    Those the operator allows, and the server's own, which asking for changes
+    nothing; none for a provider without dialects.
     """
+    caps = state.capabilities
     allowed = state.config.client_protocols
-    return [name for name in PROTOCOLS if name in allowed or name == own]
+    return [p for p in caps.protocols if p in allowed or p == caps.protocol]
 
 
-def _models(state: ServerState) -> list[str]:
-    """Return the provider's models, of the configured dialect for Koala."""
-    protocol = _koala_protocol(state)
-    if protocol is None:
-        return state.provider.get_models()
-    return state.provider.get_models(protocol=protocol)
+def _model(state: ServerState, completion: CompletionRequest) -> tuple[str, str]:
+    """Return the model to report and the name to send for `completion`.
 
+    A provider with dialects is sent an empty name as it is: each dialect
+    fills in its own default, also when `auto` falls back (docs/protocol.md,
+    "Choosing a dialect"); the reply names the default the provider declares.
 
-def _koala(state: ServerState) -> type[Koala] | None:
-    """Return the provider if it is Koala (or a subclass), else None."""
-    provider = state.provider
-    if isinstance(provider, type) and issubclass(provider, Koala):
-        return provider
-    return None
-
-
-def _koala_protocol(state: ServerState) -> str | None:
-    """Return the protocol the server is configured with, None if not Koala."""
-    if _koala(state) is None:
-        return None
-    return DialectSettings.from_options(state.options).protocol
+    Raises:
+        ModelNotFoundError: a name the provider refuses.
+    """
+    caps = state.capabilities
+    if not caps.protocols or completion.model:
+        model = state.provider.get_model(completion.model)
+        return model, (completion.model if caps.protocols else model)
+    default = caps.models_of(completion.protocol).default
+    return state.provider.get_model(default or ""), ""
 
 
 async def _emulated(

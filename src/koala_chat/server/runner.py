@@ -32,10 +32,9 @@ from aiohttp import web
 from .._http import proxy_scheme
 from ..contract.provider import ChatProvider
 from ..errors import UsageError
-from ..providers import Koala
 from ..urls import check_endpoint, redact_url
 from .app import create_app, create_runner
-from .config import ServerConfig
+from .config import ServerConfig, default_provider
 from .limits import ResourceShortageLog
 from .routes import STATE_KEY
 
@@ -48,7 +47,7 @@ BACKLOG: Final = 2048
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 
-def serve(config: ServerConfig, provider: ChatProvider = Koala) -> int:
+def serve(config: ServerConfig, provider: ChatProvider | None = None) -> int:
     """Serve until Ctrl-C or SIGTERM; return the exit code (0: a clean stop).
 
     Raises:
@@ -58,6 +57,7 @@ def serve(config: ServerConfig, provider: ChatProvider = Koala) -> int:
     """
     config.check_exposure()
     _check_upstream(config)
+    provider = provider or default_provider()
     _raise_file_limit(config.max_connections)
     # Everything alive now (the modules) lives as long as the process: keep it
     # out of the collector's full passes, which otherwise cost a busy server
@@ -79,7 +79,7 @@ def serve(config: ServerConfig, provider: ChatProvider = Koala) -> int:
 
 async def serve_async(
     config: ServerConfig,
-    provider: ChatProvider = Koala,
+    provider: ChatProvider | None = None,
     *,
     stop: asyncio.Event | None = None,
     started: Callable[[int], None] | None = None,

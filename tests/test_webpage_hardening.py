@@ -11,6 +11,7 @@ fixture fails a test on any console error or uncaught exception.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -307,3 +308,40 @@ def test_hostile_markdown_renders_shallow_and_keeps_its_letters(
         # Sixteen quotes, a paragraph and its inline spans at most.
         assert result["deepest"] <= MAX_DEPTH + 4, (name, result)
     assert results["quotes"]["deepest"] == MAX_DEPTH + 1
+
+
+#: Run before the page's scripts: both storages throw, as where site data is blocked.
+BLOCKED_STORAGE = """
+for (const name of ["localStorage", "sessionStorage"]) {
+    Object.defineProperty(window, name, {
+        get() { throw new DOMException("Access is denied", "SecurityError"); },
+    });
+}
+"""
+
+
+def test_a_browser_that_refuses_storage_still_chats_and_says_so(
+    page: Page, sandbox: Sandbox, start_server: Callable[..., ServerThread]
+) -> None:
+    page.add_init_script(BLOCKED_STORAGE)
+    server = start_server(api_key="sesame")
+    page.goto(server.url + "/")
+    dialog = page.get_by_role("dialog", name="API key")
+    dialog.get_by_label("API key").fill("sesame")
+    dialog.get_by_role("button", name="Use key").click()
+    expect(page.get_by_label("Model", exact=True)).to_have_value("gpt-4o-mini")
+    expect(page.get_by_role("alert")).to_contain_text(
+        "conversations are lost on reload"
+    )
+    say(page, "Hi")
+    expect(replies(page)).to_contain_text('You said: "Hi"')
+    # The key lasts for the page: the second request does not ask again.
+    say(page, "Again")
+    expect(replies(page).last).to_contain_text('You said: "Again"')
+    expect(dialog).to_be_hidden()
+    assert (
+        page.evaluate(
+            "() => { try { return localStorage.length; } catch { return -1; } }"
+        )
+        == -1
+    )

@@ -29,16 +29,29 @@ export class ApiError extends Error {
   }
 }
 
-// The key lives in session storage only: it ends with the tab.
+// The key lives in session storage only: it ends with the tab. Where the
+// browser refuses storage (site data blocked), it ends with the page.
+/** @type {string | null} */
+let pageKey = null;
+
 /** @returns {string | null} */
 export function apiKey() {
-  return sessionStorage.getItem(KEY_STORAGE);
+  try {
+    return sessionStorage.getItem(KEY_STORAGE);
+  } catch {
+    return pageKey;
+  }
 }
 
 /** @param {string | null} key */
 export function setApiKey(key) {
-  if (key) sessionStorage.setItem(KEY_STORAGE, key);
-  else sessionStorage.removeItem(KEY_STORAGE);
+  pageKey = key || null;
+  try {
+    if (key) sessionStorage.setItem(KEY_STORAGE, key);
+    else sessionStorage.removeItem(KEY_STORAGE);
+  } catch {
+    // Refused: the key is kept for this page only (pageKey).
+  }
 }
 
 /**

@@ -30,6 +30,9 @@ import {
 const NOT_SAVED =
   "The browser refused to keep this conversation (its storage is full or blocked): " +
   "it will be lost on reload. Export it to keep it.";
+const NO_STORAGE =
+  "This browser keeps no data for this page: conversations are lost on reload. " +
+  "Export one to keep it.";
 
 export class Controller {
   /**
@@ -56,6 +59,8 @@ export class Controller {
     // page from its models.
     this.loadModels();
     this.render();
+    // `=== true`: a real Storage answers any property with an item of that name.
+    if (this.store.storage.lost === true) this.showNotice(NO_STORAGE);
   }
 
   // --- drawing ---------------------------------------------------------------
@@ -147,7 +152,6 @@ export class Controller {
       const found = await this.withKey(fetchModels);
       this.models = found.models;
       this.showSwitches(found.koala);
-      this.showNotice("");
     } catch (error) {
       this.showNotice(`Cannot list the models: ${messageOf(error)}`);
     }

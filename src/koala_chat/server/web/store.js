@@ -30,7 +30,11 @@
  * @property {number} updated milliseconds since the epoch
  */
 
-/** @typedef {Pick<Storage, "getItem" | "setItem">} KeyValueStorage */
+/**
+ * Where conversations are kept; `lost` says it ends with the page.
+ *
+ * @typedef {Pick<Storage, "getItem" | "setItem"> & {lost?: boolean}} KeyValueStorage
+ */
 
 /** @typedef {{role: "system" | "user" | "assistant", content: string}} OpenAIMessage */
 
@@ -131,8 +135,9 @@ export class Store {
 }
 
 /**
- * @returns {KeyValueStorage} the browser's localStorage, or storage that lasts
- *   as long as the page where the browser refuses it (cookies blocked)
+ * @returns {KeyValueStorage} the browser's localStorage or, where the browser
+ *   refuses it (site data blocked), storage that lasts as long as the page
+ *   (marked `lost: true`)
  */
 export function browserStorage() {
   try {
@@ -143,6 +148,7 @@ export function browserStorage() {
   }
   const memory = new Map();
   return {
+    lost: true,
     getItem: (key) => memory.get(key) ?? null,
     setItem: (key, value) => void memory.set(key, String(value)),
   };

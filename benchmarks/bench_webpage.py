@@ -12,9 +12,13 @@ on a thread of their own):
 - a 2,000-piece reply, paced (1 ms apart) and unpaced: the longest Long Task
   (PerformanceObserver "longtask": the main thread busy for over 50 ms) while
   it streams and renders, and the time until it is complete on the page.
+- hostile markdown: how long `renderMarkdown` takes on text built to be deep
+  (20,000 nested quotes) or slow (100,000 unclosed `[`, 20,000 `[a](b`, a
+  megabyte of words), or the error it throws.
 
 Goals: under 100 KiB gzip in one round trip, first paint under 200 ms, no Long
-Task over 50 ms (none at all, since a Long Task is one over 50 ms).
+Task over 50 ms (none at all, since a Long Task is one over 50 ms), hostile
+markdown in linear time: well under a second for each sample.
 
     python benchmarks/bench_webpage.py [--loads 10] [--pieces 2000]
 
@@ -193,6 +197,40 @@ def long_reply(browser: Browser, url: str, sandbox: Sandbox, pieces: int) -> Non
         page.close()
 
 
+#: Markdown built to be deep or slow, by name.
+HOSTILE = {
+    "20,000 nested quotes": ">" * 20_000 + " deep",
+    "100,000 unclosed [": "[" * 100_000,
+    "20,000 unclosed [a](b": "[a](b" * 20_000,
+    "20,000 [a](": "[a](" * 20_000,
+    "a megabyte of words": "word " * 200_000,
+    "50,000 lines": "line\n" * 50_000,
+}
+
+_RENDER_TIMES = """async (samples) => {
+    const { renderMarkdown } = await import("/static/markdown.js");
+    const out = {};
+    for (const [name, text] of Object.entries(samples)) {
+        const start = performance.now();
+        try {
+            renderMarkdown(text);
+            out[name] = `${(performance.now() - start).toFixed(0)} ms`;
+        } catch (error) {
+            out[name] = `throws ${error.name}: ${error.message}`;
+        }
+    }
+    return out;
+}"""
+
+
+def hostile_markdown(browser: Browser, url: str) -> None:
+    page = browser.new_page()
+    page.goto(url + "/")
+    for name, result in page.evaluate(_RENDER_TIMES, HOSTILE).items():
+        print(f"markdown, {name}: {result}")
+    page.close()
+
+
 def reply_pieces(count: int) -> Iterator[str]:
     """Yield a reply of `count` pieces with paragraphs, a list and code."""
     for n in range(count):
@@ -219,6 +257,7 @@ def main() -> None:
                 weight(browser, url)
                 first_paint(browser, url, args.loads)
                 long_reply(browser, url, sandbox, args.pieces)
+                hostile_markdown(browser, url)
         finally:
             browser.close()
 

@@ -9,6 +9,9 @@ never skips them.
 The page is checked for what a person would not see: script errors, console
 errors (a Content-Security-Policy violation is one) and native dialogs (the
 page opens none, so one would mean text ran as script).
+
+The helpers at the end do what a person does on the chat page: open it, ask,
+and look at Koala's replies.
 """
 
 from __future__ import annotations
@@ -18,15 +21,23 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
     Dialog,
+    Locator,
     Page,
+    expect,
     sync_playwright,
 )
+
+if TYPE_CHECKING:
+    # Only a type: importing the plugin module here would load it before
+    # pytest registers it (and rewrites its asserts).
+    from server_fixtures import ServerThread
 
 #: Where the screenshots of the page go (listed in .gitignore).
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -120,3 +131,21 @@ def page(browser: Browser, page_watch: PageWatch) -> Iterator[Page]:
         context.close()
     assert page_watch.dialogs == []
     assert page_watch.errors == []
+
+
+def open_chat(page: Page, server: ServerThread) -> None:
+    """Open the chat page of `server` and wait until it lists the models."""
+    page.goto(server.url + "/")
+    expect(page.get_by_label("Model", exact=True)).to_have_value("gpt-4o-mini")
+
+
+def say(page: Page, text: str) -> None:
+    """Type `text` into the message box and send it with Enter."""
+    prompt = page.get_by_role("textbox", name="Message", exact=True)
+    prompt.fill(text)
+    prompt.press("Enter")
+
+
+def replies(page: Page) -> Locator:
+    """Return Koala's messages on the page."""
+    return page.get_by_role("article", name="Koala", exact=True)

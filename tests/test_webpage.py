@@ -16,7 +16,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, Route, expect
 
-from browser import SCREENSHOTS, PageWatch
+from browser import SCREENSHOTS, PageWatch, open_chat, replies, say
 from koala_chat.cli.interactive import load_messages
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 from koala_chat.server.webpage import static_files
@@ -79,21 +79,6 @@ def test_the_page_needs_no_key_but_the_api_does(
 
 
 # --- the page in a browser ---------------------------------------------------
-
-
-def open_chat(page: Page, server: ServerThread) -> None:
-    page.goto(server.url + "/")
-    expect(page.get_by_label("Model", exact=True)).to_have_value("gpt-4o-mini")
-
-
-def say(page: Page, text: str) -> None:
-    prompt = page.get_by_role("textbox", name="Message", exact=True)
-    prompt.fill(text)
-    prompt.press("Enter")
-
-
-def replies(page: Page):  # type: ignore[no-untyped-def]
-    return page.get_by_role("article", name="Koala", exact=True)
 
 
 #: The first piece of the reply the screenshots show mid-stream.

@@ -1,9 +1,21 @@
+// @ts-check
 // The server's public API, and nothing else: GET /v1/models and a streamed
 // POST /v1/chat/completions. Errors come back as ApiError with plain words.
 
 const KEY_STORAGE = "koala-chat.api-key";
 
+/**
+ * @typedef {object} ErrorFacts
+ * @property {number} [status] the HTTP status (0: no answer, or an error event)
+ * @property {string | null} [code] the server's error code
+ * @property {number | null} [retryAfter] seconds, from Retry-After
+ */
+
 export class ApiError extends Error {
+  /**
+   * @param {string} message
+   * @param {ErrorFacts} [facts]
+   */
   constructor(message, { status = 0, code = null, retryAfter = null } = {}) {
     super(message);
     this.name = "ApiError";
@@ -17,27 +29,49 @@ export class ApiError extends Error {
   }
 }
 
-// The key lives in session storage only: it ends with the tab.
+// The key lives in session storage only: it ends with the tab. Where the
+// browser refuses storage (site data blocked), it ends with the page.
+/** @type {string | null} */
+let pageKey = null;
+
+/** @returns {string | null} */
 export function apiKey() {
-  return sessionStorage.getItem(KEY_STORAGE);
+  try {
+    return sessionStorage.getItem(KEY_STORAGE);
+  } catch {
+    return pageKey;
+  }
 }
 
+/** @param {string | null} key */
 export function setApiKey(key) {
-  if (key) sessionStorage.setItem(KEY_STORAGE, key);
-  else sessionStorage.removeItem(KEY_STORAGE);
+  pageKey = key || null;
+  try {
+    if (key) sessionStorage.setItem(KEY_STORAGE, key);
+    else sessionStorage.removeItem(KEY_STORAGE);
+  } catch {
+    // Refused: the key is kept for this page only (pageKey).
+  }
 }
 
+/**
+ * @param {Record<string, string>} [extra]
+ * @returns {Record<string, string>}
+ */
 function headers(extra = {}) {
   const key = apiKey();
   return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
 }
 
 // Returns {models: [names], koala: {protocols, web_search} | null}.
+/** @returns {Promise<{models: string[], koala: Record<string, unknown> | null}>} */
 export async function fetchModels() {
   const response = await send("/v1/models", { headers: headers() });
   if (!response.ok) throw await errorOf(response);
   const body = await response.json();
-  const models = Array.isArray(body.data) ? body.data.map((m) => String(m.id)) : [];
+  const models = Array.isArray(body.data)
+    ? body.data.map((/** @type {{id: unknown}} */ m) => String(m.id))
+    : [];
   const koala = body.koala && typeof body.koala === "object" ? body.koala : null;
   return { models, koala };
 }
@@ -45,6 +79,11 @@ export async function fetchModels() {
 // Streams a completion: calls onPiece(text) for every piece, in order, and
 // resolves when the reply ends. Rejects with ApiError, or an AbortError when
 // `signal` aborts (the server then cancels the upstream request).
+/**
+ * @param {Record<string, unknown>} body
+ * @param {{signal: AbortSignal, onPiece: (text: string) => void}} options
+ * @returns {Promise<void>}
+ */
 export async function streamChat(body, { signal, onPiece }) {
   const response = await send("/v1/chat/completions", {
     method: "POST",
@@ -53,6 +92,7 @@ export async function streamChat(body, { signal, onPiece }) {
     signal,
   });
   if (!response.ok) throw await errorOf(response);
+  if (!response.body) throw new ApiError("The server sent no reply body.");
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   const events = new EventParser();
   for (;;) {
@@ -67,17 +107,26 @@ export async function streamChat(body, { signal, onPiece }) {
   throw new ApiError("The reply was cut off: the connection to the server closed early.");
 }
 
+/**
+ * @param {string} url
+ * @param {RequestInit} init
+ * @returns {Promise<Response>}
+ */
 async function send(url, init) {
   try {
     return await fetch(url, init);
   } catch (error) {
-    if (error.name === "AbortError") throw error;
+    if (error instanceof DOMException && error.name === "AbortError") throw error;
     throw new ApiError(
       "Cannot reach the koala server at this address. Is `koala serve` still running?",
     );
   }
 }
 
+/**
+ * @param {string} data
+ * @param {(text: string) => void} onPiece
+ */
 function handleEvent(data, onPiece) {
   let chunk;
   try {
@@ -85,13 +134,18 @@ function handleEvent(data, onPiece) {
   } catch {
     throw new ApiError("The server sent an event that is not JSON.");
   }
-  if (chunk && chunk.error) throw explain(200, chunk.error, null);
+  if (chunk?.error) throw explain(200, chunk.error, null);
   const choice = chunk && Array.isArray(chunk.choices) ? chunk.choices[0] : null;
-  const text = choice && choice.delta ? choice.delta.content : null;
+  const text = choice?.delta ? choice.delta.content : null;
   if (typeof text === "string" && text) onPiece(text);
 }
 
+/**
+ * @param {Response} response
+ * @returns {Promise<ApiError>}
+ */
 async function errorOf(response) {
+  /** @type {Record<string, unknown>} */
   let error = {};
   try {
     const body = await response.json();
@@ -103,13 +157,20 @@ async function errorOf(response) {
   return explain(response.status, error, Number.isFinite(wait) ? wait : null);
 }
 
+/** @param {number} n */
 function seconds(n) {
   return n === 1 ? "1 second" : `${n} seconds`;
 }
 
 // The server's errors (see its failures module) in words a person can act on.
+/**
+ * @param {number} status
+ * @param {Record<string, unknown>} error the `error` member of the server's answer
+ * @param {number | null} retryAfter
+ * @returns {ApiError}
+ */
 export function explain(status, error, retryAfter) {
-  const code = error.code ?? null;
+  const code = typeof error.code === "string" ? error.code : null;
   const said = typeof error.message === "string" ? error.message : "";
   const facts = { status, code, retryAfter };
   const wait = retryAfter === null ? "a moment" : seconds(retryAfter);
@@ -117,9 +178,11 @@ export function explain(status, error, retryAfter) {
     return new ApiError("The server needs an API key, and none (or a wrong one) was sent.", facts);
   }
   if (status === 429 || code === "rate_limit_exceeded") {
-    const who = code === "too_many_streams" ? "The koala server is busy" : "Koala is rate limiting us";
+    const who =
+      code === "too_many_streams" ? "The koala server is busy" : "Koala is rate limiting us";
     return new ApiError(`${who}: try again in ${wait}.`, facts);
   }
+  /** @type {Record<string, string>} */
   const upstream = {
     upstream_challenge:
       "Koala is behind a Cloudflare challenge, so the server cannot reach it. " +
@@ -129,10 +192,12 @@ export function explain(status, error, retryAfter) {
     upstream_protocol_error: `Koala answered with something that is not a chat reply. ${said}`,
     upstream_error: `Koala answered with an error. ${said}`,
   };
-  if (code in upstream) return new ApiError(upstream[code].trim(), facts);
+  if (code !== null && code in upstream) return new ApiError(upstream[code].trim(), facts);
   if (status === 504) return new ApiError(upstream.upstream_timeout, facts);
-  if (status >= 500) return new ApiError(`The koala server failed (status ${status}). ${said}`.trim(), facts);
-  if (status >= 400) return new ApiError(`The server refused the request: ${said || `status ${status}`}`, facts);
+  if (status >= 500)
+    return new ApiError(`The koala server failed (status ${status}). ${said}`.trim(), facts);
+  if (status >= 400)
+    return new ApiError(`The server refused the request: ${said || `status ${status}`}`, facts);
   return new ApiError(`The reply failed: ${said || "no reason given"}`, facts);
 }
 
@@ -142,11 +207,17 @@ export function explain(status, error, retryAfter) {
 export class EventParser {
   constructor() {
     this.buffer = "";
+    /** @type {string | null} */
     this.data = null;
   }
 
   // Returns the data of every event completed by `text`.
+  /**
+   * @param {string} text
+   * @returns {string[]}
+   */
   feed(text) {
+    /** @type {string[]} */
     const out = [];
     this.buffer += text;
     const ends = /\r\n|\r|\n/g;
@@ -164,6 +235,10 @@ export class EventParser {
     return out;
   }
 
+  /**
+   * @param {string} line
+   * @param {string[]} out
+   */
   line(line, out) {
     if (line === "") {
       if (this.data !== null) out.push(this.data);

@@ -4,11 +4,12 @@ An upstream that echoes the request's headers quotes the API key back in
 whatever spelling its framework chose: as it was, lower- or upper-cased, inside
 a JSON string with some characters as `\\u002d` (or `\\/`), percent-encoded,
 as an HTML character reference, inside a `Basic` credential or any other
-base64 text, or cut short where an excerpt ends. `Scrubber` masks a secret in
-all of those spellings, mixed freely character by character (a JSON-escaped
-`-` next to a percent-encoded `/`), and with `credentials` also whatever
-follows `Bearer`, `Basic` or an `Authorization:` header name, so that an
-encoding it does not know still loses the key where it stands as a credential.
+base64 text, as hex, or cut short where an excerpt ends. `Scrubber` masks a
+secret in all of those spellings, mixed freely character by character (a
+JSON-escaped `-` next to a percent-encoded `/`: see `koala_chat._spellings`),
+and with `credentials` also whatever follows `Bearer`, `Basic` or an
+`Authorization:` header name, so that an encoding it does not know still
+loses the key where it stands as a credential.
 
 A secret shorter than `MIN_SPELLED` characters is masked only as it is: its
 other spellings would match ordinary words (with `words`, only where it is not
@@ -25,9 +26,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
+
+from ._spellings import FAMILIES, Decoded, fold, masked
 
 __all__ = ["MASK", "MIN_SPELLED", "Scrubber", "scrub_error", "sent_credentials"]
 
@@ -49,23 +53,31 @@ _HEADER_VALUE: Final = re.compile(
     r"(?i)(\b(?:proxy-)?authorization\\*[\"']?\s*[:=]\s*\\*[\"']?)"
     r"([^\"'\\\r\n<>,;&{}]+)"
 )
-_ELLIPSES: Final = ("...", "…")
-# HTML's named references of the characters a key may hold.
-_NAMED: Final = {
-    "&": ("amp",),
-    "<": ("lt",),
-    ">": ("gt",),
-    '"': ("quot",),
-    "'": ("apos",),
-    "/": ("sol",),
-    "+": ("plus",),
-    "=": ("equals",),
-    ".": ("period",),
-    "_": ("lowbar", "UnderBar"),
-    "-": ("hyphen", "dash"),
-    "~": ("tilde",),
-}
-_ESCAPED_BY_SLASH: Final = frozenset("/\"'\\")
+#: How an excerpt ends where it was cut: a piece of an escape, an ellipsis,
+#: the closing quote of a repr.
+_CUT_END: Final = re.compile(
+    r"(?P<partial>\\+(?:u[0-9a-f]{0,3}|x[0-9a-f]?)?|%(?:25)*[0-9a-f]?|&#?x?[0-9a-z]{0,7})?"
+    r"(?:\.\.\.|…)?[\"']?\Z"
+)
+#: How many levels of one-level escapes are undone in turn.
+_LEVELS: Final = 3
+#: The ways text is read before a secret is looked for in it: as it is (a
+#: secret may hold what reads as an escape), each family of escapes alone,
+#: all of them mixed; one level of each, or every level at once.
+_READINGS: Final = (
+    ("", False),
+    *((family, nested) for family in (*FAMILIES, FAMILIES) for nested in (False, True)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Needles:
+    """What a long secret looks like once decoded: folded text and exact runs."""
+
+    #: Matched in any letter case: the secret itself and its hex forms.
+    folded: tuple[str, ...]
+    #: Matched as they are: the base64 runs only the secret determines.
+    exact: tuple[str, ...]
 
 
 class Scrubber:
@@ -73,11 +85,11 @@ class Scrubber:
 
     Example:
         >>> scrub = Scrubber(["sk-Koala-4711"])
-        >>> scrub('{"auth": "Bearer SK\\\\u002dKOALA-4711"}')
+        >>> scrub('{"auth": "Bearer SK\\\\u002dKOALA%2d4711"}')
         '{"auth": "Bearer ***"}'
     """
 
-    __slots__ = ("_credentials", "_cut", "_patterns")
+    __slots__ = ("_credentials", "_long", "_short")
 
     def __init__(
         self, secrets: Iterable[str], *, credentials: bool = False, words: bool = False
@@ -88,9 +100,15 @@ class Scrubber:
         of an `Authorization` header, whatever they are; `words` masks a short
         secret only where it is not part of a longer word.
         """
-        ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
-        self._patterns = tuple(_pattern(secret, words) for secret in ordered)
-        self._cut = tuple(s.casefold() for s in ordered if len(s) >= MIN_SPELLED)
+        unique = {s for s in secrets if s}
+        self._long = tuple(_needles(s) for s in sorted(unique) if len(s) >= MIN_SPELLED)
+        short = sorted(
+            (s for s in unique if len(s) < MIN_SPELLED), key=len, reverse=True
+        )
+        alternatives = "|".join(map(re.escape, short))
+        if short and words:
+            alternatives = rf"(?<![^\W_])(?:{alternatives})(?![^\W_])"
+        self._short = re.compile(alternatives) if short else None
         self._credentials = credentials
 
     @classmethod
@@ -104,35 +122,92 @@ class Scrubber:
 
     def __bool__(self) -> bool:
         """Tell whether there is anything to mask."""
-        return bool(self._patterns) or self._credentials
+        return bool(self._long) or self._short is not None or self._credentials
 
     def __call__(self, text: str) -> str:
         """Return `text` with every secret replaced by `MASK`."""
-        for pattern in self._patterns:
-            text = pattern.sub(MASK, text)
+        if self._long:
+            # As it is first: a secret may itself hold what reads as an escape.
+            for families, nested in _READINGS:
+                level: Decoded | None = Decoded(text, families, nested=nested)
+                spans: list[tuple[int, int]] = []
+                for _ in range(1 if nested else _LEVELS):
+                    if level is None:
+                        break
+                    spans += (level.span(*span) for span in self._spans(level))
+                    level = level.deeper()
+                text = masked(text, spans, MASK)
+        if self._short is not None:
+            text = self._short.sub(MASK, text)
         if self._credentials:
             text = _SCHEME_TOKEN.sub(rf"\1{MASK}", text)
             text = _HEADER_VALUE.sub(rf"\1{MASK}", text)
-        return self._mask_cut(text)
+        return text
 
     def found(self, text: str) -> bool:
         """Tell whether `text` holds anything this scrubber would mask."""
         return self(text) != text
 
-    def _mask_cut(self, text: str) -> str:
-        """Mask the start of a secret where the text (or an excerpt) ends."""
-        if not self._cut:
-            return text
-        for ellipsis in ("", *_ELLIPSES):
-            if ellipsis and not text.endswith(ellipsis):
-                continue
-            head = text[: len(text) - len(ellipsis)]
-            folded = head.casefold()
-            for secret in self._cut:
-                for size in range(min(len(secret), len(head)), _MIN_CUT - 1, -1):
-                    if folded.endswith(secret[:size]):
-                        return head[: len(head) - size] + MASK + ellipsis
-        return text
+    def _spans(self, decoded: Decoded) -> Iterator[tuple[int, int]]:
+        """Yield the decoded spans of every secret, and of one cut off at the end."""
+        for needles in self._long:
+            for needle in needles.folded:
+                yield from decoded.find(needle, any_case=True)
+            for needle in needles.exact:
+                yield from decoded.find(needle, any_case=False)
+        yield from _cut_off(decoded, [needles.folded[0] for needles in self._long])
+
+
+def _cut_off(decoded: Decoded, secrets: list[str]) -> Iterator[tuple[int, int]]:
+    """Yield the span of a secret's start where the text (or an excerpt) ends.
+
+    An excerpt may end in an ellipsis (and the quote of a repr), and may have
+    cut an escape in two: the start of a secret before those is masked, the
+    piece of an escape with it.
+    """
+    match = _CUT_END.search(decoded.folded)
+    end = match.start() if match else len(decoded.folded)
+    cut = end + len(match["partial"] or "") if match else end
+    for secret in secrets:
+        for size in range(min(len(secret), end), _MIN_CUT - 1, -1):
+            if decoded.folded.startswith(secret[:size], end - size):
+                yield end - size, cut
+                return
+
+
+@lru_cache(maxsize=64)
+def _needles(secret: str) -> _Needles:
+    """Return what `secret` looks like decoded: itself, as hex, as base64."""
+    cased = sorted({secret, secret.lower(), secret.upper()})
+    hexes = {variant.encode("utf-8").hex() for variant in cased}
+    # A secret that holds what reads as an escape (`%41`) reads so decoded too.
+    itself = {fold(Decoded(secret).chars)} - {fold(secret)}
+    return _Needles(
+        (fold(secret), *sorted(itself | hexes)), tuple(_base64_forms(cased))
+    )
+
+
+def _base64_forms(variants: Iterable[str]) -> list[str]:
+    """Return the runs of base64 text that only a secret determines.
+
+    The secret may start at any of the 3 byte offsets of a base64 group (in a
+    `Basic` credential it follows `user:`); for each, in the standard and the
+    URL-safe alphabet, the characters whose 6 bits all come from the secret.
+    Of each of `variants` (the secret lower- and upper-cased too, as it may
+    have been encoded so).
+    """
+    runs: set[str] = set()
+    for variant in variants:
+        data = variant.encode("utf-8")
+        for offset in range(3):
+            encoded = base64.b64encode(bytes(offset) + data + bytes(3)).decode()
+            first = -(-8 * offset // 6)
+            last = (8 * (offset + len(data))) // 6
+            run = encoded[first:last]
+            if len(run) >= MIN_SPELLED:
+                runs.add(run)
+                runs.add(run.replace("+", "-").replace("/", "_"))
+    return sorted(runs)
 
 
 def scrub_error(error: BaseException, scrub: Scrubber) -> None:
@@ -176,22 +251,21 @@ def _exception_text(error: BaseException) -> str:
 
 
 def sent_credentials(headers: Mapping[str, str] | None) -> set[str]:
-    """Return the credentials in `headers`: each `Authorization` value, whole
-    and without its scheme (`Bearer abc` gives `Bearer abc` and `abc`)."""
+    """Return the credentials in `headers`: the token of each `Authorization`
+    value (`Bearer abc` gives `abc`), or the whole value if it has no scheme;
+    of a `Basic` token, the user and password it encodes too."""
     found: set[str] = set()
     for name in _CREDENTIAL_HEADERS:
         value = (headers.get(name) if headers is not None else None) or ""
-        value = value.strip()
-        if not value:
-            continue
-        found.add(value)
-        scheme, _, token = value.partition(" ")
+        scheme, _, token = value.strip().partition(" ")
         token = token.strip()
-        if token:
-            found.add(token)
-            if scheme.lower() == "basic":
-                found.update(_basic_parts(token))
-    return found
+        if not token:
+            found.add(scheme)
+            continue
+        found.add(token)
+        if scheme.lower() == "basic":
+            found.update(_basic_parts(token))
+    return found - {""}
 
 
 def _basic_parts(token: str) -> set[str]:
@@ -204,85 +278,3 @@ def _basic_parts(token: str) -> set[str]:
     return {part for part in (decoded, password) if part} | (
         {user} if password else set()
     )
-
-
-@lru_cache(maxsize=64)
-def _pattern(secret: str, words: bool) -> re.Pattern[str]:
-    """Return the regular expression of `secret` in each spelling we know."""
-    if len(secret) < MIN_SPELLED:
-        literal = re.escape(secret)
-        return re.compile(rf"(?<![^\W_]){literal}(?![^\W_])" if words else literal)
-    forms = [_spelled(secret, any_case=True)]
-    forms.append(_spelled(secret.encode("utf-8").hex(), any_case=True))
-    for text in _base64_forms(secret):
-        forms.append(_spelled(text, any_case=False))
-    return re.compile("|".join(forms))
-
-
-def _base64_forms(secret: str) -> list[str]:
-    """Return the runs of base64 text that only `secret` determines.
-
-    The secret may start at any of the 3 byte offsets of a base64 group (in a
-    `Basic` credential it follows `user:`); for each, in the standard and the
-    URL-safe alphabet, the characters whose 6 bits all come from the secret.
-    Its lower- and upper-cased forms too, as they may have been encoded.
-    """
-    runs: set[str] = set()
-    for variant in {secret, secret.lower(), secret.upper()}:
-        data = variant.encode("utf-8")
-        for offset in range(3):
-            encoded = base64.b64encode(bytes(offset) + data + bytes(3)).decode()
-            first = -(-8 * offset // 6)
-            last = (8 * (offset + len(data))) // 6
-            run = encoded[first:last]
-            if len(run) >= MIN_SPELLED:
-                runs.add(run)
-                runs.add(run.replace("+", "-").replace("/", "_"))
-    return sorted(runs, key=len, reverse=True)
-
-
-def _spelled(text: str, *, any_case: bool) -> str:
-    """Return the regular expression of `text`, each character in any spelling."""
-    return "".join(_char(char, any_case) for char in text)
-
-
-@lru_cache(maxsize=1024)
-def _char(char: str, any_case: bool) -> str:
-    """Return the regular expression of one character in every spelling."""
-    variants = {char}
-    if any_case:
-        variants |= {v for v in (char.lower(), char.upper()) if len(v) == 1}
-    literals = sorted(variants)
-    choices = [
-        "\\\\+" if char == "\\" else "[" + "".join(map(re.escape, literals)) + "]"
-    ]
-    for variant in literals:
-        choices.extend(_escapes(variant))
-    return "(?:" + "|".join(choices) + ")"
-
-
-def _escapes(char: str) -> list[str]:
-    """Return the escaped spellings of `char`: JSON, Python, URL and HTML."""
-    code = ord(char)
-    found = [rf"&#0*{code};", rf"&#[xX]0*{_hex(code)};"]
-    found.extend(f"&{name};" for name in _NAMED.get(char, ()))
-    if char in _ESCAPED_BY_SLASH:
-        found.append("\\\\+" + re.escape(char))
-    if code <= 0xFFFF:
-        found.append(rf"\\+u{_hex(code, 4)}")
-    else:
-        high, low = divmod(code - 0x10000, 0x400)
-        found.append(rf"\\+u{_hex(0xD800 + high, 4)}\\+u{_hex(0xDC00 + low, 4)}")
-        found.append(rf"\\+U{_hex(code, 8)}")
-    data = char.encode("utf-8")
-    found.append("".join(rf"%(?:25)*{_hex(byte, 2)}" for byte in data))
-    found.append("".join(rf"\\+x{_hex(byte, 2)}" for byte in data))
-    if code <= 0xFF and len(data) > 1:
-        found.append(rf"\\+x{_hex(code, 2)}")
-    return found
-
-
-def _hex(number: int, width: int = 1) -> str:
-    """Return `number` in hexadecimal as a pattern that takes either case."""
-    digits = f"{number:0{width}x}"
-    return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in digits)

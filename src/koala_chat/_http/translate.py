@@ -80,18 +80,17 @@ def safe_cause(
     A traceback prints the cause's message and aiohttp puts URLs there (yarl
     shows passwords), the bytes its parser refused (which may echo the
     request's key) and, in a `ClientResponseError`'s repr, the request's
-    headers: `exc` is first scrubbed in place of the credentials of `headers`
-    (see `disarm`); a cause that still leaks is left out, our message says
-    what it said.
+    headers: such a cause is left out, our message says what it said. `exc`
+    is scrubbed in place all the same (see `disarm`), as it stays reachable as
+    our error's `__context__`.
     """
     scrub = _scrubber(exc, url, proxy, headers)
-    disarm(exc, scrub)
     text = f"{exc} {exc!r}"
-    if scrub.found(text):
-        return None
-    if any(redact_url(token) != token for token in text.split() if "@" in token):
-        return None
-    return exc
+    leaks = scrub.found(text) or any(
+        redact_url(token) != token for token in text.split() if "@" in token
+    )
+    disarm(exc, scrub)
+    return None if leaks else exc
 
 
 def translate_error(
@@ -106,12 +105,10 @@ def translate_error(
 
     The URLs in the message are redacted, and the passwords of `url` and
     `proxy` and the credentials of the request's `headers` (an API key) are
-    masked in every spelling (`koala_chat._secrets`); `exc` itself is
-    scrubbed of them in place (see `disarm`), since it stays reachable as
-    our error's `__context__`. The work is done only on failure.
+    masked in every spelling (`koala_chat._secrets`). `safe_cause` scrubs
+    `exc` itself. The work is done only on failure.
     """
     scrub = _scrubber(exc, url, proxy, headers)
-    disarm(exc, scrub)
     failure = _Failure(exc, redact_url(url), url, timeouts, proxy, scrub)
     error = lookup(_TRANSLATIONS, exc, _total_timeout)(failure)
     error.key_sent = bool(_credentials(exc, headers))

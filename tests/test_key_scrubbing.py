@@ -345,6 +345,7 @@ PLACES = (
     "4xx",
     "5xx",
     "event data",
+    "mid-stream event",
     "cut event",
     "bad status line",
     "bad header",
@@ -395,6 +396,9 @@ class Case:
         stream = [("Content-Type", "text/event-stream")]
         if self.place == "event data":
             return http_reply(200, "OK", stream, f"data: {said}\n\n".encode())
+        if self.place == "mid-stream event":
+            events = f'data: "Hi"\n\ndata: {said}\n\n'.encode()
+            return http_reply(200, "OK", stream, events)
         if self.place == "cut event":
             cut = 'data: {"output": ' + json.dumps(said)[:-1]
             return http_reply(200, "OK", stream, cut.encode())

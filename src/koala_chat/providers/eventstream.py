@@ -111,10 +111,10 @@ async def json_batches(
             limit=max_size,
         )
     text = b"".join(chunks).decode("utf-8", "replace")
-    scrub = reply_scrubber(response)
     try:
         value = loads(text)
     except InvalidJSONError as exc:
+        scrub = reply_scrubber(response)
         scrub_error(exc, scrub)
         error = InvalidJSONError(
             f"{redact_url(response.url)} answered {response.status} with "
@@ -127,6 +127,7 @@ async def json_batches(
     if isinstance(value, dict) and isinstance(output := value.get("output"), str):
         yield [output]
         return
+    scrub = reply_scrubber(response)
     excerpt = text_excerpt(text, scrub=scrub)
     unexpected = UnexpectedReplyError(
         f"{redact_url(response.url)} answered {response.status} with JSON that "

@@ -290,7 +290,7 @@ def _keyed_not_event_stream(exc: BaseException) -> str:
         return (
             f'the Koala API answered with JSON that is not {{"output": ...}}{_LOGGED}'
         )
-    kind = exc.content_type if exc.content_type in _PLAIN_TYPES else "a content type"
+    kind = exc.content_type if exc.content_type in _PLAIN_TYPES else "another type"
     return f"the Koala API answered with {kind} instead of an event stream{_LOGGED}"
 
 

@@ -29,6 +29,7 @@ import itertools
 import json
 import logging
 import os
+import pathlib
 import pickle
 import re
 import signal
@@ -597,18 +598,27 @@ def test_a_client_reads_the_status_and_its_meaning(
 # --- the command line ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("source", ["KOALA_API_KEY", "--api-key-file"])
 @pytest.mark.parametrize("debug", [[], ["--debug"]])
 @pytest.mark.parametrize("case", REVIEWED.values(), ids=REVIEWED.keys())
 def test_koala_chat_s_error_line_never_shows_the_key(
     echo: EchoUpstream,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: pathlib.Path,
     case: Case,
     debug: list[str],
+    source: str,
 ) -> None:
-    monkeypatch.setenv("KOALA_API_KEY", KEY)
+    key_file: list[str] = []
+    if source == "KOALA_API_KEY":
+        monkeypatch.setenv("KOALA_API_KEY", KEY)
+    else:
+        (tmp_path / "key").write_text(KEY + "\n", encoding="utf-8")
+        key_file = ["--api-key-file", str(tmp_path / "key")]
     echo.reply = case
-    argv = ["chat", *debug, "--protocol", "api", "--endpoint", echo.url, "Hi"]
+    argv = ["chat", *debug, *key_file, "--protocol", "api"]
+    argv += ["--endpoint", echo.url, "Hi"]
     assert main(argv) != 0
     out, err = capsys.readouterr()
     assert "koala: error:" in err

@@ -25,7 +25,9 @@ Every error prints as one readable line and carries its facts in typed attribute
 Each takes its message as the only positional argument and everything else by
 keyword with a default, so the default exception pickling (`cls(*args)` followed by
 restoring `__dict__`) round-trips them. Messages never hold secrets: URLs are
-redacted before they reach an error (see `koala_chat.urls.redact_url`).
+redacted before they reach an error (see `koala_chat.urls.redact_url`), and
+whatever an error quotes of a reply to a request that carried a key is
+scrubbed of the key in every spelling (`koala_chat._secrets`).
 """
 
 from __future__ import annotations
@@ -58,7 +60,14 @@ class KoalaError(Exception):
     """The root of every error koala_chat raises.
 
     `attempts` is how many requests were made before giving up (see retries).
+    `key_sent` is True when the request that failed carried an API key (an
+    `Authorization` header): the key was then masked out of everything the
+    error quotes of the reply, and `koala serve` quotes none of it to its
+    clients.
     """
+
+    #: Set where the error is made; a class default, so pickling keeps it.
+    key_sent: bool = False
 
     def __init__(self, message: str = "", *, attempts: int = 1) -> None:
         super().__init__(message)

@@ -19,6 +19,7 @@ from .status import (
     raise_for_redirect,
     raise_for_status,
     read_excerpt,
+    reply_scrubber,
     text_excerpt,
 )
 from .timeouts import Timeouts, remaining
@@ -36,6 +37,7 @@ __all__ = [
     "raise_for_status",
     "read_excerpt",
     "remaining",
+    "reply_scrubber",
     "safe_cause",
     "text_excerpt",
     "translate_error",

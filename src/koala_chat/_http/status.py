@@ -10,6 +10,7 @@ from typing import Final, TypedDict
 
 from aiohttp import ClientResponse
 
+from .._secrets import Scrubber
 from ..errors import (
     AuthenticationError,
     CloudflareChallengeError,
@@ -28,6 +29,7 @@ __all__ = [
     "raise_for_redirect",
     "raise_for_status",
     "read_excerpt",
+    "reply_scrubber",
     "text_excerpt",
 ]
 
@@ -56,7 +58,9 @@ async def raise_for_status(response: ClientResponse) -> None:
 
     A request that carried a key (an `Authorization` header) is answered with
     the key errors of docs/protocol.md, "The official API", and the key is
-    blanked out of the body excerpt, should the server echo it.
+    masked in every spelling (see `koala_chat._secrets`) out of everything the
+    error quotes of the reply (body excerpt, reason phrase, request id),
+    should the server echo it; the error's `key_sent` is then True.
 
     Raises:
         AuthenticationError: 401, or 403 without Cloudflare's marks, to a key.
@@ -71,18 +75,14 @@ async def raise_for_status(response: ClientResponse) -> None:
         return
     body = await read_excerpt(response, _ERROR_BODY_LIMIT)
     url = redact_url(response.url)
-    credential = _credential(response)
-    if credential:
-        body = body.replace(credential, "***")
-    excerpt = text_excerpt(body)
-    reason = f"{response.status} {response.reason or ''}".strip()
+    scrub = reply_scrubber(response)
+    excerpt = text_excerpt(body, scrub=scrub)
+    reason = _reason(response, scrub)
     details: _StatusDetails = {
         "status": response.status,
         "url": url,
         "body": excerpt,
-        "request_id": (
-            response.headers.get("cf-ray") or response.headers.get("x-request-id")
-        ),
+        "request_id": _request_id(response, scrub),
     }
     if response.status == 407:
         # RFC 9110, section 15.5.8: the proxy, not the server, wants credentials.
@@ -96,38 +96,55 @@ async def raise_for_status(response: ClientResponse) -> None:
             **details,
         )
     suffix = f": {excerpt}" if excerpt else ""
-    if credential and response.status in (401, 403):
-        raise AuthenticationError(
+    keyed = bool(scrub)
+    error: StatusError
+    if keyed and response.status in (401, 403):
+        error = AuthenticationError(
             f"{url} refused the API key ({reason}){suffix}; check KOALA_API_KEY",
             **details,
         )
-    if credential and response.status == 402:
-        raise CreditsExhaustedError(
+    elif keyed and response.status == 402:
+        error = CreditsExhaustedError(
             f"the account behind the API key is out of credits ({reason} from "
             f"{url}){suffix}",
             **details,
         )
-    if response.status in (402, 429):
+    elif response.status in (402, 429):
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         wait = f", retry after {retry_after:g} s" if retry_after is not None else ""
-        raise RateLimitError(
+        error = RateLimitError(
             f"rate limited by {url} ({reason}{wait}){suffix}",
             retry_after=retry_after,
             **details,
         )
-    error = ServerError if response.status >= 500 else StatusError
-    raise error(f"{url} answered {reason}{suffix}", **details)
+    else:
+        kind = ServerError if response.status >= 500 else StatusError
+        error = kind(f"{url} answered {reason}{suffix}", **details)
+    error.key_sent = keyed
+    raise error
 
 
-def _credential(response: ClientResponse) -> str:
-    """Return the credential the request sent in `Authorization`, or "".
+def reply_scrubber(response: ClientResponse) -> Scrubber:
+    """Return the scrubber of the credentials the request of `response` sent.
 
-    Only its token: `Bearer abc` gives `abc`, so that the excerpt of an error
-    body can be cleared of it.
+    Everything the reply says (body, reason phrase, headers) is the
+    upstream's text, and an upstream may echo the request's headers: each
+    piece of it that goes into an error goes through this scrubber first.
     """
     request_info = getattr(response, "request_info", None)
-    sent = request_info.headers.get("Authorization", "") if request_info else ""
-    return sent.partition(" ")[2].strip() or sent.strip()
+    return Scrubber.for_headers(request_info.headers if request_info else None)
+
+
+def _reason(response: ClientResponse, scrub: Scrubber) -> str:
+    """Return `status reason`, the upstream's reason phrase scrubbed."""
+    phrase = " ".join((response.reason or "").split())
+    return f"{response.status} {scrub(phrase)}".strip()
+
+
+def _request_id(response: ClientResponse, scrub: Scrubber) -> str | None:
+    """Return the upstream's id of the request (`cf-ray`, `x-request-id`)."""
+    value = response.headers.get("cf-ray") or response.headers.get("x-request-id")
+    return scrub(value[:_EXCERPT_LENGTH]) if value else None
 
 
 async def raise_for_redirect(response: ClientResponse) -> None:
@@ -144,19 +161,21 @@ async def raise_for_redirect(response: ClientResponse) -> None:
     if not 300 <= response.status < 400:
         return
     url = redact_url(response.url)
+    scrub = reply_scrubber(response)
     location = response.headers.get("Location")
-    target = f" to {redact_url(location)}" if location else ""
-    reason = f"{response.status} {response.reason or ''}".strip()
-    raise StatusError(
+    target = f" to {scrub(redact_url(location))}" if location else ""
+    reason = _reason(response, scrub)
+    body = await read_excerpt(response, _EXCERPT_LENGTH * 4)
+    error = StatusError(
         f"{url} answered {reason}, a redirect{target}; redirects are not "
         "followed: set the API endpoint to the URL that answers",
         status=response.status,
         url=url,
-        body=text_excerpt(await read_excerpt(response, _EXCERPT_LENGTH * 4)),
-        request_id=(
-            response.headers.get("cf-ray") or response.headers.get("x-request-id")
-        ),
+        body=text_excerpt(body, scrub=scrub),
+        request_id=_request_id(response, scrub),
     )
+    error.key_sent = bool(scrub)
+    raise error
 
 
 async def read_excerpt(response: ClientResponse, limit: int) -> str:
@@ -180,11 +199,24 @@ _TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DO
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
 
 
-def text_excerpt(body: str, length: int = _EXCERPT_LENGTH) -> str:
-    """Return a short one-line excerpt of an error body (an HTML page's title)."""
+def text_excerpt(
+    body: str, length: int = _EXCERPT_LENGTH, *, scrub: Scrubber | None = None
+) -> str:
+    """Return a short one-line excerpt of an error body (an HTML page's title).
+
+    With `scrub`, the excerpt is scrubbed before it is cut to `length`, so a
+    secret is masked whole (a secret the cut would split is masked too).
+    """
     title = _TITLE.search(body)
     text = title.group(1) if title else _TAG.sub(" ", body)
     text = " ".join(text.split())
+    if scrub is not None:
+        # Only what can be kept is scrubbed: scrubbing only shortens text.
+        window = text[: length * 4]
+        cut = len(window) < len(text)
+        text = scrub(window + "…" if cut else window)
+        if cut and len(text) <= length:
+            return text
     return text if len(text) <= length else text[: length - 1] + "…"
 
 

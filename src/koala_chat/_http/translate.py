@@ -17,8 +17,10 @@ from urllib.parse import quote, unquote
 
 import aiohttp
 import aiohttp_socks
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from .._mro import lookup
+from .._secrets import Scrubber, scrub_error, sent_credentials
 from ..errors import (
     ConnectError,
     KoalaError,
@@ -44,7 +46,11 @@ FOREIGN_ERRORS: Final = (
 
 @asynccontextmanager
 async def translate_errors(
-    url: str, timeouts: Timeouts, proxy: str | None = None
+    url: str,
+    timeouts: Timeouts,
+    proxy: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
 ) -> AsyncIterator[None]:
     """Turn aiohttp and aiohttp-socks exceptions raised inside into our errors.
 
@@ -57,43 +63,120 @@ async def translate_errors(
         # Already ours: our KoalaTimeoutError is also a builtin TimeoutError.
         raise
     except FOREIGN_ERRORS as exc:
-        raise translate_error(exc, url, timeouts, proxy) from safe_cause(
-            exc, url, proxy
+        raise translate_error(exc, url, timeouts, proxy, headers=headers) from (
+            safe_cause(exc, url, proxy, headers=headers)
         )
 
 
 def safe_cause(
-    exc: BaseException, url: str, proxy: str | None = None
+    exc: BaseException,
+    url: str,
+    proxy: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
 ) -> BaseException | None:
     """Return `exc` to chain as the cause of our error, or None if it would leak.
 
     A traceback prints the cause's message and aiohttp puts URLs there (yarl
-    shows passwords): such a cause is left out, our message says what it said.
+    shows passwords), the bytes its parser refused (which may echo the
+    request's key) and, in a `ClientResponseError`'s repr, the request's
+    headers: such a cause is left out, our message says what it said. `exc`
+    is scrubbed in place all the same (see `disarm`), as it stays reachable as
+    our error's `__context__`.
     """
+    scrub = _scrubber(exc, url, proxy, headers)
     text = f"{exc} {exc!r}"
-    if any(secret in text for secret in _passwords(url) | _passwords(proxy)):
-        return None
-    if any(redact_url(token) != token for token in text.split() if "@" in token):
-        return None
-    return exc
+    leaks = scrub.found(text) or any(
+        redact_url(token) != token for token in text.split() if "@" in token
+    )
+    disarm(exc, scrub)
+    return None if leaks else exc
 
 
 def translate_error(
-    exc: BaseException, url: str, timeouts: Timeouts, proxy: str | None = None
+    exc: BaseException,
+    url: str,
+    timeouts: Timeouts,
+    proxy: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
 ) -> KoalaError:
     """Return our error for an exception of aiohttp or aiohttp-socks.
 
-    The URLs in the message are redacted; the work is done only on failure.
+    The URLs in the message are redacted, and the passwords of `url` and
+    `proxy` and the credentials of the request's `headers` (an API key) are
+    masked in every spelling (`koala_chat._secrets`). `safe_cause` scrubs
+    `exc` itself. The work is done only on failure.
     """
-    failure = _Failure(exc, redact_url(url), url, timeouts, proxy)
-    return lookup(_TRANSLATIONS, exc, _total_timeout)(failure)
+    scrub = _scrubber(exc, url, proxy, headers)
+    failure = _Failure(exc, redact_url(url), url, timeouts, proxy, scrub)
+    error = lookup(_TRANSLATIONS, exc, _total_timeout)(failure)
+    error.key_sent = bool(_credentials(exc, headers))
+    return error
+
+
+def disarm(exc: BaseException, scrub: Scrubber) -> None:
+    """Scrub a foreign exception and the exceptions it chains, in place.
+
+    Its `args` and text attributes, and for aiohttp's `ClientResponseError`
+    the request headers and reply headers its repr shows. Does nothing when
+    there is nothing to mask.
+    """
+    if not scrub:
+        return
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, aiohttp.ClientResponseError):
+            info = link.request_info
+            link.request_info = aiohttp.RequestInfo(
+                info.url, info.method, _scrubbed(info.headers, scrub), info.real_url
+            )
+            if link.headers is not None:
+                link.headers = _scrubbed(link.headers, scrub)
+            link.args = (link.request_info, link.history)
+        scrub_error(link, scrub)
+        link = link.__cause__ or link.__context__
+
+
+def _scrubbed(headers: Mapping[str, str], scrub: Scrubber) -> CIMultiDictProxy[str]:
+    """Return a read-only copy of `headers`, each value scrubbed."""
+    return CIMultiDictProxy(
+        CIMultiDict((name, scrub(value)) for name, value in headers.items())
+    )
+
+
+def _sent(exc: BaseException) -> Mapping[str, str] | None:
+    """Return the request headers an aiohttp exception carries, if any."""
+    info = getattr(exc, "request_info", None)
+    return info.headers if isinstance(info, aiohttp.RequestInfo) else None
+
+
+def _credentials(exc: BaseException, headers: Mapping[str, str] | None) -> set[str]:
+    """Return the credentials of `headers` and of the request an aiohttp
+    `ClientResponseError` describes."""
+    return sent_credentials(headers) | sent_credentials(_sent(exc))
+
+
+def _scrubber(
+    exc: BaseException,
+    url: str,
+    proxy: str | None,
+    headers: Mapping[str, str] | None,
+) -> Scrubber:
+    """Return the scrubber of the passwords and of the request's credentials."""
+    sent = _credentials(exc, headers)
+    passwords = _passwords(url) | _passwords(proxy)
+    return Scrubber(sent | passwords, credentials=bool(sent))
 
 
 @dataclass(frozen=True, slots=True)
 class _Failure:
     """An exception and what its message needs: the target, limits, proxy.
 
-    `target` is the URL redacted, `url` as given (for its password only).
+    `target` is the URL redacted, `url` as given (for its password only),
+    `scrub` the scrubber of every secret the message must not show.
     """
 
     exc: BaseException
@@ -101,6 +184,7 @@ class _Failure:
     url: str
     timeouts: Timeouts
     proxy: str | None
+    scrub: Scrubber
 
     @property
     def via(self) -> str:
@@ -113,13 +197,10 @@ class _Failure:
         aiohttp and aiohttp-socks put URLs in their messages, as given or as
         yarl rewrote them: every token that looks like a URL with user
         information is redacted, and the passwords of the target and the
-        proxy are removed wherever they appear, in each of their spellings.
+        proxy and the request's key are masked wherever they appear, in each
+        of their spellings.
         """
-        text = str(self.exc)
-        for secret in sorted(
-            _passwords(self.url) | _passwords(self.proxy), key=len, reverse=True
-        ):
-            text = text.replace(secret, "***")
+        text = self.scrub(str(self.exc))
         tokens = text.split()
         return (
             " ".join(redact_url(token) if "@" in token else token for token in tokens)
@@ -206,7 +287,7 @@ def _bad_head(f: _Failure) -> KoalaError:
     # 8190 bytes, too many headers); its "400" is its own verdict, not the
     # server's status, so the message leaves it out.
     assert isinstance(f.exc, aiohttp.ClientResponseError)
-    detail = " ".join(str(f.exc.message).split())
+    detail = f.scrub(" ".join(str(f.exc.message).split()))
     return TransportError(
         f"{f.target} sent a reply head that cannot be parsed: {detail}"
     )

@@ -5,7 +5,10 @@ quote a URL the way another library parsed it, cut at a `#`, `/` or `?` that
 the user's password holds, percent-decoded, or inside a `repr`. So the command
 line also removes every secret it was given, in each of those forms, from each
 error line, note and JSON report it prints: the password of the endpoint and of
-the proxy, and the API key.
+the proxy, and the API key (from `--api-key-file` or `KOALA_API_KEY`). The
+masking itself is `koala_chat._secrets.Scrubber`'s, the library's one
+scrubber: a secret of 8 characters or more in any letter case and escaping,
+a shorter one as it is and only where it is not part of a longer word.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ import sys
 from collections.abc import Iterable
 from urllib.parse import quote, unquote, urlsplit
 
-from ..defaults import ENDPOINT_VARIABLE
+from .._secrets import MASK, Scrubber
+from ..defaults import API_KEY_VARIABLE, ENDPOINT_VARIABLE
+from ..errors import UsageError
 from .exits import one_line
 
 __all__ = ["MASK", "Redactor", "report_error", "url_secrets"]
-
-MASK = "***"
 
 
 def url_secrets(url: str) -> set[str]:
@@ -66,15 +69,9 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str]) -> None:
         # The longest first, so that a secret holding another is masked whole;
-        # only where it is not part of a longer word, so that a password `p`
-        # leaves "Port" alone.
-        ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
-        alternatives = "|".join(map(re.escape, ordered))
-        self._pattern = (
-            re.compile(f"(?<![^\\W_])(?:{alternatives})(?![^\\W_])")
-            if ordered
-            else None
-        )
+        # a short one only where it is not part of a longer word, so that a
+        # password `p` leaves "Port" alone.
+        self._scrub = Scrubber(secrets, words=True)
 
     @classmethod
     def from_values(
@@ -96,14 +93,25 @@ class Redactor:
             getattr(args, "proxy", None),
             os.environ.get(ENDPOINT_VARIABLE),
         ]
-        keys = [getattr(args, "api_key", None)]
-        return cls.from_values(urls, keys)
+        keys = [getattr(args, "api_key", None), os.environ.get(API_KEY_VARIABLE)]
+        keys.append(_key_of_file(getattr(args, "api_key_file", None)))
+        return cls.from_values(urls, [key.strip() for key in keys if key])
 
     def __call__(self, text: str) -> str:
         """Return `text` with every secret replaced by `MASK`."""
-        if self._pattern is None:
-            return text
-        return self._pattern.sub(MASK, text)
+        return self._scrub(text)
+
+
+def _key_of_file(path: object) -> str | None:
+    """Return the key of `--api-key-file`, or None if it cannot be read now."""
+    if not isinstance(path, str):
+        return None
+    from .._args import read_key_file
+
+    try:
+        return read_key_file(path)
+    except (UsageError, OSError):
+        return None  # the error being reported is then likely about this file
 
 
 def report_error(exc: BaseException, args: argparse.Namespace) -> None:

@@ -130,7 +130,7 @@ class Attempt:
             # the conversation (and any key) to wherever it points.
             allow_redirects=False,
         )
-        with call.translating(request.url):
+        with call.translating(request.url, request.headers):
             self.response = await self._sending.__aenter__()
         return self
 
@@ -141,7 +141,7 @@ class Attempt:
         traceback: TracebackType | None,
     ) -> None:
         """Close the response (the connection goes back to the pool if it can)."""
-        with self._call.translating(self.request.url):
+        with self._call.translating(self.request.url, self.request.headers):
             await self._sending.__aexit__(exc_type, exc, traceback)
 
     async def batches(self) -> AsyncGenerator[list[JSONValue], None]:
@@ -152,7 +152,7 @@ class Attempt:
             TransportError: the connection failed while reading.
             ProtocolError: the reply is not what the reader expects.
         """
-        with self._call.translating(self.request.url):
+        with self._call.translating(self.request.url, self.request.headers):
             await raise_for_redirect(self.response)
             await raise_for_status(self.response)
             async with aclosing(
@@ -228,13 +228,17 @@ class Call:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.session.close()
 
-    def translating(self, url: str) -> ErrorTranslation:
+    def translating(
+        self, url: str, headers: Mapping[str, str] | None = None
+    ) -> ErrorTranslation:
         """Return a context manager that raises ours for aiohttp's exceptions.
 
         The one translation site of a call (see `_http.mapping`): around
-        sending a request to `url`, closing its response, reading its reply.
+        sending a request to `url` with `headers`, closing its response,
+        reading its reply. No error leaves it quoting a credential of
+        `headers` (an API key an upstream echoed).
         """
-        return ErrorTranslation(url, self.options.timeouts, self.proxy)
+        return ErrorTranslation(url, self.options.timeouts, self.proxy, headers)
 
     def attempt(self, request: HTTPRequest, reader: ReplyReader) -> Attempt:
         """Return one attempt at `request`; `async with` it to send the request."""

@@ -13,7 +13,8 @@ from typing import Any
 
 from aiohttp import ClientResponse
 
-from .._http import read_excerpt, text_excerpt
+from .._http import read_excerpt, reply_scrubber, text_excerpt
+from .._secrets import scrub_error
 from ..errors import (
     EventTooLargeError,
     InvalidJSONError,
@@ -90,7 +91,8 @@ async def json_batches(
     """Yield the whole answer of a JSON reply `{"output": "..."}`, once.
 
     docs/protocol.md, "The official API": the reply is one object whose
-    `output` is the whole answer.
+    `output` is the whole answer. What an error quotes of any other reply is
+    scrubbed of the request's key (see `raise_for_status`).
 
     Raises:
         UnexpectedReplyError: any other JSON (an error object sent with 2xx).
@@ -112,39 +114,53 @@ async def json_batches(
     try:
         value = loads(text)
     except InvalidJSONError as exc:
-        raise InvalidJSONError(
+        scrub = reply_scrubber(response)
+        scrub_error(exc, scrub)
+        error = InvalidJSONError(
             f"{redact_url(response.url)} answered {response.status} with "
-            f"{response.content_type} that is not JSON: {text_excerpt(text)}",
+            f"{scrub(response.content_type)} that is not JSON: "
+            f"{text_excerpt(text, scrub=scrub)}",
             data=exc.data,
-        ) from exc
+        )
+        error.key_sent = bool(scrub)
+        raise error from exc
     if isinstance(value, dict) and isinstance(output := value.get("output"), str):
         yield [output]
         return
-    excerpt = text_excerpt(text)
-    raise UnexpectedReplyError(
+    scrub = reply_scrubber(response)
+    excerpt = text_excerpt(text, scrub=scrub)
+    unexpected = UnexpectedReplyError(
         f"{redact_url(response.url)} answered {response.status} with JSON that "
         f'is not {{"output": ...}}: {excerpt}',
-        content_type=response.content_type,
+        content_type=scrub(response.content_type),
         body=excerpt,
     )
+    unexpected.key_sent = bool(scrub)
+    raise unexpected
 
 
 async def check_event_stream(response: ClientResponse) -> None:
     """Raise NotEventStreamError unless a reply is `text/event-stream`.
 
     docs/protocol.md, "Errors seen in the wild": an HTML page with status 200 must be
-    an error, never an empty reply.
+    an error, never an empty reply. What the error quotes of the reply (its
+    content type, an excerpt) is scrubbed of the request's key (see
+    `raise_for_status`).
     """
     if response.content_type == "text/event-stream":
         return
-    body = text_excerpt(await read_excerpt(response, 64 * 1024))
-    kind = response.content_type or "no content type"
-    raise NotEventStreamError(
+    scrub = reply_scrubber(response)
+    body = text_excerpt(await read_excerpt(response, 64 * 1024), scrub=scrub)
+    content_type = scrub(response.content_type)
+    kind = content_type or "no content type"
+    error = NotEventStreamError(
         f"{redact_url(response.url)} answered {response.status} with {kind} instead "
         f"of an event stream" + (f": {body}" if body else ""),
-        content_type=response.content_type,
+        content_type=content_type,
         body=body,
     )
+    error.key_sent = bool(scrub)
+    raise error
 
 
 async def _parse_lines(

@@ -28,11 +28,17 @@ OpenAI's `insufficient_quota`: the SDKs do not retry a 402 (they retry 408,
 
 The message a client reads about an upstream failure says what went wrong but
 not where: the upstream's URL and aiohttp's details (host, port, address) go
-to the server's log only (`public_message`).
+to the server's log only (`public_message`). When the request upstream
+carried the server's API key (`KoalaError.key_sent`), the client reads nothing
+the upstream wrote, not even a scrubbed excerpt: an upstream that echoes the
+request's headers could quote the key in a spelling no scrubber knows. It
+reads the status and what it means, in our words; the excerpt, scrubbed of
+the key, goes to the log only.
 """
 
 from __future__ import annotations
 
+import http
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -63,6 +69,7 @@ from ..errors import (
     RateLimitError,
     StatusError,
     TransportError,
+    UnexpectedReplyError,
     UsageError,
 )
 
@@ -181,13 +188,19 @@ def retry_after_seconds(wait: float | None) -> int:
 
 
 def public_message(exc: BaseException) -> str:
-    """Return what a client may read about `exc`: no URL, no host, no address."""
+    """Return what a client may read about `exc`: no URL, no host, no address.
+
+    Nothing the upstream wrote either, when the request carried a key.
+    """
     if isinstance(exc, UsageError):
         return str(exc)
+    if isinstance(exc, KoalaError) and exc.key_sent:
+        return lookup(_KEYED_MESSAGES, exc, _internal)(exc)
     return lookup(_PUBLIC_MESSAGES, exc, _internal)(exc)
 
 
 _LOGGED: Final = " (details in the server's log)"
+_UNREADABLE: Final = "the Koala API sent a reply that cannot be read" + _LOGGED
 
 _Message = Callable[[BaseException], str]
 
@@ -240,6 +253,52 @@ def _own_words(exc: BaseException) -> str:
     return f"the Koala API sent a reply that cannot be read: {exc}"
 
 
+def _status_words(exc: BaseException) -> str:
+    """The status, its standard phrase (never the upstream's) and its meaning."""
+    assert isinstance(exc, StatusError)
+    try:
+        phrase = f" {http.HTTPStatus(exc.status).phrase}"
+    except ValueError:
+        phrase = ""
+    meaning = lookup(_MEANINGS, exc, "")
+    if not meaning:
+        if 300 <= exc.status < 400:
+            meaning = "a redirect, which is not followed"
+        elif exc.status >= 500:
+            meaning = "an error on its side"
+        else:
+            meaning = "it refused the request"
+    return f"the Koala API answered {exc.status}{phrase}: {meaning}{_LOGGED}"
+
+
+def _keyed_rate_limit(exc: BaseException) -> str:
+    assert isinstance(exc, RateLimitError)
+    wait = exc.retry_after
+    after = f", retry after {retry_after_seconds(wait)} s" if wait is not None else ""
+    return f"the Koala API is rate limiting us ({exc.status}{after}){_LOGGED}"
+
+
+#: The content types a keyed message names; any other is not quoted.
+_PLAIN_TYPES: Final = frozenset(
+    {"text/html", "text/plain", "text/xml", "application/json", "application/xml"}
+)
+
+
+def _keyed_not_event_stream(exc: BaseException) -> str:
+    assert isinstance(exc, NotEventStreamError)
+    if isinstance(exc, UnexpectedReplyError):
+        return (
+            f'the Koala API answered with JSON that is not {{"output": ...}}{_LOGGED}'
+        )
+    kind = exc.content_type if exc.content_type in _PLAIN_TYPES else "another type"
+    return f"the Koala API answered with {kind} instead of an event stream{_LOGGED}"
+
+
+_MEANINGS: Final[Mapping[type[BaseException], str]] = {
+    AuthenticationError: "it refused the server's API key",
+    CreditsExhaustedError: "the account behind the server's API key is out of credits",
+}
+
 #: The client's message for each error class, looked up along the MRO.
 _PUBLIC_MESSAGES: Final[Mapping[type[BaseException], _Message]] = {
     StatusError: _status,
@@ -255,6 +314,19 @@ _PUBLIC_MESSAGES: Final[Mapping[type[BaseException], _Message]] = {
     EventTooLargeError: _own_words,
     # About the model's reply, not the upstream: nothing to hide.
     EmulationError: lambda exc: str(exc),
-    ProtocolError: _fixed("the Koala API sent a reply that cannot be read" + _LOGGED),
+    ProtocolError: _fixed(_UNREADABLE),
     KoalaError: _fixed("the Koala API failed" + _LOGGED),
+}
+
+#: The client's message for a failure of a request that carried a key: as
+#: above, but the upstream's own words (bodies, content types, the data of an
+#: event) stay in the log.
+_KEYED_MESSAGES: Final[Mapping[type[BaseException], _Message]] = {
+    **_PUBLIC_MESSAGES,
+    StatusError: _status_words,
+    RateLimitError: _keyed_rate_limit,
+    NotEventStreamError: _keyed_not_event_stream,
+    InvalidJSONError: _fixed(_UNREADABLE),
+    IncompleteEventError: _fixed(_UNREADABLE),
+    EventTooLargeError: _fixed(_UNREADABLE),
 }

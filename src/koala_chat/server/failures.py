@@ -173,6 +173,10 @@ def failure_for(exc: BaseException) -> Failure:
         # Pass the upstream's wait on, so that the client's backoff honours it.
         seconds = retry_after_seconds(exc.retry_after)
         return Failure(status, kind, code, message, {"Retry-After": str(seconds)})
+    if isinstance(exc, EmulationError):
+        # The reply was asked for twice already: the openai SDK honours this
+        # and does not multiply the cost with retries of its own.
+        return Failure(status, kind, code, message, {"x-should-retry": "false"})
     return Failure(status, kind, code, message)
 
 

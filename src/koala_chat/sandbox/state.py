@@ -2,8 +2,9 @@
 
 `SandboxState` holds the reply queue, the recorded requests, the stalls, the
 disconnect count and how far the replies were written (`sent`, `finished`: a
-test sees how much of a reply a client let through). It is thread-safe, so a test on one thread (or event loop) can
-script and watch a server running on another.
+test sees how much of a reply a client let through). It is thread-safe, so a
+test on one thread (or event loop) can script and watch a server running on
+another.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ ACCESS_LOGGER = "koala_chat.server.access"
 #: SO_RCVBUF of each upstream socket, set before it connects (the kernel
 #: doubles it). asyncio reads up to 256 KiB a time, and aiohttp keeps what it
 #: read past the point where the stream stopped; with the kernel's own
-#: autotuned buffer a stalled stream held about that much. 32 KiB still lets a
+#: autotuned buffer a stalled stream held up to that much. 32 KiB still lets a
 #: connection 200 ms away carry some 160 KB/s, far above any model's pace.
 UPSTREAM_RCVBUF: Final = 32 * 1024
 

@@ -221,6 +221,9 @@ class Call:
         self.session = ClientSession(
             connector=get_connector(connector, self.proxy),
             connector_owner=connector is None,
+            # aiohttp stops reading the socket past twice this unread: a consumer
+            # that stops reading holds little (README, "Over HTTP: koala serve").
+            read_bufsize=4 * 1024,
         )
         self.deadline = self.options.timeouts.deadline()
         return self

@@ -4,12 +4,16 @@ docs/protocol.md, "Response": each event's data is one JSON value. The bytes are
 read as they come (`content.iter_any()`, not aiohttp's line iterator, which
 splits on LF only and fails on long lines) and handed to `JSONValueDecoder`,
 which does the parsing; this module does only the reading.
+
+A chunk is decoded `BATCH_BYTES` at a time. A value costs a few times its bytes
+once decoded, and the consumer holds a whole batch while it waits (the server,
+for a client that does not read): the raw bytes stay compact, the batch small.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterable
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import ClientResponse
 
@@ -27,6 +31,9 @@ from ..urls import redact_url
 
 __all__ = ["check_event_stream", "event_batches", "json_batches", "reply_batches"]
 
+#: The most bytes of a reply decoded into one batch of values.
+BATCH_BYTES: Final = 4 * 1024
+
 
 async def event_batches(
     response: Any,
@@ -37,8 +44,9 @@ async def event_batches(
 ) -> AsyncGenerator[list[JSONValue], None]:
     """Yield the values of an event-stream reply in non-empty lists.
 
-    Each list holds what one chunk of the reply completed: the layers above
-    pass lists on, so that many streams stay cheap (benchmarks/bench_load.py).
+    Each list holds what one chunk of the reply (at most `BATCH_BYTES` of it)
+    completed: the layers above pass lists on, so that many streams stay cheap
+    (benchmarks/bench_load.py).
     With `require_event_stream`, a reply of another content type is refused
     first. An object whose `content` has no `iter_any` (the stand-in response
     of docs/protocol.md, "The provider's contract") is read as the seed's code
@@ -61,10 +69,12 @@ async def event_batches(
         return
     decoder = JSONValueDecoder(max_event_size=max_event_size, raw_text=raw_text)
     async for chunk in iter_any():
-        if values := decoder.feed(chunk):
-            yield values
-        if decoder.done:
-            return
+        # Slicing a chunk no longer than a batch gives the chunk itself.
+        for start in range(0, len(chunk), BATCH_BYTES):
+            if values := decoder.feed(chunk[start : start + BATCH_BYTES]):
+                yield values
+            if decoder.done:
+                return
     if values := decoder.close():
         yield values
 

@@ -261,11 +261,15 @@ async def _send(
         ):
             if chunk is not None:
                 await response.write(chunk[: reply.cut_at - sent])
+                state.count_sent(reply.cut_at - sent)
             await _reset(request)
             return
-        if chunk is not None:
+        if chunk is None:
+            state.count_finished()
+        else:
             await response.write(chunk)
             sent += len(chunk)
+            state.count_sent(len(chunk))
 
 
 def _with_end(writes: Iterable[bytes]) -> Iterator[bytes | None]:

@@ -1,8 +1,10 @@
 """The sandbox's state, shared between the server's loop and the tests.
 
-`SandboxState` holds the reply queue, the recorded requests, the stalls and the
-disconnect count. It is thread-safe, so a test on one thread (or event loop) can
-script and watch a server running on another.
+`SandboxState` holds the reply queue, the recorded requests, the stalls, the
+disconnect count and how far the replies were written (`sent`, `finished`: a
+test sees how much of a reply a client let through). It is thread-safe, so a
+test on one thread (or event loop) can script and watch a server running on
+another.
 """
 
 from __future__ import annotations
@@ -176,6 +178,8 @@ class SandboxState:
         self._requests_lock = threading.Lock()
         self._stalls = _Stalls()
         self._disconnects = _Gauge()
+        self._sent = _Gauge()
+        self._finished = _Gauge()
         self._tasks: set[asyncio.Task[object]] = set()
         self._tasks_lock = threading.Lock()
         self.closing = False
@@ -256,6 +260,44 @@ class SandboxState:
     ) -> bool:
         """Like `wait_disconnect`, without blocking the running loop."""
         return await self._disconnects.wait_async(count, timeout)
+
+    @property
+    def sent(self) -> int:
+        """How many body bytes the replies have written so far, all replies together.
+
+        A write counts once it returned, so once the transport took it: a client
+        that does not read holds a reply here (TCP backpressure).
+        """
+        return self._sent.value
+
+    def count_sent(self, size: int) -> None:
+        """Note that a reply wrote `size` more body bytes."""
+        self._sent.add(size)
+
+    async def wait_sent_async(
+        self,
+        size: int,
+        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see _Gauge)
+    ) -> bool:
+        """Wait until `size` body bytes were written; False after `timeout`."""
+        return await self._sent.wait_async(size, timeout)
+
+    @property
+    def finished(self) -> int:
+        """How many replies wrote their whole body (not cut, not left)."""
+        return self._finished.value
+
+    def count_finished(self) -> None:
+        """Note that a reply wrote the last byte of its body."""
+        self._finished.add(1)
+
+    async def wait_finished_async(
+        self,
+        count: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see _Gauge)
+    ) -> bool:
+        """Wait until `count` replies wrote their whole body; False after `timeout`."""
+        return await self._finished.wait_async(count, timeout)
 
     def track(self, task: asyncio.Task[object]) -> None:
         """Remember a streaming handler so that `close` can cancel it."""

@@ -8,8 +8,16 @@ collects what the stream produces while it runs without waiting and lets a
 writer task send it as one write when the stream next waits for the upstream.
 A stream paced like a model still gets each event sent as soon as it is made.
 
-Backpressure: once `limit` bytes wait (the client reads slowly), `push` asks the
-producer to wait until the writer has handed them to the transport.
+Backpressure, so that a client that reads slowly or not at all makes the server
+hold a fixed amount, whatever the length of the reply: once `limit` bytes wait,
+`push` asks the producer to wait until the writer has handed them to the
+transport, and the writer hands nothing more over until the transport's buffer
+is below its low-water mark (`writer.drain()` after each write; aiohttp's own
+`write` drains only every 64 KiB). While the producer waits it reads nothing
+from the upstream, whose socket aiohttp then stops reading too. Per stream, at
+most `limit` bytes wait here, one write of about as much is in flight, and the
+transport holds at most its high-water mark (`streaming.WRITE_BUFFER_HIGH`)
+plus that write.
 """
 
 from __future__ import annotations
@@ -19,11 +27,14 @@ import contextlib
 from typing import Final
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 __all__ = ["Coalescer"]
 
-#: Bytes that may wait for the writer before the producer must wait too.
-DEFAULT_LIMIT: Final = 64 * 1024
+#: Bytes that may wait for the writer before the producer must wait too. Large
+#: enough that an unpaced reply still goes out in few sends (a hundred events
+#: a write), small enough that a stalled stream holds little.
+DEFAULT_LIMIT: Final = 16 * 1024
 
 
 class Coalescer:
@@ -31,7 +42,8 @@ class Coalescer:
 
     Use as an async context manager around the producing loop: leaving it
     normally sends what is left; leaving it with an exception (the client left,
-    the handler was cancelled) stops the writer without sending more.
+    the handler was cancelled) stops the writer without sending more. `writer`
+    is the connection's (`request.writer`), drained after each write.
     """
 
     __slots__ = (
@@ -43,12 +55,17 @@ class Coalescer:
         "_room",
         "_size",
         "_task",
+        "_writer",
     )
 
     def __init__(
-        self, response: web.StreamResponse, limit: int = DEFAULT_LIMIT
+        self,
+        response: web.StreamResponse,
+        writer: AbstractStreamWriter,
+        limit: int = DEFAULT_LIMIT,
     ) -> None:
         self._response = response
+        self._writer = writer
         self._limit = limit
         self._buffer: list[bytes] = []
         self._size = 0
@@ -117,6 +134,8 @@ class Coalescer:
                     self._size = 0
                     self._room.set()
                     await self._response.write(data)
+                    del data  # the transport holds what is left to send
+                    await self._writer.drain()
                 if self._closing and not self._buffer:
                     return
         finally:

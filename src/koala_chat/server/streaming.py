@@ -14,6 +14,13 @@ cancels the handler when its client goes away (as starlette's streaming response
 listens for `http.disconnect`); the cancellation closes the upstream generator
 through `aclosing` at once. A write to a closed connection ends the stream the
 same way.
+
+Slow readers: a client that reads slowly, or not at all, makes its stream hold
+a fixed amount, not its reply. Its writes wait for the transport
+(`WRITE_BUFFER_HIGH`, `coalesce.py`); while they wait no value is taken from the
+provider, which then reads nothing, so aiohttp stops reading the upstream
+socket (the provider's session's `read_bufsize`, the pool's small receive
+buffer in `app.py`) and TCP makes the upstream wait in turn.
 """
 
 from __future__ import annotations
@@ -47,6 +54,12 @@ SHUTDOWN_FAILURE: Final = Failure(
     "server_shutting_down",
     "the server is shutting down and cut this reply short; retry",
 )
+
+#: The high-water mark of a stream's transport: past it, the stream's writer
+#: waits until the kernel took all but a quarter of it (asyncio's low-water
+#: mark). asyncio's default is 64 KiB; a reader that never reads would make
+#: every stream hold that much (see `coalesce.py` for the whole bound).
+WRITE_BUFFER_HIGH: Final = 16 * 1024
 
 _SSE_HEADERS: Final = {
     "Cache-Control": "no-cache",
@@ -156,7 +169,7 @@ async def stream_reply(
         # The head goes out at once, not through the writer task: one turn of
         # the loop less before the client sees the first piece.
         await response.write(head)
-        async with Coalescer(response) as out:
+        async with Coalescer(response, request.writer) as out:
             tail = await _rest(out, values, reply, encoder)
         # The last events ride with the end of the chunked body: one send.
         ending = True
@@ -216,6 +229,9 @@ async def _start(
     response.content_type = "text/event-stream"
     response.charset = "utf-8"
     await response.prepare(request)
+    transport = request.transport
+    if transport is not None:
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
     return response
 
 

@@ -88,8 +88,9 @@ SCHEMA_MAX_SUBSCHEMAS: Final = 5_000
 #: The most subschemas one schema may stand for once its `$ref`s are expanded
 #: (a few refs that each use the previous twice stand for millions).
 SCHEMA_MAX_EXPANSION: Final = 50_000
-#: The most keyword checks one validation of a reply may take; past it the reply
-#: is refused as too costly to check.
+#: The most steps one validation of a reply may take (a keyword check costs the
+#: items of its value; one that goes into an array or object, a step per part
+#: too); past it the reply is refused as too costly to check.
 SCHEMA_MAX_STEPS: Final = 200_000
 #: The most tools one request may give (the OpenAI API's limit).
 TOOLS_MAX_COUNT: Final = 128

@@ -265,12 +265,15 @@ def _resolve_references(nodes: dict[int, _Node], dialect: str) -> None:
     Each reference becomes an edge to the subschema it names, applied to the
     same value.
     """
-    from referencing import Registry
+    from jsonschema_specifications import REGISTRY
     from referencing.exceptions import Unresolvable
     from referencing.jsonschema import specification_with
 
     specification: Specification[Any] = specification_with(dialect)
-    registry: Registry[Any] = Registry()
+    # The registry the validator resolves in (`validation._validator`): the
+    # metaschemas, and nothing to retrieve. A `$id` of a metaschema makes its
+    # `#...` resolve in the metaschema, which is no subschema of this one.
+    registry = REGISTRY
     resolvers: dict[int, Any] = {}
     for key, node in nodes.items():
         ref = None

@@ -12,8 +12,10 @@ the validator built here differs from a stock `jsonschema` one in three ways:
   text, instead of Python's backtracking `re` (`^(a+)+$` against "aaa...b"
   takes exponential time there). RE2 has no backreferences and no lookaround;
   its syntax is close to the ECMA-262 patterns JSON Schema asks for.
-- It counts its keyword checks and gives up past `SCHEMA_MAX_STEPS`, so a
-  reply and a schema that would take long to check cost a bounded time.
+- It counts its steps (a keyword check costs the items of the keyword's
+  value, and those that go into an array or object a step per part too) and
+  gives up past `SCHEMA_MAX_STEPS`, so a reply and a schema that would take
+  long to check cost a bounded time. `uniqueItems` takes linear time.
 
 `validate` returns why a value does not validate ("" when it does); call it
 off the event loop (`worker.off_loop`), as its cost grows with the value.
@@ -68,17 +70,52 @@ class _TooCostly(Exception):
 
 
 class _Budget:
-    """The keyword checks one validation has left."""
+    """The steps one validation has left, and what each keyword value costs."""
 
-    __slots__ = ("left",)
+    __slots__ = ("costs", "left")
 
     def __init__(self, steps: int) -> None:
         self.left = steps
+        self.costs: dict[int, int] = {}
 
-    def spend(self) -> None:
-        self.left -= 1
+    def spend(self, steps: int = 1) -> None:
+        self.left -= steps
         if self.left < 0:
             raise _TooCostly
+
+    def spend_on(self, value: object) -> None:
+        """Spend what checking a keyword with `value` costs: one step per item.
+
+        `enum`, `required` or `properties` go through their lists and objects
+        for each value they check, so a keyword costs as many steps as its
+        value has items (counted once per validation, and the whole tree).
+        """
+        key = id(value)
+        cost = self.costs.get(key)
+        if cost is None:
+            cost = self.costs[key] = _items(value)
+        self.spend(cost)
+
+
+def _items(value: object) -> int:
+    """Return 1 plus the number of items of the lists and objects in `value`."""
+    count = 1
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            count += len(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            count += len(item)
+            pending.extend(item)
+    return count
+
+
+def _spend(steps: int) -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.spend(steps)
 
 
 #: The budget of the validation running in this context (None: no limit).
@@ -159,6 +196,9 @@ def validate(value: JSONValue, schema: JSONValue | None) -> str:
         )
     except RecursionError:
         return "it nests too deeply to be checked against the schema"
+    except OverflowError:
+        # `multipleOf` divides as floats: an integer past 1e308 overflows.
+        return "it holds a number too large to be checked against the schema"
     except (Unresolvable, PatternError) as exc:
         # Refused when the request came (schemas.check_schema): only a schema
         # that skipped that check gets here.
@@ -205,27 +245,50 @@ def _safe_class(base: type[Validator]) -> type[Validator]:
         "pattern": _pattern,
         "patternProperties": _pattern_properties,
         "additionalProperties": _additional_properties,
+        "uniqueItems": _unique_items,
     }
     checker = copy.copy(base.FORMAT_CHECKER)
     checker.checkers = dict(checker.checkers)
     checker.checks("regex")(_is_regex)
     safe: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
         base,
-        {name: _counted(check) for name, check in keywords.items()},
+        {name: _counted(name, check) for name, check in keywords.items()},
         format_checker=checker,
     )
     return safe
 
 
-def _counted(check: Any) -> Any:
-    """Return the keyword check `check`, spending a step of the budget first."""
+#: The keywords that go into each item of an array or each member of an object.
+_INTO_PARTS: Final = frozenset(
+    {
+        "items",
+        "prefixItems",
+        "additionalItems",
+        "contains",
+        "properties",
+        "propertyNames",
+        "unevaluatedItems",
+        "unevaluatedProperties",
+    }
+)
+
+
+def _counted(name: str, check: Any) -> Any:
+    """Return the keyword check `check`, spending its steps of the budget first.
+
+    A keyword costs the items of its value (`_Budget.spend_on`), and one that
+    goes into the parts of the value a step per part too.
+    """
+    into_parts = name in _INTO_PARTS
 
     def counted(
         validator: Validator, value: Any, instance: Any, schema: Mapping[str, Any]
     ) -> Any:
         budget = _BUDGET.get()
         if budget is not None:
-            budget.spend()
+            budget.spend_on(value)
+            if into_parts and isinstance(instance, list | dict):
+                budget.spend(len(instance))
         return check(validator, value, instance, schema)
 
     return counted
@@ -259,6 +322,7 @@ def _pattern_properties(
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in patterns.items():
+        _spend(len(instance))
         for key, value in instance.items():
             if _matches(pattern, key):
                 yield from validator.descend(
@@ -275,6 +339,7 @@ def _additional_properties(
         return
     named = schema.get("properties", {})
     patterns = schema.get("patternProperties", {})
+    _spend(len(instance) * len(patterns))
     extras = sorted(
         (
             key
@@ -299,3 +364,36 @@ def _additional_properties(
             yield ValidationError(
                 f"Additional properties are not allowed ({listed} {verb} unexpected)"
             )
+
+
+def _unique_items(
+    validator: Validator, unique: Any, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    # jsonschema compares unhashable items pairwise, in quadratic time; here
+    # each item becomes a hashable key, equal when JSON Schema says the items
+    # are equal (1 and 1.0 are, true and 1 are not; an object's key order
+    # does not count).
+    from jsonschema.exceptions import ValidationError
+
+    if not unique or not validator.is_type(instance, "array"):
+        return
+    _spend(len(instance))
+    seen: set[object] = set()
+    for item in instance:
+        key = _equality_key(item)
+        if key in seen:
+            yield ValidationError(f"{instance!r} has non-unique elements")
+            return
+        seen.add(key)
+
+
+def _equality_key(value: object) -> object:
+    if isinstance(value, dict):
+        return ("object", frozenset((k, _equality_key(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("array", tuple(_equality_key(item) for item in value))
+    if isinstance(value, bool) or value is None:
+        return ("constant", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    return ("string", value)

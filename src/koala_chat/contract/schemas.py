@@ -36,7 +36,7 @@ from ..messages import JSONValue
 from .validation import PatternError, compile_pattern, dialect_of
 
 if TYPE_CHECKING:
-    from referencing import Specification
+    from referencing import Registry, Specification
 
 __all__ = ["CheckedSchema", "SchemaProblem", "check_schema"]
 
@@ -273,7 +273,7 @@ def _resolve_references(nodes: dict[int, _Node], dialect: str) -> None:
     # The registry the validator resolves in (`validation._validator`): the
     # metaschemas, and nothing to retrieve. A `$id` of a metaschema makes its
     # `#...` resolve in the metaschema, which is no subschema of this one.
-    registry = REGISTRY
+    registry: Registry[Any] = REGISTRY
     resolvers: dict[int, Any] = {}
     for key, node in nodes.items():
         ref = None

@@ -2,13 +2,13 @@
 
 A request with `response_format` or `tools` (`CompletionRequest.emulated`) is
 answered here instead of piece by piece: the reply is read whole, its JSON or
-tool calls are found and validated (`jsonmode.py`, `tools.py`) on a thread
-of `worker.py`, off the event loop, and a reply
-that fails is asked for once more, with the reason quoted to the model. A
-second failure raises `EmulationError` (a `ProtocolError`: `koala serve`
-answers 502) whose message says why. A streamed request gets the checked
-result as a few chunks once it is known, in the OpenAI shapes (tool calls as
-`delta.tool_calls` with index, id, type and function).
+tool calls are found and validated (`jsonmode.py`, `tools.py`) on a thread of
+`worker.py`, off the event loop, and a reply that fails is asked for once
+more, with the reason quoted to the model. A second failure raises
+`EmulationError` (a `ProtocolError`: `koala serve` answers 502) whose message
+says why. A streamed request gets the checked result as a few chunks once it
+is known, in the OpenAI shapes (tool calls as `delta.tool_calls` with index,
+id, type and function).
 """
 
 from __future__ import annotations

@@ -74,6 +74,29 @@ SERVER_RETRY_AFTER: Final = 10
 #: `protocol`: the free ones; `api` spends the operator's key.
 SERVER_CLIENT_PROTOCOLS: Final = ("auto", "history", "messages")
 
+# JSON Schemas of requests (JSON mode, tools) ---------------------------------
+
+#: The largest JSON Schema of `response_format`, or of one tool's parameters, in
+#: bytes of its compact JSON text.
+SCHEMA_MAX_BYTES: Final = 128 * 1024
+#: The deepest nesting of objects and arrays in one schema. The validator
+#: recurses once per level, so this keeps it far from Python's recursion limit.
+SCHEMA_MAX_DEPTH: Final = 64
+#: The most subschemas in one schema, and in all tools' parameters together:
+#: checking each against its draft's metaschema takes about 0.2 ms.
+SCHEMA_MAX_SUBSCHEMAS: Final = 5_000
+#: The most subschemas one schema may stand for once its `$ref`s are expanded
+#: (a few refs that each use the previous twice stand for millions).
+SCHEMA_MAX_EXPANSION: Final = 50_000
+#: The most steps one validation of a reply may take (a keyword check costs the
+#: items of its value; one that goes into an array or object, a step per part
+#: too); past it the reply is refused as too costly to check.
+SCHEMA_MAX_STEPS: Final = 200_000
+#: The most tools one request may give (the OpenAI API's limit).
+TOOLS_MAX_COUNT: Final = 128
+#: The largest sum of all tools' parameter schemas of one request, in bytes.
+TOOLS_MAX_BYTES: Final = 256 * 1024
+
 # koala sandbox --------------------------------------------------------------
 
 SANDBOX_HOST: Final = "127.0.0.1"

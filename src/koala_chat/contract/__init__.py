@@ -7,6 +7,9 @@ One job per module, imported in this order (each only from those above it):
     usage.py         the token estimate and the usage object built from it
     cutting.py       `stop` and `max_tokens` applied on our side (`ReplyCutter`)
     neutral.py       the values of a refused parameter that ask for nothing
+    worker.py        a few threads for the checks that take time, off the loop
+    validation.py    a value against a client's schema: no retrieval, RE2, bounded
+    schemas.py       a client's JSON Schema checked before any use
     jsonmode.py      JSON mode, emulated: instruction, extraction, validation
     tools.py         tool calls, emulated: instruction, reading calls, history
     conversation.py  the `messages` check, instructions put first

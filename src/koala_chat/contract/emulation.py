@@ -2,12 +2,13 @@
 
 A request with `response_format` or `tools` (`CompletionRequest.emulated`) is
 answered here instead of piece by piece: the reply is read whole, its JSON or
-tool calls are found and validated (`jsonmode.py`, `tools.py`), and a reply
-that fails is asked for once more, with the reason quoted to the model. A
-second failure raises `EmulationError` (a `ProtocolError`: `koala serve`
-answers 502) whose message says why. A streamed request gets the checked
-result as a few chunks once it is known, in the OpenAI shapes (tool calls as
-`delta.tool_calls` with index, id, type and function).
+tool calls are found and validated (`jsonmode.py`, `tools.py`) on a thread of
+`worker.py`, off the event loop, and a reply that fails is asked for once
+more, with the reason quoted to the model. A second failure raises
+`EmulationError` (a `ProtocolError`: `koala serve` answers 502) whose message
+says why. A streamed request gets the checked result as a few chunks once it
+is known, in the OpenAI shapes (tool calls as `delta.tool_calls` with index,
+id, type and function).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Final
 
 from ..errors import EmulationError
 from ..messages import JSONValue, NormalizedMessage
-from .jsonmode import extract_json, validate
+from .jsonmode import extract_json
 from .params import CompletionRequest
 from .provider import ChatProvider
 from .replies import Reply, read_text
@@ -32,6 +33,8 @@ from .types import (
     ChoiceDeltaToolCall,
     Function,
 )
+from .validation import validate
+from .worker import off_loop
 
 __all__ = [
     "EmulationError",
@@ -140,7 +143,7 @@ async def emulate(
         async with aclosing(values):
             text = await read_text(values, reply)
         try:
-            content, calls = interpret(text, request)
+            content, calls = await off_loop(interpret, text, request)
         except ReplyProblem as exc:
             problem = str(exc)
             messages = _retry(request.messages, text, problem)

@@ -3,9 +3,9 @@
 Koala's models answer in text only (docs/protocol.md, "Response"), so
 `response_format` is done on our side: an instruction asks the model for one
 JSON value, `extract_json` finds it in the reply (inside code fences or prose),
-and `validate` holds it to the schema with the `jsonschema` package. Pure: no
-I/O. `jsonschema` is imported on first use, so a server that never sees JSON
-mode never pays for it.
+and `validation.validate` holds it to the schema, which `schemas.check_schema`
+checked when the request came. Pure: no I/O. `jsonschema` is imported on first
+use, so a server that never sees JSON mode never pays for it.
 """
 
 from __future__ import annotations
@@ -14,21 +14,18 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, Final, cast
+from typing import Final, cast
 
 from ..errors import UsageError
 from ..messages import JSONValue
-
-if TYPE_CHECKING:
-    from jsonschema.protocols import Validator
+from .schemas import SchemaProblem, check_schema
+from .validation import validate
 
 __all__ = [
     "RESPONSE_FORMAT_SCHEMA",
     "JSONFormat",
     "extract_json",
     "parse_response_format",
-    "schema_problem",
     "validate",
 ]
 
@@ -89,8 +86,11 @@ class JSONFormat:
 def parse_response_format(name: str, value: JSONValue) -> JSONFormat | None:
     """Check a `response_format`; return the JSON it asks for (None: plain text).
 
+    The schema kept is a plain JSON copy of the one given (`check_schema`).
+
     Raises:
-        UsageError: an unknown type, or a `json_schema` without a valid schema.
+        UsageError: an unknown type, or a `json_schema` without a usable schema
+            (see `schemas.check_schema`).
     """
     if not isinstance(value, Mapping):
         raise UsageError(f"{name}: must be an object")
@@ -106,16 +106,17 @@ def parse_response_format(name: str, value: JSONValue) -> JSONFormat | None:
     spec = value.get("json_schema")
     if not isinstance(spec, Mapping):
         raise UsageError(f"{name}.json_schema: must be an object")
-    schema = spec.get("schema", {"type": "object"})
-    if problem := schema_problem(schema):
-        raise UsageError(f"{name}.json_schema.schema: {problem}")
     # As the schema above says: what is given has its type, null is absent.
     for key, kind, label in _SPEC_FIELDS:
         if spec.get(key) is not None and not isinstance(spec[key], kind):
             raise UsageError(f"{name}.json_schema.{key}: must be {label}")
+    try:
+        checked = check_schema(spec.get("schema", {"type": "object"}))
+    except SchemaProblem as exc:
+        raise UsageError(f"{name}.json_schema.schema: {exc}") from exc
     return JSONFormat(
         name=spec.get("name") or "response",
-        schema=schema,
+        schema=cast(Schema, checked.schema),
         description=spec.get("description") or "",
     )
 
@@ -125,38 +126,6 @@ _SPEC_FIELDS: Final = (
     ("description", str, "a string"),
     ("strict", bool, "true or false"),
 )
-
-
-def schema_problem(schema: JSONValue) -> str:
-    """Return why `schema` is not a usable JSON Schema ("" when it is)."""
-    if not isinstance(schema, dict | bool):
-        return "must be a JSON Schema object"
-    from jsonschema.exceptions import SchemaError
-
-    try:
-        _validator_class(schema).check_schema(cast(Schema, schema))
-    except SchemaError as exc:
-        return f"not a valid JSON Schema: {exc.message}"
-    return ""
-
-
-def validate(value: JSONValue, schema: Schema | None) -> str:
-    """Return why `value` does not validate against `schema` ("" when it does).
-
-    The reason names the place in the value (`$.a[0]`) and what is wrong there.
-    """
-    if schema is None:
-        return ""
-    from jsonschema.exceptions import best_match
-
-    error = best_match(_validator(_dumps(schema)).iter_errors(value))
-    if error is None:
-        return ""
-    where = "$" + "".join(
-        f"[{part}]" if isinstance(part, int) else f".{part}"
-        for part in error.absolute_path
-    )
-    return f"at {where}: {error.message}"
 
 
 def extract_json(text: str) -> tuple[str, JSONValue] | None:
@@ -207,17 +176,3 @@ _DECODER: Final = json.JSONDecoder(parse_constant=_refuse_constant)
 
 def _dumps(value: JSONValue) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _validator_class(schema: JSONValue) -> type[Validator]:
-    from jsonschema.validators import validator_for
-
-    return validator_for(schema)
-
-
-@lru_cache(maxsize=64)
-def _validator(schema_text: str) -> Validator:
-    """Return a validator of the schema `schema_text`, built once per schema."""
-    schema = json.loads(schema_text)
-    cls = _validator_class(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)

@@ -7,7 +7,7 @@ that calls tools is a JSON object of one agreed shape:
     {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}
 
 `read_tool_calls` finds that object in a reply and checks each call against
-the tool's parameter schema (`jsonmode.validate`). The other way round,
+the tool's parameter schema (`validation.validate`). The other way round,
 `render_history` turns `tool` messages and assistant `tool_calls` of the
 conversation back into text in the same shape, so the model reads its own
 calls and their results. Pure: no I/O.
@@ -19,11 +19,14 @@ import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
+from .. import defaults
 from ..errors import UsageError
 from ..messages import JSONValue
-from .jsonmode import Schema, extract_json, schema_problem, validate
+from .jsonmode import Schema, extract_json
+from .schemas import SchemaProblem, check_schema
+from .validation import validate
 
 __all__ = [
     "TOOLS_SCHEMA",
@@ -160,12 +163,21 @@ def new_call_id() -> str:
 def parse_tools(name: str, value: JSONValue) -> tuple[Tool, ...]:
     """Check `tools` (OpenAI's list of `{"type": "function", ...}`).
 
+    Each tool keeps a plain JSON copy of its parameters (`check_schema`).
+
     Raises:
-        UsageError: not a list of function tools with names and valid schemas.
+        UsageError: not a list of function tools with names and usable
+            schemas (see `schemas.check_schema`), or more tools or schema
+            bytes than `TOOLS_MAX_COUNT` and `TOOLS_MAX_BYTES` allow.
     """
     if not isinstance(value, list):
         raise UsageError(f"{name}: must be a list of tools")
+    if len(value) > defaults.TOOLS_MAX_COUNT:
+        raise UsageError(
+            f"{name}: at most {defaults.TOOLS_MAX_COUNT} tools, not {len(value)}"
+        )
     tools: dict[str, Tool] = {}
+    budget = (defaults.TOOLS_MAX_BYTES, defaults.SCHEMA_MAX_SUBSCHEMAS)
     for index, item in enumerate(value):
         where = f"{name}[{index}]"
         if not isinstance(item, Mapping) or item.get("type") != "function":
@@ -178,14 +190,46 @@ def parse_tools(name: str, value: JSONValue) -> tuple[Tool, ...]:
             raise UsageError(f"{where}.function.name: must be a non-empty string")
         if title in tools:
             raise UsageError(f"{where}.function.name: {title!r} is given twice")
-        parameters = function.get("parameters")
-        if parameters is not None and (problem := schema_problem(parameters)):
-            raise UsageError(f"{where}.function.parameters: {problem}")
         description = function.get("description")
         if description is not None and not isinstance(description, str):
             raise UsageError(f"{where}.function.description: must be a string")
-        tools[title] = Tool(title, description or "", parameters)
+        parameters = function.get("parameters")
+        if parameters is not None:
+            parameters, budget = _checked_parameters(
+                f"{where}.function.parameters", parameters, budget
+            )
+        tools[title] = Tool(title, description or "", cast(Schema | None, parameters))
     return tuple(tools.values())
+
+
+def _checked_parameters(
+    where: str, schema: JSONValue, budget: tuple[int, int]
+) -> tuple[JSONValue, tuple[int, int]]:
+    """Return a tool's checked parameters and the budget left after them.
+
+    `budget` is what the tools' schemas together may still take: bytes of
+    JSON and subschemas.
+
+    Raises:
+        UsageError: the schema cannot be used, or the tools' schemas together
+            go over `TOOLS_MAX_BYTES` or `SCHEMA_MAX_SUBSCHEMAS`.
+    """
+    try:
+        checked = check_schema(schema)
+    except SchemaProblem as exc:
+        raise UsageError(f"{where}: {exc}") from exc
+    size, subschemas = budget
+    if checked.size > size:
+        raise UsageError(
+            f"{where}: the tools' schemas together are more than "
+            f"{defaults.TOOLS_MAX_BYTES} bytes of JSON"
+        )
+    if checked.subschemas > subschemas:
+        raise UsageError(
+            f"{where}: the tools' schemas together have more than "
+            f"{defaults.SCHEMA_MAX_SUBSCHEMAS} subschemas"
+        )
+    return checked.schema, (size - checked.size, subschemas - checked.subschemas)
 
 
 def parse_tool_choice(name: str, value: JSONValue) -> tuple[ChoiceMode, str]:
@@ -262,7 +306,7 @@ def _call(index: int, item: JSONValue, tools: ToolSet) -> ToolCallRequest:
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ReplyProblem(f"{where}.arguments is not JSON: {exc}") from exc
     if not isinstance(arguments, dict):
         raise ReplyProblem(f"{where}.arguments must be an object")
@@ -306,7 +350,7 @@ def _assistant(item: Mapping[str, JSONValue], names: dict[str, str]) -> JSONValu
         arguments = function.get("arguments", "{}")
         try:
             parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = arguments
         names[str(call.get("id"))] = str(function.get("name"))
         calls.append({"name": function.get("name"), "arguments": parsed})

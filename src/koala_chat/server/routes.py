@@ -33,6 +33,7 @@ from ..contract.params import CompletionRequest, parse_request
 from ..contract.provider import ChatProvider
 from ..contract.replies import Reply, next_text, read_text
 from ..contract.types import Model, ModelList
+from ..contract.worker import off_loop
 from ..errors import ModelNotFoundError, UsageError
 from ..jsonstream import replace_surrogates_in
 from ..messages import JSONValue
@@ -161,14 +162,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     """
     state = request.app[STATE_KEY]
     log = request[LOG_KEY] = RequestLog(started=time.perf_counter())
-    completion = parse_request(
-        await _read_object(request, state.config.max_body),
-        strict=state.config.strict,
-    )
-    headers = _ignored_headers(completion)
-    chosen = _chosen(state, completion)
-    model, sent = _model(state, completion)
-    log.model = model
+    body = await _read_object(request, state.config.max_body)
+    # Admitted before the check: checking JSON Schemas takes time, and a flood
+    # of them must meet the limit of completions at once like any other.
     if len(state.tasks) >= state.config.max_streams:
         raise FailureError(
             Failure(
@@ -183,6 +179,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     task = asyncio.current_task()
     assert task is not None  # a handler always runs in a task
     state.tasks.add(task)
+    try:
+        completion = await _parse(body, state.config.strict)
+        headers = _ignored_headers(completion)
+        chosen = _chosen(state, completion)
+        model, sent = _model(state, completion)
+    except BaseException:
+        state.tasks.discard(task)
+        raise
+    log.model = model
     try:
         if completion.emulated:
             options = {**state.options, **chosen}
@@ -218,6 +223,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             return _json(reply.completion(text).model_dump(), headers)
     finally:
         state.tasks.discard(task)
+
+
+async def _parse(body: dict[str, JSONValue], strict: bool) -> CompletionRequest:
+    """Check a request's parameters (raises as `parse_request`).
+
+    A request with JSON Schemas (`response_format`, `tools`) is checked on a
+    thread of `worker.py`, off the event loop: its cost grows with the schemas.
+    """
+    if body.get("response_format") is None and body.get("tools") is None:
+        return parse_request(body, strict=strict)
+    return await off_loop(parse_request, body, strict=strict)
 
 
 def _chosen(state: ServerState, completion: CompletionRequest) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from ..contract.params import CompletionRequest, parse_request
 from ..contract.provider import ChatProvider, provider_options
 from ..contract.replies import complete, stream_chunks
 from ..contract.types import ChatCompletion, ChatCompletionChunk, Model, ModelList
+from ..contract.worker import off_loop
 from ..errors import ModelNotFoundError, UsageError
 from ..messages import JSONValue
 from ..providers import DEFAULT_PROVIDER
@@ -271,9 +272,14 @@ class AsyncCompletions:
             UsageError: a parameter Koala cannot honour, bad messages or model.
             TransportError, StatusError, ProtocolError: see `koala_chat.errors`.
         """
-        request, options = self._config.prepare(
-            model, messages, stream, timeout, params
-        )
+        prepare = self._config.prepare
+        if "response_format" in params or "tools" in params:
+            # Checking a client's schemas takes time: not on the caller's loop.
+            request, options = await off_loop(
+                prepare, model, messages, stream, timeout, params
+            )
+        else:
+            request, options = prepare(model, messages, stream, timeout, params)
         provider = self._config.provider
         whole, chunked = _answerers(request)
         if not request.stream:

@@ -40,6 +40,17 @@ def _fresh_dialects(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
+def messages_only() -> Iterator[Sandbox]:
+    """A sandbox that speaks the messages dialect only, as koala.sh in 2026."""
+    server = Sandbox(protocol="messages")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     """A Koala-protocol sandbox on 127.0.0.1, on a thread of its own.
 

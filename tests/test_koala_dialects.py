@@ -64,16 +64,6 @@ def start_sandbox(protocol: str) -> Sandbox:
     return server
 
 
-@pytest.fixture
-def messages_only() -> Iterator[Sandbox]:
-    """A sandbox that speaks the messages dialect only, as koala.sh in 2026."""
-    server = start_sandbox("messages")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 async def collect(
     sandbox: Sandbox,
     messages: Messages = CONVERSATION,

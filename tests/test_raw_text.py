@@ -45,17 +45,6 @@ def raw_reply(body: bytes = RAW_BODY) -> Reply:
     return Reply(body=body, content_type="text/event-stream")
 
 
-@pytest.fixture
-def messages_only() -> Any:
-    """A sandbox that speaks the messages dialect only, as koala.sh in 2026."""
-    server = Sandbox(protocol="messages")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 # --- the reference reader -----------------------------------------------------------
 
 

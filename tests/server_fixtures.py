@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
+import os
+import signal
 import threading
 import urllib.error
 import urllib.request
+import webbrowser
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -153,3 +157,30 @@ def fetch(
     except urllib.error.HTTPError as error:
         with error:
             return error.code, dict(error.headers), error.read()
+
+
+Fetched = tuple[int, dict[str, str], bytes]
+
+
+def stand_in_browser(
+    monkeypatch: pytest.MonkeyPatch, *, load_page: bool = True
+) -> list[Fetched]:
+    """Replace the browser `koala chat --web` opens; return what it will fetch.
+
+    The stand-in loads the page (with `load_page`) and asks for one reply, as a
+    person would, then presses Ctrl-C, which ends the command.
+    """
+    seen: list[Fetched] = []
+
+    def open_page(url: str) -> bool:
+        try:
+            if load_page:
+                seen.append(fetch(url))
+            hello = {"model": "", "messages": [{"role": "user", "content": "Hi"}]}
+            seen.append(fetch(url + "v1/chat/completions", json.dumps(hello).encode()))
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)
+        return True
+
+    monkeypatch.setattr(webbrowser, "open", open_page)
+    return seen

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import webbrowser
 
 import pytest
 
 from koala_chat.cli import main
-from server_fixtures import fetch
-
-HI = [{"role": "user", "content": "Hi"}]
+from server_fixtures import stand_in_browser
 
 
 # The in-process sandbox takes the dialect asked for, the api one with its key.
@@ -23,19 +18,7 @@ def test_koala_chat_web_serves_the_page_and_opens_the_browser(
     capsys: pytest.CaptureFixture[str],
     dialect: list[str],
 ) -> None:
-    seen: list[tuple[int, dict[str, str], bytes]] = []
-
-    def open_page(url: str) -> bool:
-        # Stand in for the browser: load the page and a reply, then press Ctrl-C.
-        try:
-            seen.append(fetch(url))
-            body = json.dumps({"model": "", "messages": HI}).encode()
-            seen.append(fetch(url + "v1/chat/completions", body))
-        finally:
-            os.kill(os.getpid(), signal.SIGINT)
-        return True
-
-    monkeypatch.setattr(webbrowser, "open", open_page)
+    seen = stand_in_browser(monkeypatch)
     assert main(["chat", "--web", "--sandbox", *dialect]) == 0
     (status, _, html), (answered, _, body) = seen
     url = capsys.readouterr().err.split(" is at ")[1].split()[0]

@@ -28,13 +28,10 @@ import html
 import itertools
 import json
 import logging
-import os
 import pathlib
 import pickle
 import re
-import signal
 import threading
-import webbrowser
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote_plus, unquote, unquote_plus
@@ -51,7 +48,7 @@ from koala_chat._secrets import MASK, Scrubber
 from koala_chat.cli import main
 from koala_chat.providers.dialects import ApiKey
 from koala_chat.server.logtext import loggable
-from server_fixtures import ServerThread, fetch
+from server_fixtures import ServerThread, stand_in_browser
 
 #: The key of the servers in these tests: every character class a key may hold.
 KEY = "Sk-Koala_Echo.Key~4711/xy+z="
@@ -633,18 +630,7 @@ def test_koala_chat_web_never_shows_the_key(
 ) -> None:
     monkeypatch.setenv("KOALA_API_KEY", KEY)
     echo.reply = REVIEWED["400 lower-cased"]
-    seen: list[tuple[int, dict[str, str], bytes]] = []
-
-    def open_page(url: str) -> bool:
-        # Stand in for the browser: ask for a reply, then press Ctrl-C.
-        try:
-            body = json.dumps({"model": "", "messages": HI}).encode()
-            seen.append(fetch(url + "v1/chat/completions", body))
-        finally:
-            os.kill(os.getpid(), signal.SIGINT)
-        return True
-
-    monkeypatch.setattr(webbrowser, "open", open_page)
+    seen = stand_in_browser(monkeypatch, load_page=False)
     caplog.set_level(logging.WARNING)
     argv = ["chat", "--web", "--protocol", "api", "--endpoint", echo.url]
     assert main(argv) == 0

@@ -42,12 +42,8 @@ def _fresh_dialects(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def messages_only() -> Iterator[Sandbox]:
     """A sandbox that speaks the messages dialect only, as koala.sh in 2026."""
-    server = Sandbox(protocol="messages")
-    server.start()
-    try:
+    with Sandbox(protocol="messages") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -57,9 +53,5 @@ def sandbox() -> Iterator[Sandbox]:
     Sync and async tests alike can use it; script it with `sandbox.push(Reply(...))`
     and read what it received from `sandbox.requests`.
     """
-    server = Sandbox()
-    server.start()
-    try:
+    with Sandbox() as server:
         yield server
-    finally:
-        server.stop()

@@ -395,12 +395,8 @@ async def test_json_responses_and_errors_say_nosniff(
 @pytest.fixture
 def api_sandbox() -> Iterator[Sandbox]:
     """A sandbox that speaks only the paid api dialect, with its key."""
-    server = Sandbox(protocol="api")
-    server.start()
-    try:
+    with Sandbox(protocol="api") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from koala_chat.contract.params import MAX_STOP_LENGTH
 from koala_chat.sandbox import Reply, Sandbox
 from koala_chat.server.__main__ import main as server_main
 from koala_chat.server.app import create_app, create_runner
-from koala_chat.server.routes import STATE_KEY
+from koala_chat.server.state import STATE_KEY
 from server_fixtures import ServerThread, server_config
 
 StartServer = Callable[..., ServerThread]

@@ -20,8 +20,8 @@ from koala_chat.contract.params import PARAMETERS, Parameter, Treatment
 from koala_chat.sandbox import Reply, Sandbox
 from koala_chat.server.cli import build_parser
 from koala_chat.server.config import ServerConfig
+from koala_chat.server.conversation import IGNORED_HEADER
 from koala_chat.server.openapi import openapi_document
-from koala_chat.server.routes import IGNORED_HEADER
 from server_fixtures import ServerThread
 
 HELLO: list[Any] = [{"role": "user", "content": "Hello"}]

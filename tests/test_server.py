@@ -26,7 +26,7 @@ from koala_chat.sandbox import Reply, Sandbox, default_reply
 from koala_chat.server.__main__ import main as server_main
 from koala_chat.server.app import ACCESS_LOGGER
 from koala_chat.server.config import API_KEY_VARIABLE, ServerConfig, is_loopback
-from koala_chat.server.streaming import ChunkEncoder
+from koala_chat.server.formats.chat import ChunkEncoder
 from server_fixtures import ServerThread
 
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -461,9 +461,11 @@ async def test_access_log_line_per_request(
     await post(http, koala_server, completion(n=3))
     refused = await access_log.next()
     pieces = len(default_reply({"input": "Hello"}))
-    assert '"POST /v1/chat/completions" 200 model=gpt-4o-mini ttfp=' in streamed
+    assert (
+        '"POST /v1/chat/completions" 200 api=chat model=gpt-4o-mini ttfp=' in streamed
+    )
     assert f"pieces={pieces} " in streamed
-    assert '" 400 model=- ttfp=- pieces=0' in refused
+    assert '" 400 api=chat model=- ttfp=- pieces=0' in refused
 
 
 # --- configuration and the command ---------------------------------------------

@@ -26,8 +26,8 @@ from koala_chat.sandbox import SANDBOX_API_KEY, Sandbox
 from koala_chat.server.__main__ import main as server_main
 from koala_chat.server.cli import build_parser, config_from_args
 from koala_chat.server.config import API_KEY_VARIABLE, ServerConfig
+from koala_chat.server.conversation import IGNORED_HEADER
 from koala_chat.server.hosts import check_allowed_host, split_host
-from koala_chat.server.routes import IGNORED_HEADER
 from server_fixtures import ServerThread
 
 StartServer = Callable[..., ServerThread]

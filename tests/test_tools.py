@@ -163,6 +163,13 @@ def test_history_is_rendered_as_text() -> None:
     }
 
 
+def test_a_tool_message_without_content_is_refused() -> None:
+    # The tool's result is the message's point: without it the model would
+    # read that the call returned nothing.
+    with pytest.raises(UsageError, match=r"^messages\[1\]\.content: missing"):
+        render_history([*ASK, {"role": "tool", "tool_call_id": "call_1"}])
+
+
 # --- end to end: the openai SDK against koala serve ------------------------------
 
 

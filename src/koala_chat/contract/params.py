@@ -357,7 +357,8 @@ _TABLE: Final = (
         parse_tools,
         TOOLS_SCHEMA,
         "Function tools, emulated: described to the model, its calls read "
-        "from its reply and checked against each tool's parameters.",
+        "from its reply and checked against each tool's parameters. Each "
+        "function's name is given once.",
     ),
     _emulated(
         "tool_choice",

@@ -327,10 +327,15 @@ def render_history(messages: list[JSONValue]) -> list[JSONValue]:
     """
     names: dict[str, str] = {}
     result: list[JSONValue] = []
-    for item in messages:
+    for index, item in enumerate(messages):
         if not isinstance(item, Mapping):
             result.append(item)
         elif item.get("role") == "tool":
+            if "content" not in item:
+                raise UsageError(
+                    f"messages[{index}].content: missing; a tool message "
+                    "carries the tool's result"
+                )
             result.append(_tool_result(item, names))
         elif item.get("role") == "assistant" and (
             "tool_calls" in item or item.get("content", "") is None

@@ -23,7 +23,11 @@ LOG_KEY: Final = web.RequestKey("koala_chat.log", RequestLog)
 
 
 class AccessLogger(AbstractAccessLogger):
-    """Log `remote "METHOD /path" status model=... ttfp=...s pieces=N time=...s`."""
+    """Log `remote "METHOD /path" status api= model= ttfp= pieces= time=`.
+
+    `api` names the wire format of a completion (`WireFormat.name`), `-` for
+    other routes.
+    """
 
     @property
     def enabled(self) -> bool:
@@ -35,19 +39,21 @@ class AccessLogger(AbstractAccessLogger):
     ) -> None:
         """Write the line for one finished request."""
         info = request.get(LOG_KEY) if isinstance(request, web.Request) else None
-        model = ttfp = "-"
+        api = model = ttfp = "-"
         pieces = 0
         if info is not None:
+            api = info.format
             model = loggable(info.model) if info.model else "-"
             pieces = info.pieces
             if info.first_piece is not None:
                 ttfp = f"{info.first_piece - info.started:.3f}s"
         self.logger.info(
-            '%s "%s %s" %d model=%s ttfp=%s pieces=%d time=%.3fs',
+            '%s "%s %s" %d api=%s model=%s ttfp=%s pieces=%d time=%.3fs',
             loggable(request.remote or "-"),
             loggable(request.method),
             loggable(request.path),
             response.status,
+            api,
             model,
             ttfp,
             pieces,

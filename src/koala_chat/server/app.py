@@ -25,12 +25,14 @@ from .._http import proxy_scheme
 from ..contract.capabilities import capabilities_of
 from ..contract.provider import ChatProvider
 from .accesslog import AccessLogger
+from .apis import add_format_routes
 from .config import ServerConfig, default_provider
 from .cors import add_cors
 from .crosssite import crosssite_middleware
 from .limits import ServerRunner
 from .middleware import auth_middleware, body_middleware, error_middleware
-from .routes import STATE_KEY, ServerState, routes, unprefixed_middleware
+from .routes import routes, unprefixed_middleware
+from .state import STATE_KEY, ServerState
 from .webpage import add_web_routes
 
 __all__ = ["ACCESS_LOGGER", "UPSTREAM_RCVBUF", "create_app", "create_runner"]
@@ -71,6 +73,7 @@ def create_app(
     options = dict(config.provider_options)
     capabilities = capabilities_of(provider, **options)
     app[STATE_KEY] = ServerState(config, provider, options, capabilities)
+    add_format_routes(app)
     app.add_routes(routes)
     add_web_routes(app)
     app.cleanup_ctx.append(_upstream_pool)

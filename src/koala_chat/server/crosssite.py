@@ -33,7 +33,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from .failures import Failure, bad_request
+from .failures import Failure, FailureError, bad_request
 from .hosts import ANY_HOST, is_loopback, split_host
 from .logtext import shortened
 
@@ -126,7 +126,7 @@ def crosssite_middleware(
             return await handler(request)
         failure = guard.refusal(request)
         if failure is not None:
-            return failure.response()
+            raise FailureError(failure)
         return await handler(request)
 
     return check_site

@@ -114,6 +114,9 @@ class Failure:
     code: str | None
     message: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: Close the connection after the response: the rest of the request's
+    #: body is not worth reading.
+    close: bool = False
 
     def body(self) -> bytes:
         """Return the JSON body `{"error": {...}}`."""
@@ -130,12 +133,15 @@ class Failure:
 
     def response(self) -> web.Response:
         """Return the error as a JSON response."""
-        return web.Response(
+        response = web.Response(
             status=self.status,
             body=self.body(),
             content_type="application/json",
             headers=self.headers,
         )
+        if self.close:
+            response.force_close()
+        return response
 
     def event(self) -> bytes:
         """Return the error as an event for a stream already under way."""

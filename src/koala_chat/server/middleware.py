@@ -1,4 +1,4 @@
-"""Middlewares: OpenAI-shaped errors for everything, the API key check, the body.
+"""Middlewares: errors in each format's shape, the API key check, the body.
 
 In order: `error_middleware` shapes every error, `crosssite_middleware` (in
 `koala_chat.server.crosssite`) refuses web pages of other sites,
@@ -12,15 +12,24 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from ..errors import KoalaError
+from .apis import format_for
 from .failures import Failure, FailureError, failure_for
 from .logtext import loggable, shortened
 
-__all__ = ["auth_middleware", "body_middleware", "error_middleware"]
+__all__ = [
+    "GUARDED",
+    "auth_middleware",
+    "body_middleware",
+    "error_middleware",
+    "guarded",
+    "presented_key",
+]
 
 logger = logging.getLogger("koala_chat.server")
 
@@ -36,61 +45,93 @@ _CODES = {
 async def error_middleware(
     request: web.Request, handler: Handler
 ) -> web.StreamResponse:
-    """Turn every error into the OpenAI error shape.
+    """Turn every error into the error shape of the path's wire format.
 
     Our errors map as `failure_for` says; aiohttp's own (no such route, method
     not allowed, body too large) keep their status; anything unexpected is
-    logged with its traceback and answered 500 without details.
+    logged with its traceback and answered 500 without details. The shape is
+    the one of the format the path belongs to (`apis.format_for`).
     """
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return Failure(
+        failure = Failure(
             exc.status,
             _TYPES.get(exc.status, "invalid_request_error"),
             _CODES.get(exc.status),
             exc.reason,
             {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {},
-        ).response()
+        )
     except FailureError as exc:
-        return exc.failure.response()
+        failure = exc.failure
     except KoalaError as exc:
-        return failure_for(exc).response()
+        failure = failure_for(exc)
     except Exception as exc:
         logger.exception(
             "unexpected error in %s %s",
             loggable(request.method),
             loggable(request.path),
         )
-        return failure_for(exc).response()
+        failure = failure_for(exc)
+    return format_for(request.path).error(failure)
+
+
+#: The path prefixes behind the server's key: the OpenAI and Anthropic routes
+#: under `/v1`, the Ollama routes under `/api`.
+GUARDED: Final = ("/v1", "/api")
+
+
+def guarded(path: str) -> bool:
+    """Tell whether `path` is behind the server's key (see `GUARDED`)."""
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in GUARDED)
+
+
+def presented_key(request: web.Request) -> bytes | None:
+    """Return the key a request presents, as bytes; None for none.
+
+    As `Authorization: Bearer <key>` (the OpenAI and Ollama clients, and
+    Prometheus) or as `x-api-key: <key>` (the Anthropic clients). A header
+    that is not UTF-8 (aiohttp keeps its bytes as surrogate escapes) is
+    returned byte for byte.
+    """
+    headers = request.headers
+    scheme, _, token = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        value = token.strip()
+    elif "x-api-key" in headers:
+        value = headers["x-api-key"].strip()
+    else:
+        return None
+    return value.encode("utf-8", "surrogateescape")
 
 
 def auth_middleware(api_key: str) -> Middleware:
-    """Return a middleware that requires `Authorization: Bearer <api_key>` on /v1.
+    """Return a middleware that requires the server's key on the API routes.
 
-    The key is compared in constant time (`hmac.compare_digest`); it is never
-    logged and never forwarded upstream (the provider builds its own headers).
-    A header that is not UTF-8 (aiohttp keeps its bytes as surrogate escapes)
-    is compared byte for byte, and so is simply a wrong key.
+    The key is presented as `presented_key` reads it and compared in constant
+    time (`hmac.compare_digest`); it is never logged and never forwarded
+    upstream (the provider builds its own headers). A wrong key is a 401 in
+    the shape of the path's format.
     """
     expected = api_key.encode()
 
     @web.middleware
     async def check_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path == "/v1" or request.path.startswith("/v1/"):
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                token.strip().encode("utf-8", "surrogateescape"), expected
-            ):
-                return Failure(
-                    401,
-                    "authentication_error",
-                    "invalid_api_key",
-                    "missing or wrong API key: send Authorization: Bearer <key>",
-                    {"WWW-Authenticate": 'Bearer realm="koala serve"'},
-                ).response()
+        if guarded(request.path):
+            key = presented_key(request)
+            if key is None or not hmac.compare_digest(key, expected):
+                raise FailureError(
+                    Failure(
+                        401,
+                        "authentication_error",
+                        "invalid_api_key",
+                        "missing or wrong API key: send Authorization: Bearer <key>"
+                        " (or x-api-key: <key>)",
+                        {"WWW-Authenticate": 'Bearer realm="koala serve"'},
+                    )
+                )
         return await handler(request)
 
     return check_key
@@ -113,37 +154,40 @@ def body_middleware(max_body: int, timeout: float) -> Middleware:
     async def read_body(request: web.Request, handler: Handler) -> web.StreamResponse:
         encoding = request.headers.get("Content-Encoding", "").strip().lower()
         if encoding not in ("", "identity"):
-            return Failure(
-                415,
-                "invalid_request_error",
-                "unsupported_content_encoding",
-                "compressed request bodies are not accepted: send the body "
-                "without Content-Encoding",
-                {"Accept-Encoding": "identity"},
-            ).response()
+            raise FailureError(
+                Failure(
+                    415,
+                    "invalid_request_error",
+                    "unsupported_content_encoding",
+                    "compressed request bodies are not accepted: send the body "
+                    "without Content-Encoding",
+                    {"Accept-Encoding": "identity"},
+                )
+            )
         # No route (404, 405): nothing will read the body, so neither do we.
         routed = request.match_info.http_exception is None
         if routed and request.method == "POST":
             values = request.headers.getall("Content-Type", [])
             if len(values) != 1 or not _is_json(values[0]):
-                return _not_json(values)
+                raise FailureError(_not_json(values))
         if request.body_exists and routed:
             if request.content_length is not None and request.content_length > max_body:
-                return _too_large(max_body)
+                raise FailureError(_too_large(max_body))
             try:
                 async with asyncio.timeout(timeout):
                     await request.read()
             except TimeoutError:
-                response = Failure(
-                    408,
-                    "invalid_request_error",
-                    "request_timeout",
-                    f"the request body did not arrive within {timeout:g} s",
-                ).response()
-                response.force_close()
-                return response
+                raise FailureError(
+                    Failure(
+                        408,
+                        "invalid_request_error",
+                        "request_timeout",
+                        f"the request body did not arrive within {timeout:g} s",
+                        close=True,
+                    )
+                ) from None
             except web.HTTPRequestEntityTooLarge:
-                return _too_large(max_body)
+                raise FailureError(_too_large(max_body)) from None
         return await handler(request)
 
     return read_body
@@ -166,7 +210,7 @@ def _is_json(content_type: str) -> bool:
     return True
 
 
-def _not_json(content_types: list[str]) -> web.Response:
+def _not_json(content_types: list[str]) -> Failure:
     """Return the 415 for a POST without one JSON `Content-Type`."""
     sent = ", ".join(repr(shortened(value, 64)) for value in content_types[:2])
     return Failure(
@@ -176,16 +220,15 @@ def _not_json(content_types: list[str]) -> web.Response:
         "the request body must be JSON, sent with Content-Type: "
         f"application/json (this one: {sent or 'none'})",
         {"Accept-Post": "application/json"},
-    ).response()
+    )
 
 
-def _too_large(limit: int) -> web.Response:
-    response = Failure(
+def _too_large(limit: int) -> Failure:
+    # The rest of the body is not worth reading: close instead.
+    return Failure(
         413,
         "invalid_request_error",
         "request_too_large",
         f"the request body is larger than the limit of {limit} bytes",
-    ).response()
-    # The rest of the body is not worth reading: close instead.
-    response.force_close()
-    return response
+        close=True,
+    )

@@ -36,7 +36,7 @@ from ..urls import check_endpoint, redact_url
 from .app import create_app, create_runner
 from .config import ServerConfig, default_provider
 from .limits import ResourceShortageLog
-from .routes import STATE_KEY
+from .state import STATE_KEY
 
 __all__ = ["serve", "serve_async"]
 

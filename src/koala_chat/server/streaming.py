@@ -1,13 +1,11 @@
-"""The server's hot path: a reply streamed as OpenAI chunk events.
+"""The server's hot path: a reply streamed as the events of its wire format.
 
-Every event of one stream shares everything but its text, so `ChunkEncoder`
-renders the constant bytes once per stream and a content event costs one
-`msgspec.json.encode` of the text and one concatenation. `stream_reply` sends the
-events, those made during one turn of the event loop in one write
-(`coalesce.py`); the handler awaits the first piece before calling it, so early
-failures still get a real status (routes.py). Every stream the server ends on
-its own ends with `[DONE]`: after the last chunk, after an error event, and
-after an error event when the server cuts it at shutdown.
+`stream_reply` sends the events that the format's encoder renders
+(`formats/base.py`), those made during one turn of the event loop in one write
+(`coalesce.py`); the driver awaits the first piece before calling it, so early
+failures still get a real status (`conversation.py`). Every stream the server
+ends on its own ends as its format ends one: after the last piece, after an
+error, and after an error when the server cuts it at shutdown.
 
 Disconnects: the server runs with `handler_cancellation=True`, so aiohttp
 cancels the handler when its client goes away (as starlette's streaming response
@@ -33,17 +31,16 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Final
 
-import msgspec
 from aiohttp import web
 
 from ..contract.replies import Reply
-from ..contract.types import ChatCompletionChunk, CompletionUsage, FinishReason
 from ..errors import KoalaError
 from ..messages import JSONValue
 from .coalesce import Coalescer
-from .failures import DONE_EVENT, Failure, failure_for
+from .failures import Failure, failure_for
+from .formats.base import Encoder
 
-__all__ = ["ChunkEncoder", "RequestLog", "send_chunks", "stream_reply"]
+__all__ = ["RequestLog", "send_events", "stream_reply"]
 
 logger = logging.getLogger("koala_chat.server")
 
@@ -73,6 +70,8 @@ class RequestLog:
     """What the access log says about a completion request (nothing secret)."""
 
     started: float
+    #: The wire format of the request (`WireFormat.name`).
+    format: str = "-"
     model: str | None = None
     first_piece: float | None = None
     pieces: int = 0
@@ -82,88 +81,29 @@ class RequestLog:
         self.first_piece = time.perf_counter()
 
 
-class ChunkEncoder:
-    """Render the `chat.completion.chunk` events of one stream as bytes.
-
-    The JSON has the keys and order of the OpenAI API (and of
-    `koala_chat.contract.types.ChatCompletionChunk`).
-    """
-
-    __slots__ = ("_head", "_prefix")
-
-    _SUFFIX: Final = b'},"logprobs":null,"finish_reason":null}]}\n\n'
-
-    def __init__(self, completion_id: str, created: int, model: str) -> None:
-        self._head = b"".join(
-            (
-                b'data: {"id":',
-                msgspec.json.encode(completion_id),
-                b',"object":"chat.completion.chunk","created":',
-                str(int(created)).encode(),
-                b',"model":',
-                msgspec.json.encode(model),
-                b',"system_fingerprint":null,"choices":',
-            )
-        )
-        self._prefix = self._head + b'[{"index":0,"delta":{"content":'
-
-    def content(self, text: str) -> bytes:
-        """Return the event that adds `text` to the reply."""
-        return self._prefix + msgspec.json.encode(text) + self._SUFFIX
-
-    def role(self) -> bytes:
-        """Return the first event, which names the role."""
-        return (
-            self._head
-            + b'[{"index":0,"delta":{"content":"","role":"assistant"}'
-            + self._SUFFIX[1:]
-        )
-
-    def finish(self, reason: FinishReason) -> bytes:
-        """Return the last event of the choice, with its finish reason."""
-        return b"".join(
-            (
-                self._head,
-                b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":"',
-                reason.encode(),
-                b'"}]}\n\n',
-            )
-        )
-
-    def usage(self, usage: CompletionUsage) -> bytes:
-        """Return the usage event (no choices), sent when `include_usage` asks."""
-        return b"".join(
-            (
-                self._head,
-                b'[],"usage":',
-                msgspec.json.encode(usage.model_dump()),
-                b"}\n\n",
-            )
-        )
-
-
 async def stream_reply(
     request: web.Request,
     values: AsyncGenerator[JSONValue, None],
     first: str | None,
     reply: Reply,
+    encoder: Encoder,
+    media_type: str,
     log: RequestLog,
     headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     """Stream the reply whose first text piece is `first` (None: empty reply).
 
     `values` are the rest of the provider's values; `first` came out of
-    `reply` (`contract.replies.next_text`). A failure after the response
-    started becomes an error event followed by `[DONE]`. `headers` are added
-    to the response's.
+    `reply` (`contract.replies.next_text`). `encoder` renders the events as
+    `media_type`. A failure after the response started ends the stream as the
+    format ends a failed one. `headers` are added to the response's.
     """
-    encoder = ChunkEncoder(reply.id, reply.created, reply.model)
     # Rendered before the response starts: a failure here still gets a status
     # of its own instead of text written into a body already under way.
-    head = encoder.role()
+    head = encoder.head()
     if first:
-        head += encoder.content(first)
-    response = await _start(request, headers)
+        head += encoder.text(first)
+    response = await _start(request, media_type, headers)
     ending = False
     try:
         # The head goes out at once, not through the writer task: one turn of
@@ -173,60 +113,41 @@ async def stream_reply(
             tail = await _rest(out, values, reply, encoder)
         # The last events ride with the end of the chunked body: one send.
         ending = True
-        await response.write_eof(tail + DONE_EVENT)
+        await response.write_eof(tail)
     except ConnectionResetError:
         # The client went away; closing `values` (the caller's aclosing)
         # cancels the upstream request.
         pass
     except asyncio.CancelledError:
         if not ending:
-            await _end_cut_stream(request, response)
+            await _end_cut_stream(request, response, encoder)
         raise
     finally:
         log.pieces = reply.pieces
     return response
 
 
-async def send_chunks(
+async def send_events(
     request: web.Request,
-    chunks: list[ChatCompletionChunk],
+    body: bytes,
+    media_type: str,
     headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Send a reply known whole (an emulated one) as a stream of `chunks`.
-
-    Not the hot path: each chunk is rendered from its typed object, tool-call
-    deltas included, and all go out in one write.
-    """
-    response = await _start(request, headers)
-    body = b"".join(map(_event, chunks))
+    """Send a reply known whole (an emulated one) as one write of its events."""
+    response = await _start(request, media_type, headers)
     with contextlib.suppress(ConnectionResetError):
-        await response.write_eof(body + DONE_EVENT)
+        await response.write_eof(body)
     return response
 
 
-def _event(chunk: ChatCompletionChunk) -> bytes:
-    """Return the event of `chunk`, whose deltas name only what they carry.
-
-    As `ChunkEncoder`'s events: no `usage` member but on the usage chunk.
-    """
-    data = chunk.model_dump()
-    if data["usage"] is None:
-        del data["usage"]
-    for choice in data["choices"]:
-        choice["delta"] = {
-            key: value for key, value in choice["delta"].items() if value is not None
-        }
-    return b"data: " + msgspec.json.encode(data) + b"\n\n"
-
-
 async def _start(
-    request: web.Request, headers: dict[str, str] | None
+    request: web.Request, media_type: str, headers: dict[str, str] | None
 ) -> web.StreamResponse:
     """Send the head of an event stream, with `headers` beside its own."""
     response = web.StreamResponse(
         headers={**_SSE_HEADERS, **headers} if headers else _SSE_HEADERS
     )
-    response.content_type = "text/event-stream"
+    response.content_type = media_type
     response.charset = "utf-8"
     await response.prepare(request)
     transport = request.transport
@@ -235,49 +156,48 @@ async def _start(
     return response
 
 
-async def _end_cut_stream(request: web.Request, response: web.StreamResponse) -> None:
+async def _end_cut_stream(
+    request: web.Request, response: web.StreamResponse, encoder: Encoder
+) -> None:
     """End a stream cancelled while its client still listens, as a failure does.
 
     The server cancels its completions when its grace period runs out (or at a
-    second Ctrl-C); a client should then read an error event and `[DONE]`, not a
+    second Ctrl-C); a client should then read the end of a failed stream, not a
     body that stops short. When the client itself left, there is no one to tell.
     """
     transport = request.transport
     if transport is None or transport.is_closing():
         return
     with contextlib.suppress(ConnectionError):
-        await response.write_eof(SHUTDOWN_FAILURE.event() + DONE_EVENT)
+        await response.write_eof(encoder.failed(SHUTDOWN_FAILURE))
 
 
 async def _rest(
     out: Coalescer,
     values: AsyncGenerator[JSONValue, None],
     reply: Reply,
-    encoder: ChunkEncoder,
+    encoder: Encoder,
 ) -> bytes:
-    """Push the remaining pieces; return the closing events (or an error event)."""
+    """Push the remaining pieces; return the closing events (or the failure's)."""
     try:
         if not reply.done:
             await _pump(out, values, reply, encoder)
     except KoalaError as exc:
         # failure_for logs it.
-        return failure_for(exc).event()
+        return encoder.failed(failure_for(exc))
     except ConnectionResetError:
         raise
     except Exception as exc:
         logger.exception("unexpected error mid-stream")
-        return failure_for(exc).event()
-    tail = encoder.finish(reply.finish_reason)
-    if reply.request.include_usage:
-        tail += encoder.usage(reply.usage())
-    return tail
+        return encoder.failed(failure_for(exc))
+    return encoder.tail(reply.finish_reason)
 
 
 async def _pump(
     out: Coalescer,
     values: AsyncGenerator[JSONValue, None],
     reply: Reply,
-    encoder: ChunkEncoder,
+    encoder: Encoder,
 ) -> None:
     """Push an event per text piece until the reply ends or is cut.
 
@@ -285,7 +205,7 @@ async def _pump(
     server, where an awaited call per piece would cost more than the rest.
     """
     push = out.push
-    content = encoder.content
+    content = encoder.text
     feed = reply.feed
     async for value in values:
         if (text := feed(value)) and push(content(text)):

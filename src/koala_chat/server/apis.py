@@ -1,0 +1,42 @@
+"""The wire formats `koala serve` speaks, and the format each path belongs to.
+
+Adding a format is one module under `formats/` (a `WireFormat`, its `FORMAT`
+and its `routes`) and one line in `_MODULES`.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Final
+
+from aiohttp import web
+
+from .formats import chat
+from .formats.base import WireFormat
+
+__all__ = ["FORMATS", "add_format_routes", "format_for"]
+
+_MODULES: Final[tuple[ModuleType, ...]] = (chat,)
+
+#: Every format, the first the one of any path no other claims.
+FORMATS: Final[tuple[WireFormat[Any], ...]] = tuple(m.FORMAT for m in _MODULES)
+
+#: (prefix, format), the longest prefix first.
+_BY_PREFIX: Final = sorted(
+    ((prefix, fmt) for fmt in FORMATS for prefix in fmt.paths),
+    key=lambda entry: -len(entry[0]),
+)
+
+
+def format_for(path: str) -> WireFormat[Any]:
+    """Return the format whose errors a request for `path` gets."""
+    for prefix, fmt in _BY_PREFIX:
+        if path.startswith(prefix):
+            return fmt
+    return FORMATS[0]
+
+
+def add_format_routes(app: web.Application) -> None:
+    """Add the routes of every format to `app`."""
+    for module in _MODULES:
+        app.add_routes(module.routes)

@@ -1,0 +1,1 @@
+"""The wire formats of `koala serve`: one adapter module each (`base.py`)."""

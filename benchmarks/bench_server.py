@@ -13,6 +13,7 @@ connection pools are filled and one-time costs (imports, the TLS context) are
 paid; the CPU time counts only the timed part.
 
     python benchmarks/bench_server.py [--seconds 3] [--clients 1,10,100,500]
+        [--format chat]     # the wire format: chat (the default), ...
 """
 
 from __future__ import annotations
@@ -42,9 +43,25 @@ OPENAI_BODY = msgspec.json.encode(
         "messages": [{"role": "user", "content": "Hi"}],
     }
 )
-# Events of a `koala serve` stream that carry no piece: role, finish, [DONE].
-SERVER_OVERHEAD_EVENTS = 3
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Served:
+    """One wire format of `koala serve`: where to post, what, how to count."""
+
+    path: str
+    body: bytes
+    #: Events of a stream that carry no piece (the role, the end, `[DONE]`).
+    overhead: int
+    #: What ends one event: a blank line (SSE) or a newline (NDJSON).
+    separator: bytes = b"\n\n"
+
+
+#: The wire formats `--format` chooses from; each new format adds its entry.
+FORMATS = {
+    "chat": Served("/v1/chat/completions", OPENAI_BODY, 3),
+}
 
 
 @dataclass
@@ -72,7 +89,12 @@ class Result:
 
 
 async def one_stream(
-    session: aiohttp.ClientSession, url: str, body: bytes, overhead: int, result: Result
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    overhead: int,
+    result: Result,
+    separator: bytes = b"\n\n",
 ) -> None:
     started = time.perf_counter()
     first = None
@@ -89,9 +111,9 @@ async def one_stream(
             async for chunk in response.content.iter_any():
                 if first is None:
                     first = time.perf_counter() - started
-                events += chunk.count(b"\n\n")
+                events += chunk.count(separator)
                 # An event boundary split between two chunks.
-                if previous_lf and chunk[:1] == b"\n":
+                if separator == b"\n\n" and previous_lf and chunk[:1] == b"\n":
                     events += 1
                 previous_lf = chunk[-1:] == b"\n"
     except (aiohttp.ClientError, OSError):
@@ -113,6 +135,7 @@ async def load(
     clients: int,
     seconds: float,
     cpu: Callable[[], float] = lambda: 0.0,
+    separator: bytes = b"\n\n",
 ) -> Result:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=120)
@@ -120,14 +143,17 @@ async def load(
         # Warm-up: one stream per client, so both paths start with open pools.
         warm = Result()
         await asyncio.gather(
-            *(one_stream(session, url, body, overhead, warm) for _ in range(clients))
+            *(
+                one_stream(session, url, body, overhead, warm, separator)
+                for _ in range(clients)
+            )
         )
         result = Result()
         deadline = time.perf_counter() + seconds
 
         async def client() -> None:
             while time.perf_counter() < deadline:
-                await one_stream(session, url, body, overhead, result)
+                await one_stream(session, url, body, overhead, result, separator)
 
         cpu_before = cpu()
         started = time.perf_counter()
@@ -191,7 +217,9 @@ def process(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
             child.stderr.close()
 
 
-def run_pace(interval: float, clients: list[int], seconds: float, workers: int) -> None:
+def run_pace(
+    interval: float, clients: list[int], seconds: float, workers: int, served: Served
+) -> None:
     sandbox_port, server_port = free_port(), free_port()
     sandbox_argv = [
         "-m", "koala_chat.sandbox", "--port", str(sandbox_port),
@@ -203,7 +231,7 @@ def run_pace(interval: float, clients: list[int], seconds: float, workers: int) 
         "--retries", "0", "--max-streams", "5000", "--workers", str(workers),
     ]  # fmt: skip
     floor_url = f"http://127.0.0.1:{sandbox_port}/api/gpt/"
-    server_url = f"http://127.0.0.1:{server_port}/v1/chat/completions"
+    server_url = f"http://127.0.0.1:{server_port}{served.path}"
     pace = f"{interval * 1000:g} ms apart" if interval else "unpaced"
     print(f"\n## {PIECES}-piece replies, {pace}, {seconds:g} s per cell")
     print(
@@ -220,11 +248,12 @@ def run_pace(interval: float, clients: list[int], seconds: float, workers: int) 
             served = asyncio.run(
                 load(
                     server_url,
-                    OPENAI_BODY,
-                    SERVER_OVERHEAD_EVENTS,
+                    served.body,
+                    served.overhead,
                     count,
                     seconds,
                     lambda: sum(cpu_seconds(pid) for pid in pids),
+                    served.separator,
                 )
             )
             per_piece = served.cpu / served.pieces * 1e6 if served.pieces else 0
@@ -252,14 +281,18 @@ def main() -> None:
     parser.add_argument("--clients", default="1,10,100,500")
     parser.add_argument("--paces", default="0.005,0", help="seconds between pieces")
     parser.add_argument("--workers", type=int, default=1, help="koala serve --workers")
+    parser.add_argument(
+        "--format", default="chat", choices=FORMATS, help="the wire format to load"
+    )
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     print(
         f"bench_server: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-        f"aiohttp {aiohttp.__version__}, koala serve --workers {args.workers}"
+        f"aiohttp {aiohttp.__version__}, koala serve --workers {args.workers}, "
+        f"format {args.format} ({FORMATS[args.format].path})"
     )
     for interval in (float(p) for p in args.paces.split(",")):
-        run_pace(interval, clients, args.seconds, args.workers)
+        run_pace(interval, clients, args.seconds, args.workers, FORMATS[args.format])
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ OPENAI_BODY = msgspec.json.encode(
         "messages": [{"role": "user", "content": "Hi"}],
     }
 )
+OLLAMA_BODY = msgspec.json.encode(
+    {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -61,6 +64,8 @@ class Served:
 #: The wire formats `--format` chooses from; each new format adds its entry.
 FORMATS = {
     "chat": Served("/v1/chat/completions", OPENAI_BODY, 3),
+    # NDJSON: a line per piece and the last one, `done: true`.
+    "ollama": Served("/api/chat", OLLAMA_BODY, 1, b"\n"),
 }
 
 
@@ -218,7 +223,7 @@ def process(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def run_pace(
-    interval: float, clients: list[int], seconds: float, workers: int, served: Served
+    interval: float, clients: list[int], seconds: float, workers: int, api: Served
 ) -> None:
     sandbox_port, server_port = free_port(), free_port()
     sandbox_argv = [
@@ -231,7 +236,7 @@ def run_pace(
         "--retries", "0", "--max-streams", "5000", "--workers", str(workers),
     ]  # fmt: skip
     floor_url = f"http://127.0.0.1:{sandbox_port}/api/gpt/"
-    server_url = f"http://127.0.0.1:{server_port}{served.path}"
+    server_url = f"http://127.0.0.1:{server_port}{api.path}"
     pace = f"{interval * 1000:g} ms apart" if interval else "unpaced"
     print(f"\n## {PIECES}-piece replies, {pace}, {seconds:g} s per cell")
     print(
@@ -248,12 +253,12 @@ def run_pace(
             served = asyncio.run(
                 load(
                     server_url,
-                    served.body,
-                    served.overhead,
+                    api.body,
+                    api.overhead,
                     count,
                     seconds,
                     lambda: sum(cpu_seconds(pid) for pid in pids),
-                    served.separator,
+                    api.separator,
                 )
             )
             per_piece = served.cpu / served.pieces * 1e6 if served.pieces else 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -19,11 +20,14 @@ import aiohttp
 import pytest
 
 from koala_chat import JSONValue, Koala, Messages
-from koala_chat.sandbox import RecordedRequest, default_reply
+from koala_chat.sandbox import RecordedRequest, Sandbox, default_reply
 
 __all__ = [
     "MESSAGES",
+    "closed_port",
+    "closed_port_fixture",
     "collect",
+    "collect_from",
     "collect_into",
     "no_leaks",
     "open_resources",
@@ -31,6 +35,41 @@ __all__ = [
 ]
 
 MESSAGES: Messages = [{"role": "user", "content": "Hi"}]
+
+
+def closed_port() -> int:
+    """Return a loopback port on which nothing listens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(name="closed_port")
+def closed_port_fixture() -> int:
+    """A loopback port on which nothing listens."""
+    return closed_port()
+
+
+async def collect_from(
+    sandbox: Sandbox,
+    messages: Messages,
+    *,
+    model: str = "",
+    into: list[Any] | None = None,
+    **kwargs: Any,
+) -> list[Any]:
+    """Return the values of one call to the sandbox, also appended to `into`.
+
+    What arrived before an error stays in `into`. The call does not retry
+    unless `max_retries` says so.
+    """
+    received = [] if into is None else into
+    kwargs.setdefault("api_endpoint", sandbox.api_endpoint)
+    kwargs.setdefault("max_retries", 0)
+    async with aclosing(Koala.create_async_generator(model, messages, **kwargs)) as s:
+        async for value in s:
+            received.append(value)
+    return received
 
 
 async def collect(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
 import pytest
 
+from hardening import closed_port
 from koala_chat import AsyncGeneratorProvider, ProviderModelMixin
 from koala_chat.cli import main
 from koala_chat.cli.chat import SEED_CONVERSATION, read_prompt
@@ -47,10 +47,7 @@ def chat(capsys: pytest.CaptureFixture[str], sandbox: Sandbox, *argv: str) -> Ca
 
 def closed_port_url() -> str:
     """Return a URL on a loopback port that nobody listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/api/gpt/"
+    return f"http://127.0.0.1:{closed_port()}/api/gpt/"
 
 
 # --- one prompt ----------------------------------------------------------------

@@ -7,14 +7,14 @@ must reach inside), the sandbox or a closed port as its upstream.
 from __future__ import annotations
 
 import logging
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import msgspec
 import pytest
 
+from hardening import closed_port
 from koala_chat import defaults
 from koala_chat._http.status import MAX_RETRY_AFTER
 from koala_chat.contract.params import MAX_STOP_LENGTH
@@ -26,18 +26,6 @@ from server_fixtures import ServerThread, server_config
 
 StartServer = Callable[..., ServerThread]
 HELLO = [{"role": "user", "content": "Hello"}]
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def events(body: str) -> list[Any]:

@@ -10,19 +10,6 @@ import pytest
 
 from koala_chat import ConnectError, Koala, UsageError, get_connector
 from koala_chat._http.proxies import http_proxy
-from koala_chat.urls import redact_url
-
-
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("http://user:hunter2@proxy:8080", "http://user:***@proxy:8080"),
-        ("socks5://u:p%40ss@[::1]:1080/", "socks5://u:***@[::1]:1080/"),
-        ("http://proxy:8080", "http://proxy:8080"),
-    ],
-)
-def test_redact_url(url: str, shown: str) -> None:
-    assert redact_url(url) == shown
 
 
 async def test_get_connector_returns_the_callers_connector_untouched() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import inspect
 import re
 from collections.abc import AsyncGenerator
@@ -13,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from hardening import collect_from
 from koala_chat import (
     CloudflareChallengeError,
     IncompleteEventError,
@@ -38,21 +40,7 @@ SEED: Messages = [
 ]
 
 
-async def collect(
-    sandbox: Sandbox,
-    messages: Messages = SEED,
-    model: str = "",
-    into: list[Any] | None = None,
-    **kwargs: Any,
-) -> list[Any]:
-    """Return the values of one call, also appending them to `into` as they come."""
-    received = [] if into is None else into
-    kwargs.setdefault("api_endpoint", sandbox.api_endpoint)
-    kwargs.setdefault("max_retries", 0)
-    async with aclosing(Koala.create_async_generator(model, messages, **kwargs)) as s:
-        async for value in s:
-            received.append(value)
-    return received
+collect = functools.partial(collect_from, messages=SEED)
 
 
 # --- the request -------------------------------------------------------------
@@ -62,7 +50,7 @@ async def test_seed_conversation_is_sent_as_the_protocol_says(sandbox: Sandbox) 
     messages: Messages = [{"role": "system", "content": "Будь кратким."}, *SEED]
     messages.append({"role": "system", "content": "Отвечай по-русски."})
     messages.insert(3, {"role": "user", "content": "Ещё вопрос"})
-    await collect(sandbox, messages, model="gpt-4.1")
+    await collect(sandbox, messages=messages, model="gpt-4.1")
     (request,) = sandbox.requests
     assert request.method == "POST"
     assert request.path == "/api/gpt/"
@@ -110,14 +98,14 @@ async def test_headers_imitate_the_browser(sandbox: Sandbox) -> None:
 async def test_messages_and_class_are_not_mutated(sandbox: Sandbox) -> None:
     messages = copy.deepcopy(SEED)
     attributes = dict(vars(Koala))
-    await collect(sandbox, messages)
+    await collect(sandbox, messages=messages)
     assert messages == SEED
     assert dict(vars(Koala)) == attributes
 
 
 async def test_text_parts_are_joined_into_the_input(sandbox: Sandbox) -> None:
     parts = [{"type": "text", "text": "one "}, {"type": "text", "text": "two"}]
-    await collect(sandbox, [{"role": "user", "content": parts}])  # type: ignore[list-item]
+    await collect(sandbox, messages=[{"role": "user", "content": parts}])  # type: ignore[list-item]
     assert sandbox.requests[0].json["input"] == "one two"
 
 
@@ -128,7 +116,7 @@ async def test_bad_messages_fail_before_any_request(
     sandbox: Sandbox, messages: Any
 ) -> None:
     with pytest.raises(UsageError):
-        await collect(sandbox, messages)
+        await collect(sandbox, messages=messages)
     assert sandbox.requests == []
 
 

@@ -7,13 +7,14 @@ and its errors, replies read by what they are.
 
 from __future__ import annotations
 
+import functools
 import pickle
 from collections.abc import Iterator
-from contextlib import aclosing
 from typing import Any
 
 import pytest
 
+from hardening import collect_from
 from koala_chat import (
     AuthenticationError,
     Client,
@@ -64,21 +65,7 @@ def start_sandbox(protocol: str) -> Sandbox:
     return server
 
 
-async def collect(
-    sandbox: Sandbox,
-    messages: Messages = CONVERSATION,
-    model: str = "",
-    into: list[Any] | None = None,
-    **kwargs: Any,
-) -> list[Any]:
-    """Return the values of one call, also appending them to `into` as they come."""
-    received = [] if into is None else into
-    kwargs.setdefault("api_endpoint", sandbox.api_endpoint)
-    kwargs.setdefault("max_retries", 0)
-    async with aclosing(Koala.create_async_generator(model, messages, **kwargs)) as s:
-        async for value in s:
-            received.append(value)
-    return received
+collect = functools.partial(collect_from, messages=CONVERSATION)
 
 
 def sent_headers(request: Any, expected: dict[str, str]) -> list[tuple[str, str]]:

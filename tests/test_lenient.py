@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -66,12 +66,6 @@ EMULATED: dict[str, tuple[dict[str, Any], str]] = {
 
 def by_treatment(treatment: Treatment) -> list[Parameter]:
     return [p for p in PARAMETERS.values() if p.treatment is treatment]
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

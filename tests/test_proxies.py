@@ -45,15 +45,6 @@ def assert_no_secret(exc: BaseException) -> None:
 
 
 @pytest.fixture
-def closed_port() -> int:
-    """Return a loopback port on which nothing listens."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@pytest.fixture
 def silent_port() -> Iterator[int]:
     """Return a loopback port that accepts connections and never answers."""
     with socket.socket() as sock:

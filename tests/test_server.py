@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -33,12 +33,6 @@ HELLO = [{"role": "user", "content": "Hello"}]
 REPLY = "".join(default_reply({"input": "Hello", "model": "gpt-4o-mini"}))
 
 StartServer = Callable[..., ServerThread]
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def completion(**params: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -36,12 +36,6 @@ from server_fixtures import ServerThread
 KEY = "sekrit-KEY-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}'
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 # --- raw HTTP/1.1 over a socket ------------------------------------------------------

@@ -111,6 +111,7 @@ class ResponseEncoder:
         "_echo",
         "_id",
         "_item",
+        "_keep",
         "_message_open",
         "_output",
         "_pieces",
@@ -126,6 +127,7 @@ class ResponseEncoder:
         self._item = "msg_" + digits
         self._seq = 0
         self._pieces: list[str] = []
+        self._keep = self._pieces.append
         self._output: list[JSONValue] = []
         self._message_open = False
         self._delta = b"".join(
@@ -139,17 +141,14 @@ class ResponseEncoder:
 
     def text(self, piece: str) -> bytes:
         """Return the `response.output_text.delta` event of `piece`."""
-        self._pieces.append(piece)
+        self._keep(piece)
         seq = self._seq
         self._seq = seq + 1
-        return b"".join(
-            (
-                self._delta,
-                _encode(piece),
-                b',"logprobs":[],"sequence_number":',
-                b"%d" % seq,
-                b"}\n\n",
-            )
+        # One formatting: cheaper than a join of the parts.
+        return b'%b%b,"logprobs":[],"sequence_number":%d}\n\n' % (
+            self._delta,
+            _encode(piece),
+            seq,
         )
 
     def head(self) -> bytes:

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import openai
+import pydantic
 import pytest
 
 from koala_chat.sandbox import Reply, Sandbox, default_reply
@@ -329,6 +330,21 @@ def test_text_format_json_schema_is_validated(
     assert json.loads(response.output_text) == {"city": "Oslo"}
     assert len(sandbox.requests) == 2
     assert response.text.format.type == "json_schema"
+
+
+class City(pydantic.BaseModel):
+    city: str
+
+
+def test_parse_with_a_text_format_gives_the_parsed_model(
+    sdk: openai.OpenAI, sandbox: Sandbox
+) -> None:
+    sandbox.push(Reply(values=['{"city": "Oslo"}']))
+    response = sdk.responses.parse(
+        model="gpt-4o-mini", input="A city?", text_format=City
+    )
+    assert response.output_parsed == City(city="Oslo")
+    assert "must validate against this JSON Schema" in upstream_prompt(sandbox)
 
 
 def test_text_format_json_object_streams_the_json(

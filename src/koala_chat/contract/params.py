@@ -78,6 +78,7 @@ __all__ = [
     "Parameter",
     "Treatment",
     "emulated",
+    "foreign",
     "honoured",
     "ignored",
     "parse_request",
@@ -263,7 +264,7 @@ def _anything(name: str, value: JSONValue) -> JSONValue:
     return value
 
 
-def _foreign(name: str, client: str) -> Parameter:
+def foreign(name: str, client: str) -> Parameter:
     return Parameter(
         name,
         Treatment.IGNORED,
@@ -358,16 +359,16 @@ _TABLE: Final = (
     ignored("prediction", OBJECT, "A latency hint; the answer is the same."),
     ignored("reasoning_effort", STRING, "Koala's models take no such hint."),
     ignored("verbosity", STRING, "Koala's models take no such hint."),
-    _foreign("keep_alive", "Open WebUI (Ollama)"),
-    _foreign("num_keep", "Open WebUI (Ollama)"),
-    _foreign("num_ctx", "Open WebUI (Ollama)"),
-    _foreign("tool_servers", "Open WebUI"),
-    _foreign("chat_id", "Open WebUI"),
-    _foreign("session_id", "Open WebUI"),
-    _foreign("top_k", "several clients"),
-    _foreign("min_p", "several clients"),
-    _foreign("repetition_penalty", "several clients"),
-    _foreign("reasoning", "OpenRouter-style clients"),
+    foreign("keep_alive", "Open WebUI (Ollama)"),
+    foreign("num_keep", "Open WebUI (Ollama)"),
+    foreign("num_ctx", "Open WebUI (Ollama)"),
+    foreign("tool_servers", "Open WebUI"),
+    foreign("chat_id", "Open WebUI"),
+    foreign("session_id", "Open WebUI"),
+    foreign("top_k", "several clients"),
+    foreign("min_p", "several clients"),
+    foreign("repetition_penalty", "several clients"),
+    foreign("reasoning", "OpenRouter-style clients"),
     emulated(
         "response_format",
         parse_response_format,

@@ -9,6 +9,7 @@ variable `env_key` names.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable
@@ -36,18 +37,15 @@ env_key = "KOALA_SERVER_API_KEY"
 """
 
 
-def test_codex_exec_answers_through_koala_serve(
-    start_server: Callable[..., ServerThread], sandbox: Sandbox, tmp_path: Path
-) -> None:
+def codex_exec(base_url: str, prompt: str, tmp_path: Path) -> str:
+    """Run `codex exec PROMPT` against `base_url`; return its last message."""
     assert CODEX.exists(), "Codex is not installed: run scripts/lint-web (npm ci)"
-    server = start_server(api_key=KEY)
     home = tmp_path / "codex-home"
     work = tmp_path / "work"
     home.mkdir()
     work.mkdir()
-    (home / "config.toml").write_text(config(server.base_url))
+    (home / "config.toml").write_text(config(base_url))
     last = tmp_path / "last-message.txt"
-    sandbox.push(Reply(values=["Koalas sleep ", "up to 22 hours a day."]))
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
@@ -62,7 +60,7 @@ def test_codex_exec_answers_through_koala_serve(
             "--ephemeral",
             "--output-last-message",
             str(last),
-            "Tell me about koalas",
+            prompt,
         ],
         cwd=work,
         env=env,
@@ -73,8 +71,35 @@ def test_codex_exec_answers_through_koala_serve(
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert last.read_text().strip() == ANSWER
+    return last.read_text().strip()
+
+
+def test_codex_exec_answers_through_koala_serve(
+    start_server: Callable[..., ServerThread], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    server = start_server(api_key=KEY)
+    sandbox.push(Reply(values=["Koalas sleep ", "up to 22 hours a day."]))
+    assert codex_exec(server.base_url, "Tell me about koalas", tmp_path) == ANSWER
     (request,) = sandbox.requests
     assert "Tell me about koalas" in request.json["input"]
     # Codex's own tools reach the model as the emulation's instruction.
     assert "You can call these tools" in request.json["input"]
+
+
+def test_codex_runs_a_tool_call_and_sends_its_result_back(
+    start_server: Callable[..., ServerThread], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    server = start_server(api_key=KEY)
+    call = {"name": "exec_command", "arguments": {"cmd": "echo koala-$((6*7))"}}
+    sandbox.push(
+        Reply(values=[json.dumps({"tool_calls": [call]})]),
+        Reply(values=["The command printed koala-42."]),
+    )
+    answer = codex_exec(server.base_url, "Run a command", tmp_path)
+    assert answer == "The command printed koala-42."
+    first, second = (json.dumps(request.json) for request in sandbox.requests)
+    assert "exec_command" in first
+    # The function_call item and its function_call_output came back as text:
+    # the command ran, and its output reached the model.
+    assert "(exec_command) returned" in second
+    assert "koala-42" in second

@@ -151,3 +151,26 @@ async def test_missing_prompt_and_strict_unknown_names_are_refused(
         assert response.status == 400
         error = (await response.json())["error"]
     assert error["message"] == "frobnicate: unknown parameter"
+
+
+async def test_replies_validate_as_the_sdks_own_types(
+    koala_server: ServerThread, http: aiohttp.ClientSession
+) -> None:
+    """Strictly, field by field: the SDK itself reads its replies unchecked."""
+    url = koala_server.base_url + "/completions"
+    body = {"model": "", "prompt": "Hello"}
+    async with http.post(url, json=body) as response:
+        whole = openai.types.Completion.model_validate_json(await response.read())
+    assert whole.choices[0].text == REPLY
+    usage = {"stream": True, "stream_options": {"include_usage": True}}
+    async with http.post(url, json={**body, **usage}) as response:
+        raw = await response.read()
+    # The chunks before the last carry `finish_reason: null`, as the API's do,
+    # which the SDK's type of a whole completion does not allow.
+    events = raw.decode().split("\n\n")[-4:-2]
+    finish, usage_chunk = (
+        openai.types.Completion.model_validate_json(e.removeprefix("data: "))
+        for e in events
+    )
+    assert finish.choices[0].finish_reason == "stop"
+    assert usage_chunk.usage is not None

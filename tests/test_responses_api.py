@@ -242,6 +242,39 @@ async def test_failure_mid_stream_is_response_failed_as_the_sdk_reads_it(
     assert "".join(deltas) == "Hello"
 
 
+STREAM_CASES = {
+    "text": ([], {}),
+    "incomplete": ([], {"max_output_tokens": 2}),
+    "tool calls": ([Reply(values=[CALL])], {"tools": [WEATHER]}),
+    "failed": ([Reply(body=b'data: "Hel"\n\ndata: {broken\n\n')], {}),
+}
+
+
+@pytest.mark.parametrize("case", list(STREAM_CASES))
+async def test_every_event_and_response_validates_as_the_sdks_own_types(
+    koala_server: ServerThread,
+    sandbox: Sandbox,
+    http: aiohttp.ClientSession,
+    case: str,
+) -> None:
+    """Strictly, field by field: the SDK itself reads its events unchecked."""
+    replies, params = STREAM_CASES[case]
+    sandbox.push(*replies, *replies)
+    body = {"model": "gpt-4o-mini", "input": "Hello", **params}
+    _, _, raw = await post(http, koala_server, {**body, "stream": True})
+    adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(
+        openai.types.responses.ResponseStreamEvent
+    )
+    events = [adapter.validate_python(data) for _, data in parse_events(raw)]
+    assert events[-1].type.startswith("response.")
+    status, _, whole = await post(http, koala_server, body)
+    if status == 200:
+        response = openai.types.responses.Response.model_validate_json(whole)
+        assert response.status == events[-1].response.status
+    else:
+        assert (case, status) == ("failed", 502)
+
+
 # --- emulated: tools and text.format ----------------------------------------------
 
 

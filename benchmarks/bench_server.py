@@ -14,7 +14,8 @@ paid; the CPU time counts only the timed part.
 
     python benchmarks/bench_server.py [--seconds 3] [--clients 1,10,100,500]
         [--format chat,responses]   # the wire formats, one after another:
-                                    # chat (the default), responses, completions
+                                    # chat (the default), responses,
+                                    # completions, ollama
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ RESPONSES_BODY = msgspec.json.encode(
 COMPLETIONS_BODY = msgspec.json.encode(
     {"model": "gpt-4o-mini", "stream": True, "prompt": "Hi"}
 )
+OLLAMA_BODY = msgspec.json.encode(
+    {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -73,6 +77,8 @@ FORMATS = {
     "responses": Served("/v1/responses", RESPONSES_BODY, 8),
     # The finish chunk and [DONE]: a legacy stream has no role chunk.
     "completions": Served("/v1/completions", COMPLETIONS_BODY, 2),
+    # NDJSON: a line per piece and the last one, `done: true`.
+    "ollama": Served("/api/chat", OLLAMA_BODY, 1, b"\n"),
 }
 
 
@@ -230,7 +236,7 @@ def process(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def run_pace(
-    interval: float, clients: list[int], seconds: float, workers: int, wire: Served
+    interval: float, clients: list[int], seconds: float, workers: int, api: Served
 ) -> None:
     sandbox_port, server_port = free_port(), free_port()
     sandbox_argv = [
@@ -243,7 +249,7 @@ def run_pace(
         "--retries", "0", "--max-streams", "5000", "--workers", str(workers),
     ]  # fmt: skip
     floor_url = f"http://127.0.0.1:{sandbox_port}/api/gpt/"
-    server_url = f"http://127.0.0.1:{server_port}{wire.path}"
+    server_url = f"http://127.0.0.1:{server_port}{api.path}"
     pace = f"{interval * 1000:g} ms apart" if interval else "unpaced"
     print(f"\n## {PIECES}-piece replies, {pace}, {seconds:g} s per cell")
     print(
@@ -260,12 +266,12 @@ def run_pace(
             served = asyncio.run(
                 load(
                     server_url,
-                    wire.body,
-                    wire.overhead,
+                    api.body,
+                    api.overhead,
                     count,
                     seconds,
                     lambda: sum(cpu_seconds(pid) for pid in pids),
-                    wire.separator,
+                    api.separator,
                 )
             )
             per_piece = served.cpu / served.pieces * 1e6 if served.pieces else 0

@@ -11,12 +11,12 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from .formats import chat, completions, responses
+from .formats import chat, completions, ollama, responses
 from .formats.base import WireFormat
 
-__all__ = ["FORMATS", "add_format_routes", "format_for"]
+__all__ = ["FORMATS", "add_format_routes", "format_for", "outside_openapi"]
 
-_MODULES: Final[tuple[ModuleType, ...]] = (chat, responses, completions)
+_MODULES: Final[tuple[ModuleType, ...]] = (chat, responses, completions, ollama)
 
 #: Every format, the first the one of any path no other claims.
 FORMATS: Final[tuple[WireFormat[Any], ...]] = tuple(m.FORMAT for m in _MODULES)
@@ -34,6 +34,11 @@ def format_for(path: str) -> WireFormat[Any]:
         if path.startswith(prefix):
             return fmt
     return FORMATS[0]
+
+
+def outside_openapi(path: str) -> bool:
+    """Tell whether `path` belongs to a format `/openapi.json` leaves out."""
+    return not format_for(path).in_openapi
 
 
 def add_format_routes(app: web.Application) -> None:

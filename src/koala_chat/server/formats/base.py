@@ -93,6 +93,9 @@ class WireFormat(ABC, Generic[Context]):
     stream_type: ClassVar[str] = "text/event-stream"
     #: The path prefixes whose errors take this format's shape.
     paths: ClassVar[tuple[str, ...]] = ()
+    #: Whether `/openapi.json` describes the format's routes: it describes
+    #: the OpenAI-shaped ones, whose clients read such a document.
+    in_openapi: ClassVar[bool] = True
 
     def needs_worker(self, body: Mapping[str, JSONValue]) -> bool:
         """Tell whether checking `body` may take long (it holds JSON Schemas).

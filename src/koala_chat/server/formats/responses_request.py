@@ -6,11 +6,8 @@ the Responses API's own names, so that every error names the parameter as the
 client spelled it (`input[2].content[0]`, `text.format.schema`). The request
 becomes the inside one:
 
-- `input` (a string, or a list of items) is the conversation: `message` items
-  (content as a string or `input_text` / `output_text` parts), and the
-  `function_call` and `function_call_output` items of emulated tools, which
-  are written into text as chat completions' tool messages are
-  (`contract.tools.render_history`); `instructions` is a system message first;
+- `input` (a string, or a list of items) is the conversation
+  (`responses_input.py`), `instructions` a system message before it;
 - `max_output_tokens` is `max_tokens`; `tools` (function tools, flat) and
   `tool_choice` are emulated as chat completions' are, `text.format` as
   `response_format`;
@@ -40,7 +37,7 @@ from ...contract.checks import (
     model_name,
     number_between,
 )
-from ...contract.conversation import check_messages, with_instructions
+from ...contract.conversation import with_instructions
 from ...contract.jsonmode import JSONFormat, json_schema_format
 from ...contract.neutral import NONE, only
 from ...contract.params import (
@@ -56,6 +53,7 @@ from ...contract.params import (
 from ...contract.tools import ChoiceMode, parse_tools, tool_set
 from ...errors import UsageError
 from ...messages import JSONValue, NormalizedMessage, replace_surrogates
+from .responses_input import INPUT_SCHEMA, check_input
 
 __all__ = ["PARAMETERS", "Echo", "parse_responses"]
 
@@ -147,110 +145,6 @@ def _echo(body: Mapping[str, JSONValue], values: Mapping[str, object]) -> Echo:
     )
 
 
-# input ------------------------------------------------------------------------
-
-_ROLES: Final = frozenset(("user", "assistant", "system", "developer"))
-_TEXT_PARTS: Final = frozenset(("input_text", "output_text"))
-
-
-def check_input(name: str, value: JSONValue) -> list[NormalizedMessage]:
-    """Return the conversation of `input`, with plain-text contents.
-
-    Raises:
-        UsageError: not a string or a non-empty list of the items Koala can
-            take; the message names the offending item (`input[2]`).
-    """
-    if isinstance(value, str):
-        return [{"role": "user", "content": replace_surrogates(value)}]
-    if not isinstance(value, list) or not value:
-        raise UsageError(f"{name}: must be a string or a non-empty list of items")
-    chat: list[JSONValue] = []
-    for index, item in enumerate(value):
-        where = f"{name}[{index}]"
-        if not isinstance(item, Mapping):
-            raise UsageError(f"{where}: must be an object, not {kind_of(item)}")
-        kind = item.get("type", "message")
-        if kind == "message":
-            chat.append(_message(where, item))
-        elif kind == "function_call":
-            call = _call(where, item)
-            last = chat[-1] if chat else None
-            if isinstance(last, dict) and last["role"] == "assistant":
-                last["tool_calls"] = [*last.get("tool_calls", ()), call]
-            else:
-                chat.append(
-                    {"role": "assistant", "content": None, "tool_calls": [call]}
-                )
-        elif kind == "function_call_output":
-            chat.append(_call_output(where, item))
-        else:
-            raise UsageError(
-                f"{where}.type: {kind!r} items are not supported; send message, "
-                "function_call and function_call_output items"
-            )
-    # Well-formed by now: what is left is writing the tool history as text.
-    return check_messages(name, chat)
-
-
-def _message(where: str, item: Mapping[str, JSONValue]) -> dict[str, JSONValue]:
-    role = item.get("role")
-    if not isinstance(role, str) or role not in _ROLES:
-        raise UsageError(
-            f"{where}.role: must be 'user', 'assistant', 'system' or "
-            f"'developer', not {role!r}"
-        )
-    if "content" not in item:
-        raise UsageError(f"{where}.content: missing")
-    return {"role": role, "content": _text(f"{where}.content", item["content"])}
-
-
-def _text(where: str, content: JSONValue) -> str:
-    """Return the text of a content: a string, or a list of text parts."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise UsageError(
-            f"{where}: must be a string or a list of parts, not {kind_of(content)}"
-        )
-    texts = []
-    for index, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, Mapping) else None
-        if not isinstance(kind, str) or kind not in _TEXT_PARTS:
-            raise UsageError(
-                f"{where}[{index}]: is not a text part (type {kind!r}): "
-                "Koala accepts input_text and output_text only"
-            )
-        text = cast(Mapping[str, JSONValue], part).get("text")
-        if not isinstance(text, str):
-            raise UsageError(f"{where}[{index}].text: must be a string")
-        texts.append(text)
-    return "".join(texts)
-
-
-def _call(where: str, item: Mapping[str, JSONValue]) -> dict[str, JSONValue]:
-    for key in ("call_id", "name", "arguments"):
-        if not isinstance(item.get(key), str):
-            raise UsageError(f"{where}.{key}: must be a string")
-    return {
-        "id": item["call_id"],
-        "type": "function",
-        "function": {"name": item["name"], "arguments": item["arguments"]},
-    }
-
-
-def _call_output(where: str, item: Mapping[str, JSONValue]) -> dict[str, JSONValue]:
-    call_id = item.get("call_id")
-    if not isinstance(call_id, str):
-        raise UsageError(f"{where}.call_id: must be a string")
-    if "output" not in item:
-        raise UsageError(f"{where}.output: missing; it carries the tool's result")
-    return {
-        "role": "tool",
-        "tool_call_id": call_id,
-        "content": _text(f"{where}.output", item["output"]),
-    }
-
-
 # tools, tool_choice, text -----------------------------------------------------
 
 
@@ -317,58 +211,6 @@ _STATELESS: Final = (
     "conversation in `input`"
 )
 
-_TEXT_PART: Final[Schema] = {
-    "type": "object",
-    "properties": {
-        "type": {"enum": sorted(_TEXT_PARTS)},
-        "text": {"type": "string"},
-    },
-    "required": ["type", "text"],
-}
-_CONTENT: Final[Schema] = {
-    "anyOf": [{"type": "string"}, {"type": "array", "items": _TEXT_PART}]
-}
-INPUT_SCHEMA: Final[Schema] = {
-    "anyOf": [
-        {"type": "string"},
-        {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "anyOf": [
-                    {
-                        "type": "object",
-                        "properties": {
-                            "type": {"const": "message"},
-                            "role": {"enum": sorted(_ROLES)},
-                            "content": _CONTENT,
-                        },
-                        "required": ["role", "content"],
-                    },
-                    {
-                        "type": "object",
-                        "properties": {
-                            "type": {"const": "function_call"},
-                            "call_id": {"type": "string"},
-                            "name": {"type": "string"},
-                            "arguments": {"type": "string"},
-                        },
-                        "required": ["type", "call_id", "name", "arguments"],
-                    },
-                    {
-                        "type": "object",
-                        "properties": {
-                            "type": {"const": "function_call_output"},
-                            "call_id": {"type": "string"},
-                            "output": _CONTENT,
-                        },
-                        "required": ["type", "call_id", "output"],
-                    },
-                ]
-            },
-        },
-    ]
-}
 _TOOLS_SCHEMA: Final[Schema] = {
     "type": "array",
     "items": {

@@ -13,7 +13,9 @@ connection pools are filled and one-time costs (imports, the TLS context) are
 paid; the CPU time counts only the timed part.
 
     python benchmarks/bench_server.py [--seconds 3] [--clients 1,10,100,500]
-        [--format chat]     # the wire format: chat (the default), ...
+        [--format chat,responses]   # the wire formats, one after another:
+                                    # chat (the default), responses,
+                                    # completions, ollama
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ OPENAI_BODY = msgspec.json.encode(
         "messages": [{"role": "user", "content": "Hi"}],
     }
 )
+RESPONSES_BODY = msgspec.json.encode(
+    {"model": "gpt-4o-mini", "stream": True, "input": "Hi"}
+)
+COMPLETIONS_BODY = msgspec.json.encode(
+    {"model": "gpt-4o-mini", "stream": True, "prompt": "Hi"}
+)
 OLLAMA_BODY = msgspec.json.encode(
     {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 )
@@ -64,6 +72,11 @@ class Served:
 #: The wire formats `--format` chooses from; each new format adds its entry.
 FORMATS = {
     "chat": Served("/v1/chat/completions", OPENAI_BODY, 3),
+    # created, in_progress, the item and its part added, the text, part and
+    # item done, completed.
+    "responses": Served("/v1/responses", RESPONSES_BODY, 8),
+    # The finish chunk and [DONE]: a legacy stream has no role chunk.
+    "completions": Served("/v1/completions", COMPLETIONS_BODY, 2),
     # NDJSON: a line per piece and the last one, `done: true`.
     "ollama": Served("/api/chat", OLLAMA_BODY, 1, b"\n"),
 }
@@ -287,17 +300,24 @@ def main() -> None:
     parser.add_argument("--paces", default="0.005,0", help="seconds between pieces")
     parser.add_argument("--workers", type=int, default=1, help="koala serve --workers")
     parser.add_argument(
-        "--format", default="chat", choices=FORMATS, help="the wire format to load"
+        "--format",
+        default="chat",
+        help=f"the wire formats to load, comma-separated, from {', '.join(FORMATS)}",
     )
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
-    print(
-        f"bench_server: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-        f"aiohttp {aiohttp.__version__}, koala serve --workers {args.workers}, "
-        f"format {args.format} ({FORMATS[args.format].path})"
-    )
-    for interval in (float(p) for p in args.paces.split(",")):
-        run_pace(interval, clients, args.seconds, args.workers, FORMATS[args.format])
+    names = args.format.split(",")
+    if unknown := set(names) - FORMATS.keys():
+        parser.error(f"unknown --format {', '.join(sorted(unknown))}")
+    for name in names:
+        wire = FORMATS[name]
+        print(
+            f"bench_server: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+            f"aiohttp {aiohttp.__version__}, koala serve --workers {args.workers}, "
+            f"format {name} ({wire.path})"
+        )
+        for interval in (float(p) for p in args.paces.split(",")):
+            run_pace(interval, clients, args.seconds, args.workers, wire)
 
 
 if __name__ == "__main__":

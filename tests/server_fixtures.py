@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import logging
 import os
+import queue
 import signal
 import threading
 import urllib.error
@@ -27,6 +29,7 @@ import pytest
 from koala_chat.contract.provider import ChatProvider
 from koala_chat.providers import Koala
 from koala_chat.sandbox import Sandbox
+from koala_chat.server.app import ACCESS_LOGGER
 from koala_chat.server.config import ServerConfig
 from koala_chat.server.runner import serve_async
 
@@ -131,6 +134,37 @@ def sdk(koala_server: ServerThread) -> Iterator[openai.OpenAI]:
         base_url=koala_server.base_url, api_key="anything", max_retries=0
     ) as client:
         yield client
+
+
+class AccessLog(logging.Handler):
+    """Collect the access log's lines in a queue that a test can wait on."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: queue.Queue[str] = queue.Queue()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.put(record.getMessage())
+
+    async def next(self) -> str:
+        """Return the next line (5 s at most)."""
+        # The server logs on its own thread after the client saw the end.
+        return await asyncio.to_thread(self.lines.get, True, 5.0)
+
+
+@pytest.fixture
+def access_log() -> Iterator[AccessLog]:
+    """The access log's lines of the test's servers, at level INFO."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    handler = AccessLog()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @pytest.fixture

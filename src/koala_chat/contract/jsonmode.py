@@ -25,6 +25,7 @@ __all__ = [
     "RESPONSE_FORMAT_SCHEMA",
     "JSONFormat",
     "extract_json",
+    "json_schema_format",
     "parse_response_format",
     "validate",
 ]
@@ -106,14 +107,27 @@ def parse_response_format(name: str, value: JSONValue) -> JSONFormat | None:
     spec = value.get("json_schema")
     if not isinstance(spec, Mapping):
         raise UsageError(f"{name}.json_schema: must be an object")
+    return json_schema_format(f"{name}.json_schema", spec)
+
+
+def json_schema_format(name: str, spec: Mapping[str, JSONValue]) -> JSONFormat:
+    """Check the JSON Schema format `spec` (name, description, schema, strict).
+
+    It is `response_format.json_schema`, or the Responses API's `text.format`
+    (which holds the same members beside its `type`); `name` is its path.
+
+    Raises:
+        UsageError: a member of the wrong type, or a schema that cannot be
+            used (see `schemas.check_schema`).
+    """
     # As the schema above says: what is given has its type, null is absent.
     for key, kind, label in _SPEC_FIELDS:
         if spec.get(key) is not None and not isinstance(spec[key], kind):
-            raise UsageError(f"{name}.json_schema.{key}: must be {label}")
+            raise UsageError(f"{name}.{key}: must be {label}")
     try:
         checked = check_schema(spec.get("schema", {"type": "object"}))
     except SchemaProblem as exc:
-        raise UsageError(f"{name}.json_schema.schema: {exc}") from exc
+        raise UsageError(f"{name}.schema: {exc}") from exc
     return JSONFormat(
         name=spec.get("name") or "response",
         schema=cast(Schema, checked.schema),

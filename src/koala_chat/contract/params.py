@@ -77,7 +77,13 @@ __all__ = [
     "CompletionRequest",
     "Parameter",
     "Treatment",
+    "emulated",
+    "foreign",
+    "honoured",
+    "ignored",
     "parse_request",
+    "read_parameters",
+    "refused",
 ]
 
 
@@ -174,21 +180,7 @@ def parse_request(
             or asks for something Koala cannot do; the message starts with
             its name.
     """
-    values: dict[str, object] = {}
-    ignored: list[str] = []
-    for name, value in params.items():
-        parameter = PARAMETERS.get(name)
-        if parameter is None or parameter.foreign:
-            if strict:
-                raise UsageError(f"{name}: unknown parameter")
-            ignored.append(name)
-        elif value is not None:
-            values[name] = parameter.check(name, value)
-            if parameter.treatment is Treatment.IGNORED:
-                ignored.append(name)
-    for parameter in _REQUIRED:
-        if parameter.name not in values:
-            raise UsageError(f"{parameter.name}: missing; {parameter.missing}")
+    values, skipped = read_parameters(PARAMETERS, params, strict=strict)
     limits = [
         cast(int, values[name])
         for name in ("max_tokens", "max_completion_tokens")
@@ -214,14 +206,48 @@ def parse_request(
         web_search=cast(bool | None, values.get("web_search")),
         json_format=json_format,
         tools=tools,
-        ignored=tuple(ignored),
+        ignored=tuple(skipped),
     )
 
 
-# Emulated -------------------------------------------------------------------
+def read_parameters(
+    table: Mapping[str, Parameter],
+    params: Mapping[str, JSONValue],
+    *,
+    strict: bool,
+) -> tuple[dict[str, object], list[str]]:
+    """Check `params` against `table`; return the checked values and the ignored.
+
+    The values are what each parameter's check keeps, null ones left out;
+    the ignored names are the unknown ones (when not `strict`) and those the
+    table ignores, in the request's order. Every wire format reads its
+    parameters so, with a table of its own names.
+
+    Raises:
+        UsageError: as `parse_request`; the message starts with the name.
+    """
+    values: dict[str, object] = {}
+    skipped: list[str] = []
+    for name, value in params.items():
+        parameter = table.get(name)
+        if parameter is None or parameter.foreign:
+            if strict:
+                raise UsageError(f"{name}: unknown parameter")
+            skipped.append(name)
+        elif value is not None:
+            values[name] = parameter.check(name, value)
+            if parameter.treatment is Treatment.IGNORED:
+                skipped.append(name)
+    for parameter in table.values():
+        if parameter.missing and parameter.name not in values:
+            raise UsageError(f"{parameter.name}: missing; {parameter.missing}")
+    return values, skipped
 
 
-def _emulated(name: str, check: Check, schema: Schema, description: str) -> Parameter:
+# The table's entries, for this table and the other formats' ----------------
+
+
+def emulated(name: str, check: Check, schema: Schema, description: str) -> Parameter:
     return Parameter(name, Treatment.EMULATED, check, schema, description)
 
 
@@ -238,7 +264,7 @@ def _anything(name: str, value: JSONValue) -> JSONValue:
     return value
 
 
-def _foreign(name: str, client: str) -> Parameter:
+def foreign(name: str, client: str) -> Parameter:
     return Parameter(
         name,
         Treatment.IGNORED,
@@ -249,7 +275,7 @@ def _foreign(name: str, client: str) -> Parameter:
     )
 
 
-def _refused(name: str, why: str, neutral: Neutral) -> Parameter:
+def refused(name: str, why: str, neutral: Neutral) -> Parameter:
     def check(name: str, value: JSONValue) -> JSONValue:
         if not neutral.accepts(value):
             raise UsageError(f"{name}: not supported, {why}{neutral.advice}")
@@ -260,7 +286,7 @@ def _refused(name: str, why: str, neutral: Neutral) -> Parameter:
     )
 
 
-def _honoured(
+def honoured(
     name: str,
     rule: tuple[Check, Schema],
     description: str,
@@ -269,7 +295,7 @@ def _honoured(
     return Parameter(name, Treatment.HONOURED, *rule, description, missing)
 
 
-def _ignored(name: str, rule: tuple[Check, Schema], description: str) -> Parameter:
+def ignored(name: str, rule: tuple[Check, Schema], description: str) -> Parameter:
     return Parameter(name, Treatment.IGNORED, *rule, description)
 
 
@@ -280,79 +306,77 @@ _LOGPROBS: Final = "Koala reports no log-probabilities"
 _TEXT_ONLY: Final = "Koala answers in text only"
 
 _TABLE: Final = (
-    _honoured(
+    honoured(
         "model",
         (model_name, {"type": "string"}),
         'A model id; "" asks for the default model.',
         "name a model (see /v1/models)",
     ),
-    _honoured(
+    honoured(
         "messages",
         (check_messages, MESSAGES_SCHEMA),
         'The conversation, text only; "developer" is a system message.',
         "send at least one message",
     ),
-    _honoured("stream", BOOLEAN, "Stream the reply as chunk events."),
-    _honoured(
+    honoured("stream", BOOLEAN, "Stream the reply as chunk events."),
+    honoured(
         "stream_options",
         (include_usage_of, STREAM_OPTIONS_SCHEMA),
         "`include_usage` adds a last chunk with the usage estimate.",
     ),
-    _honoured(
+    honoured(
         "stop",
         (stop_sequences, STOP_SCHEMA),
         "Applied on our side: the reply ends before the first stop sequence; "
         f"at most {MAX_STOP_SEQUENCES} of at most {MAX_STOP_LENGTH} characters.",
     ),
-    _honoured(
+    honoured(
         "max_tokens",
         POSITIVE,
         "Applied on our side on the estimate: at most 4 x N characters.",
     ),
-    _honoured(
+    honoured(
         "max_completion_tokens",
         POSITIVE,
         "As `max_tokens`; the smaller of the two applies.",
     ),
     # Koala's own extensions (docs/protocol.md, "Choosing a dialect").
-    _honoured("protocol", PROTOCOL, "Koala's dialect for this request only."),
-    _honoured("web_search", BOOLEAN, "Koala's real-time data flag, on or off."),
-    _ignored("temperature", number_between(0, 2), _SAMPLING),
-    _ignored("top_p", number_between(0, 1), _SAMPLING),
-    _ignored("presence_penalty", number_between(-2, 2), _SAMPLING),
-    _ignored("frequency_penalty", number_between(-2, 2), _SAMPLING),
-    _ignored("seed", WHOLE, _SAMPLING),
-    _ignored("logit_bias", OBJECT, _SAMPLING),
-    _ignored("user", STRING, _BOOKKEEPING),
-    _ignored("metadata", OBJECT, _BOOKKEEPING),
-    _ignored("store", BOOLEAN, _BOOKKEEPING),
-    _ignored("service_tier", STRING, _BOOKKEEPING),
-    _ignored("prompt_cache_key", STRING, _BOOKKEEPING),
-    _ignored("safety_identifier", STRING, _BOOKKEEPING),
-    _ignored(
-        "parallel_tool_calls", BOOLEAN, "Emulated replies may call several tools."
-    ),
-    _ignored("prediction", OBJECT, "A latency hint; the answer is the same."),
-    _ignored("reasoning_effort", STRING, "Koala's models take no such hint."),
-    _ignored("verbosity", STRING, "Koala's models take no such hint."),
-    _foreign("keep_alive", "Open WebUI (Ollama)"),
-    _foreign("num_keep", "Open WebUI (Ollama)"),
-    _foreign("num_ctx", "Open WebUI (Ollama)"),
-    _foreign("tool_servers", "Open WebUI"),
-    _foreign("chat_id", "Open WebUI"),
-    _foreign("session_id", "Open WebUI"),
-    _foreign("top_k", "several clients"),
-    _foreign("min_p", "several clients"),
-    _foreign("repetition_penalty", "several clients"),
-    _foreign("reasoning", "OpenRouter-style clients"),
-    _emulated(
+    honoured("protocol", PROTOCOL, "Koala's dialect for this request only."),
+    honoured("web_search", BOOLEAN, "Koala's real-time data flag, on or off."),
+    ignored("temperature", number_between(0, 2), _SAMPLING),
+    ignored("top_p", number_between(0, 1), _SAMPLING),
+    ignored("presence_penalty", number_between(-2, 2), _SAMPLING),
+    ignored("frequency_penalty", number_between(-2, 2), _SAMPLING),
+    ignored("seed", WHOLE, _SAMPLING),
+    ignored("logit_bias", OBJECT, _SAMPLING),
+    ignored("user", STRING, _BOOKKEEPING),
+    ignored("metadata", OBJECT, _BOOKKEEPING),
+    ignored("store", BOOLEAN, _BOOKKEEPING),
+    ignored("service_tier", STRING, _BOOKKEEPING),
+    ignored("prompt_cache_key", STRING, _BOOKKEEPING),
+    ignored("safety_identifier", STRING, _BOOKKEEPING),
+    ignored("parallel_tool_calls", BOOLEAN, "Emulated replies may call several tools."),
+    ignored("prediction", OBJECT, "A latency hint; the answer is the same."),
+    ignored("reasoning_effort", STRING, "Koala's models take no such hint."),
+    ignored("verbosity", STRING, "Koala's models take no such hint."),
+    foreign("keep_alive", "Open WebUI (Ollama)"),
+    foreign("num_keep", "Open WebUI (Ollama)"),
+    foreign("num_ctx", "Open WebUI (Ollama)"),
+    foreign("tool_servers", "Open WebUI"),
+    foreign("chat_id", "Open WebUI"),
+    foreign("session_id", "Open WebUI"),
+    foreign("top_k", "several clients"),
+    foreign("min_p", "several clients"),
+    foreign("repetition_penalty", "several clients"),
+    foreign("reasoning", "OpenRouter-style clients"),
+    emulated(
         "response_format",
         parse_response_format,
         RESPONSE_FORMAT_SCHEMA,
         "JSON mode, emulated: the model is instructed, its JSON extracted and "
         "validated (one retry), else 502; streamed as one piece once known.",
     ),
-    _emulated(
+    emulated(
         "tools",
         parse_tools,
         TOOLS_SCHEMA,
@@ -360,26 +384,26 @@ _TABLE: Final = (
         "from its reply and checked against each tool's parameters. Each "
         "function's name is given once.",
     ),
-    _emulated(
+    emulated(
         "tool_choice",
         parse_tool_choice,
         TOOL_CHOICE_SCHEMA,
         '"none", "auto", "required" or a function named in `tools` (which '
         "must then not be empty); emulated as `tools`.",
     ),
-    _honoured(
+    honoured(
         "provider",
         (_provider, {"type": "string", "pattern": "^[Kk][Oo][Aa][Ll][Aa]$"}),
         'Must name this server\'s provider, "Koala", if given.',
     ),
-    _refused("n", "Koala gives one choice per request", only(1)),
-    _refused("functions", _FUNCTIONS, only([], {})),
-    _refused("function_call", _FUNCTIONS, only("none", "auto")),
-    _refused("logprobs", _LOGPROBS, only(False)),
-    _refused("top_logprobs", _LOGPROBS, only(0)),
-    _refused("modalities", _TEXT_ONLY, only(["text"])),
-    _refused("audio", _TEXT_ONLY, NONE),
-    _refused("web_search_options", "Koala's web search cannot be switched on", NONE),
+    refused("n", "Koala gives one choice per request", only(1)),
+    refused("functions", _FUNCTIONS, only([], {})),
+    refused("function_call", _FUNCTIONS, only("none", "auto")),
+    refused("logprobs", _LOGPROBS, only(False)),
+    refused("top_logprobs", _LOGPROBS, only(0)),
+    refused("modalities", _TEXT_ONLY, only(["text"])),
+    refused("audio", _TEXT_ONLY, NONE),
+    refused("web_search_options", "Koala's web search cannot be switched on", NONE),
 )
 
 #: Every OpenAI parameter Koala knows, by name, in the order of the table.
@@ -387,5 +411,3 @@ PARAMETERS: Final[Mapping[str, Parameter]] = {p.name: p for p in _TABLE}
 
 #: The parameters that are checked for their type and otherwise ignored.
 IGNORED: Final = frozenset(p.name for p in _TABLE if p.treatment is Treatment.IGNORED)
-
-_REQUIRED: Final = tuple(p for p in _TABLE if p.missing)

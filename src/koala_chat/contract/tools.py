@@ -160,10 +160,20 @@ def new_call_id() -> str:
 # The request ---------------------------------------------------------------
 
 
-def parse_tools(name: str, value: JSONValue) -> tuple[Tool, ...]:
+def parse_tools(
+    name: str,
+    value: JSONValue,
+    *,
+    flat: bool = False,
+    others: list[str] | None = None,
+) -> tuple[Tool, ...]:
     """Check `tools` (OpenAI's list of `{"type": "function", ...}`).
 
     Each tool keeps a plain JSON copy of its parameters (`check_schema`).
+    `flat` reads the Responses API's shape, where the function's members
+    stand in the tool itself (`{"type": "function", "name": ...}`). A tool of
+    another type is refused, or, when `others` is given, left out and its
+    path (`tools[2]`) appended to `others`.
 
     Raises:
         UsageError: not a list of function tools with names and usable
@@ -181,22 +191,27 @@ def parse_tools(name: str, value: JSONValue) -> tuple[Tool, ...]:
     for index, item in enumerate(value):
         where = f"{name}[{index}]"
         if not isinstance(item, Mapping) or item.get("type") != "function":
-            raise UsageError(f"{where}: only function tools are supported")
-        function = item.get("function")
+            if others is None or not isinstance(item, Mapping):
+                raise UsageError(f"{where}: only function tools are supported")
+            others.append(where)
+            continue
+        function = item if flat else item.get("function")
+        if not flat:
+            where += ".function"
         if not isinstance(function, Mapping):
-            raise UsageError(f"{where}.function: must be an object")
+            raise UsageError(f"{where}: must be an object")
         title = function.get("name")
         if not isinstance(title, str) or not title:
-            raise UsageError(f"{where}.function.name: must be a non-empty string")
+            raise UsageError(f"{where}.name: must be a non-empty string")
         if title in tools:
-            raise UsageError(f"{where}.function.name: {title!r} is given twice")
+            raise UsageError(f"{where}.name: {title!r} is given twice")
         description = function.get("description")
         if description is not None and not isinstance(description, str):
-            raise UsageError(f"{where}.function.description: must be a string")
+            raise UsageError(f"{where}.description: must be a string")
         parameters = function.get("parameters")
         if parameters is not None:
             parameters, budget = _checked_parameters(
-                f"{where}.function.parameters", parameters, budget
+                f"{where}.parameters", parameters, budget
             )
         tools[title] = Tool(title, description or "", cast(Schema | None, parameters))
     return tuple(tools.values())

@@ -17,6 +17,8 @@ from typing import Final
 from .. import __version__
 from ..contract.params import PARAMETERS, Treatment
 from ..messages import JSONValue
+from .formats.openapi_docs import openapi_paths as format_paths
+from .formats.openapi_docs import openapi_schemas as format_schemas
 from .webpage import openapi_paths
 
 __all__ = ["openapi_document"]
@@ -51,6 +53,7 @@ def openapi_document() -> dict[str, JSONValue]:
             "/health": {"get": _health()},
             "/openapi.json": {"get": _openapi()},
             **openapi_paths(),
+            **format_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -60,7 +63,7 @@ def openapi_document() -> dict[str, JSONValue]:
                     "description": "The server's API key, when it has one.",
                 }
             },
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **format_schemas()},
         },
     }
 

@@ -1,0 +1,243 @@
+"""The OpenAPI description of the Responses and legacy completions routes.
+
+`koala_chat.server.openapi` adds `openapi_paths()` to its paths and
+`openapi_schemas()` to its components. Each request schema is generated from
+its format's parameter table (`responses_request.PARAMETERS`,
+`completions.PARAMETERS`), as chat completions' is from
+`koala_chat.contract.params`; the replies follow `responses.py` and
+`completions.py`, the errors `failures.py` (`ErrorResponse`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from ...contract.params import Parameter, Treatment
+from ...messages import JSONValue
+from . import completions, responses_request
+
+__all__ = ["openapi_paths", "openapi_schemas"]
+
+_JSON: Final = "application/json"
+_ERROR_REF: Final = {"$ref": "#/components/schemas/ErrorResponse"}
+_ERRORS: Final = {
+    "400": "A malformed request, or an option Koala cannot honour; the message "
+    "names the parameter as this API spells it (code invalid_request).",
+    "401": "A missing or wrong API key, when the server has one.",
+    "402": "The server's Koala account is out of credits.",
+    "403": "A `protocol` this server does not let clients choose, or a request "
+    "from a web page of another site.",
+    "404": "The provider rejects the model (code model_not_found).",
+    "405": "Another method than POST.",
+    "413": "The body is larger than --max-body.",
+    "415": "A body not sent as `Content-Type: application/json`.",
+    "429": "The upstream rate limit, or more than --max-streams at once.",
+    "500": "The provider refuses the server's own options, or a bug.",
+    "502": "The upstream failed, or an emulated reply did not validate even "
+    "when asked again.",
+    "504": "An upstream time limit ran out.",
+}
+
+
+def openapi_paths() -> dict[str, JSONValue]:
+    """Return the path items of `/v1/responses` and `/v1/completions`."""
+    return {
+        "/v1/responses": {
+            "post": _operation(
+                "createResponse",
+                "Answer a response of the OpenAI Responses API, whole or streamed",
+                "ResponsesRequest",
+                'A `response` object, or with `"stream": true` the API\'s '
+                "events (`event:` and `data:` lines, `sequence_number` from 0, "
+                "no `[DONE]`), ending with `response.completed`, "
+                "`response.incomplete` (cut by `max_output_tokens`) or "
+                "`response.failed` (a failure after the start).",
+                "Response",
+                "ResponseEvent",
+            )
+        },
+        "/v1/completions": {
+            "post": _operation(
+                "createCompletion",
+                "Answer a legacy text completion, whole or streamed",
+                "CompletionRequest",
+                'A `text_completion` object, or with `"stream": true` a '
+                "stream of `data: {text_completion}` chunks ending with "
+                "`data: [DONE]` (an error that ends it early is "
+                '`data: {"error": {...}}`).',
+                "TextCompletion",
+                "TextCompletionEvent",
+            )
+        },
+    }
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    request: str,
+    reply: str,
+    whole: str,
+    event: str,
+) -> dict[str, JSONValue]:
+    errors: dict[str, JSONValue] = {
+        status: {
+            "description": description,
+            "content": {_JSON: {"schema": _ERROR_REF}},
+        }
+        for status, description in _ERRORS.items()
+    }
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "requestBody": {
+            "required": True,
+            "content": {_JSON: {"schema": _ref(request)}},
+        },
+        "responses": {
+            "200": {
+                "description": reply,
+                "headers": {
+                    "X-Koala-Ignored-Params": {
+                        "description": "The request parameters that were "
+                        "accepted and ignored, when there were any.",
+                        "schema": {"type": "string"},
+                    }
+                },
+                "content": {
+                    _JSON: {"schema": _ref(whole)},
+                    "text/event-stream": {"schema": _ref(event)},
+                },
+            },
+            **errors,
+        },
+    }
+
+
+def openapi_schemas() -> dict[str, JSONValue]:
+    """Return the component schemas that `openapi_paths` refers to."""
+    return {
+        "ResponsesRequest": _request(responses_request.PARAMETERS),
+        "Response": _response(),
+        "ResponseEvent": _event(
+            {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "sequence_number": {"type": "integer", "minimum": 0},
+                },
+                "required": ["type", "sequence_number"],
+            },
+            named=True,
+        ),
+        "CompletionRequest": _request(completions.PARAMETERS),
+        "TextCompletion": _text_completion(whole=True),
+        "TextCompletionEvent": _event(
+            {
+                "anyOf": [
+                    _text_completion(whole=False),
+                    _ERROR_REF,
+                ]
+            },
+            named=False,
+        ),
+    }
+
+
+def _ref(name: str) -> dict[str, JSONValue]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _request(table: Mapping[str, Parameter]) -> dict[str, JSONValue]:
+    treatments = "; ".join(
+        f"{treatment.value}: "
+        + ", ".join(f"`{p.name}`" for p in table.values() if p.treatment is treatment)
+        for treatment in Treatment
+        if any(p.treatment is treatment for p in table.values())
+    )
+    return {
+        "type": "object",
+        "properties": {name: p.json_schema() for name, p in table.items()},
+        "required": [name for name, p in table.items() if p.missing],
+        "description": (
+            f"The parameters, by treatment ({treatments}). Any other parameter "
+            "is ignored and named in the X-Koala-Ignored-Params header, or "
+            "refused as unknown with --strict; null counts as absent."
+        ),
+    }
+
+
+def _event(data: JSONValue, *, named: bool) -> dict[str, JSONValue]:
+    content: JSONValue = {"contentMediaType": _JSON, "contentSchema": data}
+    if not named:
+        content = {"if": {"const": "[DONE]"}, "then": True, "else": content}
+    properties: dict[str, JSONValue] = {"data": content}
+    if named:
+        properties["event"] = {"type": "string"}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+    }
+
+
+def _usage(*names: str) -> dict[str, JSONValue]:
+    return {
+        "type": "object",
+        "properties": {name: {"type": "integer", "minimum": 0} for name in names},
+        "required": list(names),
+        "description": "Estimates: about four characters per token.",
+    }
+
+
+def _response() -> dict[str, JSONValue]:
+    item = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"enum": ["message", "function_call"]},
+            "status": {"enum": ["completed", "incomplete"]},
+        },
+        "required": ["id", "type", "status"],
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "response"},
+            "created_at": {"type": "integer"},
+            "status": {"enum": ["completed", "incomplete"]},
+            "model": {"type": "string"},
+            "output": {"type": "array", "items": item},
+            "usage": _usage("input_tokens", "output_tokens", "total_tokens"),
+        },
+        "required": ["id", "object", "created_at", "status", "model", "output"],
+    }
+
+
+def _text_completion(*, whole: bool) -> dict[str, JSONValue]:
+    choice = {
+        "type": "object",
+        "properties": {
+            "text": {"type": "string"},
+            "index": {"const": 0},
+            "logprobs": {"type": "null"},
+            "finish_reason": {"enum": ["stop", "length"] + ([] if whole else [None])},
+        },
+        "required": ["text", "index", "logprobs", "finish_reason"],
+    }
+    usage = _usage("prompt_tokens", "completion_tokens", "total_tokens")
+    return {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "text_completion"},
+            "created": {"type": "integer"},
+            "model": {"type": "string"},
+            "choices": {"type": "array", "maxItems": 1, "items": choice},
+            "usage": usage,
+        },
+        "required": ["id", "object", "created", "model", "choices"]
+        + (["usage"] if whole else []),
+    }

@@ -11,12 +11,12 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from .formats import chat
+from .formats import chat, messages
 from .formats.base import WireFormat
 
 __all__ = ["FORMATS", "add_format_routes", "format_for"]
 
-_MODULES: Final[tuple[ModuleType, ...]] = (chat,)
+_MODULES: Final[tuple[ModuleType, ...]] = (chat, messages)
 
 #: Every format, the first the one of any path no other claims.
 FORMATS: Final[tuple[WireFormat[Any], ...]] = tuple(m.FORMAT for m in _MODULES)

@@ -32,6 +32,7 @@ from typing import ClassVar, Generic, Protocol, TypeVar
 
 from aiohttp import web
 
+from ...contract.capabilities import Capabilities
 from ...contract.params import CompletionRequest
 from ...contract.replies import Reply
 from ...contract.types import ChatCompletionMessageToolCall, FinishReason
@@ -112,6 +113,14 @@ class WireFormat(ABC, Generic[Context]):
             UsageError: the body is not a request of this format; the message
                 names the offending parameter.
         """
+
+    def model_for(self, requested: str, capabilities: Capabilities) -> str:
+        """Return the model name to resolve for the `requested` one.
+
+        `capabilities` are the provider's; "" asks for its default model. By
+        default the name is resolved as it is.
+        """
+        return requested
 
     @abstractmethod
     def encoder(self, inbound: Inbound[Context], reply: Reply) -> Encoder:

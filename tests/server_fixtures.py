@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import logging
 import os
+import queue
 import signal
 import threading
 import urllib.error
@@ -27,6 +29,7 @@ import pytest
 from koala_chat.contract.provider import ChatProvider
 from koala_chat.providers import Koala
 from koala_chat.sandbox import Sandbox
+from koala_chat.server.app import ACCESS_LOGGER
 from koala_chat.server.config import ServerConfig
 from koala_chat.server.runner import serve_async
 
@@ -184,3 +187,33 @@ def stand_in_browser(
 
     monkeypatch.setattr(webbrowser, "open", open_page)
     return seen
+
+
+class LogLines(logging.Handler):
+    """Collect log lines in a queue that a test can wait on."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: queue.Queue[str] = queue.Queue()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.put(record.getMessage())
+
+    async def next(self) -> str:
+        # The server logs on its own thread after the client saw the end.
+        return await asyncio.to_thread(self.lines.get, True, 5.0)
+
+
+@pytest.fixture
+def access_log() -> Iterator[LogLines]:
+    """The access log of every server the test starts, line by line."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    handler = LogLines()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

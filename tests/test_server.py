@@ -24,10 +24,9 @@ from koala_chat import Koala, UsageError
 from koala_chat.contract.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 from koala_chat.server.__main__ import main as server_main
-from koala_chat.server.app import ACCESS_LOGGER
 from koala_chat.server.config import API_KEY_VARIABLE, ServerConfig, is_loopback
 from koala_chat.server.formats.chat import ChunkEncoder
-from server_fixtures import ServerThread
+from server_fixtures import LogLines, ServerThread
 
 HELLO = [{"role": "user", "content": "Hello"}]
 REPLY = "".join(default_reply({"input": "Hello", "model": "gpt-4o-mini"}))
@@ -390,40 +389,11 @@ async def test_client_disconnect_cancels_the_upstream_request(
     assert await sandbox.wait_disconnect_async(1.0)
 
 
-class _Lines(logging.Handler):
-    """Collect log lines in a queue that a test can wait on."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: queue.Queue[str] = queue.Queue()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.put(record.getMessage())
-
-    async def next(self) -> str:
-        # The server logs on its own thread after the client saw the end.
-        return await asyncio.to_thread(self.lines.get, True, 5.0)
-
-
-@pytest.fixture
-def access_log() -> Iterator[_Lines]:
-    logger = logging.getLogger(ACCESS_LOGGER)
-    handler = _Lines()
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
 async def test_api_key_is_required_on_v1_routes(
     http: aiohttp.ClientSession,
     start_server: StartServer,
     sandbox: Sandbox,
-    access_log: _Lines,
+    access_log: LogLines,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     key = "s3cret-key-4711"
@@ -454,7 +424,7 @@ async def test_api_key_is_required_on_v1_routes(
 
 
 async def test_access_log_line_per_request(
-    http: aiohttp.ClientSession, koala_server: ServerThread, access_log: _Lines
+    http: aiohttp.ClientSession, koala_server: ServerThread, access_log: LogLines
 ) -> None:
     await post(http, koala_server, completion(stream=True))
     streamed = await access_log.next()

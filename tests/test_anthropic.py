@@ -1,0 +1,587 @@
+"""The Anthropic Messages API of `koala serve`, driven by the official `anthropic` SDK.
+
+The SDK's own helpers (`messages.stream` and its `get_final_text`, the
+exception classes it picks from a status) read what the server sends, and
+byte-level checks pin the event sequence that Claude Code reads. The sandbox
+is the upstream, scripted per test.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aiohttp
+import anthropic
+import msgspec
+import pytest
+
+from koala_chat.contract.usage import estimate_tokens
+from koala_chat.sandbox import Reply, Sandbox, default_reply
+from koala_chat.server.conversation import IGNORED_HEADER
+from server_fixtures import LogLines, ServerThread
+
+HELLO: list[Any] = [{"role": "user", "content": "Hello"}]
+REPLY = "".join(default_reply({"input": "Hello", "model": "gpt-4o-mini"}))
+KEY = "messages-test-key"
+WEATHER: Any = {
+    "name": "get_weather",
+    "description": "The weather in a city now.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+CALL = '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}'
+StartServer = Callable[..., ServerThread]
+
+
+@pytest.fixture
+def client(koala_server: ServerThread) -> Iterator[anthropic.Anthropic]:
+    """The official client, pointed at `koala_server` (no retries)."""
+    with anthropic.Anthropic(
+        base_url=koala_server.url, api_key="anything", max_retries=0
+    ) as sdk:
+        yield sdk
+
+
+def named_events(body: bytes) -> list[tuple[str, Any]]:
+    """Return the (event name, data) of each event of a stream's body.
+
+    Every event must have both lines, and its data's `type` must be its name.
+    """
+    result = []
+    for block in body.decode().split("\n\n"):
+        if not block:
+            continue
+        event, data = block.split("\n")
+        assert event.startswith("event: "), block
+        assert data.startswith("data: "), block
+        name, value = event[len("event: ") :], json.loads(data[len("data: ") :])
+        assert value["type"] == name
+        result.append((name, value))
+    return result
+
+
+async def post_messages(
+    http: aiohttp.ClientSession,
+    server: ServerThread,
+    body: Any,
+    path: str = "/v1/messages",
+    **headers: str,
+) -> tuple[int, dict[str, str], bytes]:
+    """POST a body to a Messages API route; return status, headers and body."""
+    async with http.post(
+        server.url + path,
+        data=msgspec.json.encode(body),
+        headers={"Content-Type": "application/json", **headers},
+    ) as response:
+        return response.status, dict(response.headers), await response.read()
+
+
+# --- the SDK ------------------------------------------------------------------------
+
+
+def test_create_gives_a_message(client: anthropic.Anthropic) -> None:
+    message = client.messages.create(
+        model="gpt-4o-mini", max_tokens=1000, messages=HELLO
+    )
+    assert message.type == "message"
+    assert message.role == "assistant"
+    assert message.id.startswith("msg_")
+    assert message.model == "gpt-4o-mini"
+    assert [block.type for block in message.content] == ["text"]
+    assert message.content[0].text == REPLY
+    assert message.stop_reason == "end_turn"
+    assert message.stop_sequence is None
+    assert message.usage.input_tokens == estimate_tokens("Hello")
+    assert message.usage.output_tokens == estimate_tokens(REPLY)
+
+
+def test_stream_helper_gets_the_final_text(client: anthropic.Anthropic) -> None:
+    with client.messages.stream(
+        model="gpt-4o-mini", max_tokens=1000, messages=HELLO
+    ) as stream:
+        pieces = list(stream.text_stream)
+        final = stream.get_final_message()
+    assert "".join(pieces) == REPLY
+    assert len(pieces) > 1
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == estimate_tokens(REPLY)
+    with client.messages.stream(
+        model="gpt-4o-mini", max_tokens=1000, messages=HELLO
+    ) as stream:
+        assert stream.get_final_text() == REPLY
+
+
+def test_system_prompt_as_blocks_reaches_the_upstream(
+    client: anthropic.Anthropic, sandbox: Sandbox
+) -> None:
+    client.messages.create(
+        model="gpt-4o-mini",
+        max_tokens=100,
+        system=[
+            {"type": "text", "text": "Be brief."},
+            {
+                "type": "text",
+                "text": "Be kind.",
+                "cache_control": {"type": "ephemeral"},
+            },
+        ],
+        messages=[{"role": "user", "content": [{"type": "text", "text": "Hello"}]}],
+    )
+    assert "Be brief.\\n\\nBe kind." in json.dumps(sandbox.requests[-1].json)
+
+
+def test_stop_sequence_and_max_tokens_end_the_reply(
+    client: anthropic.Anthropic,
+) -> None:
+    stopped = client.messages.create(
+        model="gpt-4o-mini", max_tokens=1000, messages=HELLO, stop_sequences=["Hist"]
+    )
+    assert stopped.content[0].text == REPLY[: REPLY.index("Hist")]
+    assert (stopped.stop_reason, stopped.stop_sequence) == ("stop_sequence", "Hist")
+    with client.messages.stream(
+        model="gpt-4o-mini", max_tokens=2, messages=HELLO
+    ) as stream:
+        assert stream.get_final_text() == REPLY[:8]
+        assert stream.get_final_message().stop_reason == "max_tokens"
+
+
+def test_count_tokens_is_the_estimate(client: anthropic.Anthropic) -> None:
+    counted = client.messages.count_tokens(
+        model="claude-sonnet-4-5", system="Be brief.", messages=HELLO
+    )
+    assert counted.input_tokens == estimate_tokens("Be brief.") + estimate_tokens(
+        "Hello"
+    )
+    with_tools = client.messages.count_tokens(
+        model="claude-sonnet-4-5", messages=HELLO, tools=[WEATHER]
+    )
+    # The instruction that describes the tools is counted too.
+    assert with_tools.input_tokens > counted.input_tokens
+
+
+def test_claude_names_take_the_default_model(
+    client: anthropic.Anthropic, sandbox: Sandbox
+) -> None:
+    message = client.messages.create(
+        model="claude-sonnet-4-5-20250929", max_tokens=100, messages=HELLO
+    )
+    assert message.model == "gpt-4o-mini"
+    assert sandbox.requests[-1].json["model"] == "gpt-4o-mini"
+    listed = client.messages.create(
+        model="claude-4.5-haiku", max_tokens=100, messages=HELLO
+    )
+    assert listed.model == "claude-4.5-haiku"
+
+
+def test_tools_round_trip(client: anthropic.Anthropic, sandbox: Sandbox) -> None:
+    sandbox.push(Reply(values=[CALL[:20], CALL[20:]]))
+    asked = client.messages.create(
+        model="gpt-4o-mini",
+        max_tokens=1000,
+        messages=[{"role": "user", "content": "Weather in Oslo?"}],
+        tools=[WEATHER],
+    )
+    assert asked.stop_reason == "tool_use"
+    (call,) = asked.content
+    assert call.type == "tool_use"
+    assert (call.name, call.input) == ("get_weather", {"city": "Oslo"})
+    assert call.id.startswith("toolu_")
+    sandbox.push(Reply(values=["It is 12 C in Oslo."]))
+    answer = client.messages.create(
+        model="gpt-4o-mini",
+        max_tokens=1000,
+        tools=[WEATHER],
+        messages=[
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": asked.content},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": call.id, "content": "12 C"}
+                ],
+            },
+        ],
+    )
+    assert answer.content[0].text == "It is 12 C in Oslo."
+    assert answer.stop_reason == "end_turn"
+    upstream = json.dumps(sandbox.requests[-1].json)
+    assert f"The tool call {call.id} (get_weather) returned:\\n12 C" in upstream
+    assert '\\"city\\":\\"Oslo\\"' in upstream  # the call, written as text
+
+
+def test_streamed_tool_call_is_a_tool_use_block(
+    client: anthropic.Anthropic, sandbox: Sandbox
+) -> None:
+    sandbox.push(Reply(values=[CALL]))
+    with client.messages.stream(
+        model="gpt-4o-mini",
+        max_tokens=1000,
+        messages=[{"role": "user", "content": "Weather?"}],
+        tools=[WEATHER],
+        tool_choice={"type": "tool", "name": "get_weather"},
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    (call,) = final.content
+    assert call.type == "tool_use"
+    assert call.input == {"city": "Oslo"}
+    assert "You must call the tool 'get_weather' now." in json.dumps(
+        sandbox.requests[-1].json
+    )
+
+
+def test_wrong_key_is_the_sdks_authentication_error(start_server: StartServer) -> None:
+    server = start_server(api_key=KEY)
+    with (
+        anthropic.Anthropic(
+            base_url=server.url, api_key="wrong", max_retries=0
+        ) as wrong,
+        pytest.raises(anthropic.AuthenticationError) as caught,
+    ):
+        wrong.messages.create(model="", max_tokens=10, messages=HELLO)
+    assert caught.value.status_code == 401
+    assert caught.value.body["error"]["type"] == "authentication_error"
+    assert KEY not in str(caught.value)
+    # Claude Code's ANTHROPIC_AUTH_TOKEN: the key as a Bearer token.
+    with anthropic.Anthropic(
+        base_url=server.url, auth_token=KEY, max_retries=0
+    ) as bearer:
+        assert bearer.messages.create(model="", max_tokens=10, messages=HELLO).content
+
+
+def test_bad_input_is_the_sdks_bad_request_error(client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(
+            model="gpt-4o-mini",
+            max_tokens=10,
+            messages=HELLO,
+            stop_sequences=["a", "b", "c", "d", "e"],
+        )
+    assert caught.value.body == {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "stop_sequences: at most 4 sequences, not 5",
+        },
+    }
+    with pytest.raises(anthropic.BadRequestError, match=r"tools\[0\]\.input_schema"):
+        client.messages.create(
+            model="gpt-4o-mini",
+            max_tokens=10,
+            messages=HELLO,
+            tools=[{"name": "f", "input_schema": {"type": 3}}],
+        )
+
+
+def test_upstream_rate_limit_is_the_sdks_rate_limit_error(
+    client: anthropic.Anthropic, sandbox: Sandbox
+) -> None:
+    sandbox.push(Reply(status=429, headers={"Retry-After": "30"}, body=b"quota"))
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        client.messages.create(model="gpt-4o-mini", max_tokens=10, messages=HELLO)
+    assert caught.value.response.headers["Retry-After"] == "30"
+    assert caught.value.body["error"]["type"] == "rate_limit_error"
+
+
+def test_failure_mid_stream_raises_in_the_sdk(
+    client: anthropic.Anthropic, sandbox: Sandbox
+) -> None:
+    sandbox.push(Reply(body=b'data: "Hel"\n\ndata: "lo"\n\ndata: {broken\n\n'))
+    pieces: list[str] = []
+    with (
+        pytest.raises(anthropic.APIStatusError, match="not JSON") as caught,
+        client.messages.stream(
+            model="gpt-4o-mini", max_tokens=100, messages=HELLO
+        ) as stream,
+    ):
+        pieces.extend(stream.text_stream)
+    assert "".join(pieces) == "Hello"
+    assert caught.value.body["error"]["type"] == "api_error"
+
+
+# --- the bytes ----------------------------------------------------------------------
+
+
+async def test_event_sequence_of_a_claude_code_request(
+    http: aiohttp.ClientSession, start_server: StartServer
+) -> None:
+    server = start_server(api_key=KEY)
+    status, headers, body = await post_messages(
+        http,
+        server,
+        {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 32000,
+            "stream": True,
+            "messages": HELLO,
+            "metadata": {"user_id": "someone"},
+            "temperature": 1,
+        },
+        "/v1/messages?beta=true",
+        **{
+            "x-api-key": KEY,
+            "anthropic-version": "2023-06-01",
+            "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14",
+        },
+    )
+    assert status == 200
+    assert headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    assert headers[IGNORED_HEADER] == "metadata, temperature"
+    events = named_events(body)
+    names = [name for name, _ in events]
+    deltas = len(default_reply({"input": "Hello"}))
+    assert names == [
+        "message_start",
+        "ping",
+        "content_block_start",
+        *["content_block_delta"] * deltas,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    start = events[0][1]["message"]
+    assert start["content"] == []
+    assert start["stop_reason"] is None
+    assert start["usage"]["input_tokens"] == estimate_tokens("Hello")
+    assert events[2][1]["content_block"] == {"type": "text", "text": ""}
+    text = "".join(data["delta"]["text"] for name, data in events[3:-3])
+    assert text == REPLY
+    assert events[-2][1]["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
+    assert events[-2][1]["usage"]["output_tokens"] == estimate_tokens(REPLY)
+    # The hot path's bytes, exactly.
+    assert body.split(b"\n\n")[3] == (
+        b"event: content_block_delta\n"
+        b'data: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"You "}}'
+    )
+
+
+async def test_streamed_tool_call_events(
+    http: aiohttp.ClientSession, koala_server: ServerThread, sandbox: Sandbox
+) -> None:
+    sandbox.push(Reply(values=[CALL]))
+    status, _, body = await post_messages(
+        http,
+        koala_server,
+        {
+            "model": "",
+            "max_tokens": 100,
+            "stream": True,
+            "messages": HELLO,
+            "tools": [WEATHER],
+            "tool_choice": {"type": "any"},
+        },
+    )
+    assert status == 200
+    events = named_events(body)
+    assert [name for name, _ in events] == [
+        "message_start",
+        "ping",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    block = events[2][1]["content_block"]
+    assert (block["type"], block["name"], block["input"]) == (
+        "tool_use",
+        "get_weather",
+        {},
+    )
+    delta = events[3][1]["delta"]
+    assert delta["type"] == "input_json_delta"
+    assert json.loads(delta["partial_json"]) == {"city": "Oslo"}
+    assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
+
+
+async def test_failure_mid_stream_is_an_error_event(
+    http: aiohttp.ClientSession, koala_server: ServerThread, sandbox: Sandbox
+) -> None:
+    sandbox.push(Reply(body=b'data: "Hel"\n\ndata: {broken\n\n'))
+    status, _, body = await post_messages(
+        http,
+        koala_server,
+        {"model": "", "max_tokens": 100, "stream": True, "messages": HELLO},
+    )
+    assert status == 200
+    events = named_events(body)
+    assert [name for name, _ in events][-2:] == ["content_block_delta", "error"]
+    error = events[-1][1]["error"]
+    assert error["type"] == "api_error"
+    assert "not JSON" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"model": "", "messages": HELLO}, "max_tokens: missing"),
+        ({"model": "", "max_tokens": 0, "messages": HELLO}, "max_tokens: must be"),
+        (
+            {"model": "", "max_tokens": 9, "messages": []},
+            "messages: must be a non-empty",
+        ),
+        (
+            {
+                "model": "",
+                "max_tokens": 9,
+                "messages": [{"role": "system", "content": "x"}],
+            },
+            "messages[0].role: must be 'user' or 'assistant'",
+        ),
+        (
+            {
+                "model": "",
+                "max_tokens": 9,
+                "messages": [
+                    {"role": "user", "content": [{"type": "image", "source": {}}]}
+                ],
+            },
+            "messages[0].content[0].type: a 'image' block is not supported",
+        ),
+        (
+            {
+                "model": "",
+                "max_tokens": 9,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "tool_result", "content": "1"}],
+                    }
+                ],
+            },
+            "messages[0].content[0].tool_use_id: must be a string",
+        ),
+        (
+            {
+                "model": "",
+                "max_tokens": 9,
+                "messages": HELLO,
+                "tool_choice": {"type": "any"},
+            },
+            "tool_choice: asks for a tool call, but tools is empty",
+        ),
+        (
+            {"model": "", "max_tokens": 9, "messages": HELLO, "tools": [{"name": "f"}]},
+            "tools[0].input_schema: missing",
+        ),
+        (
+            {"model": "", "max_tokens": 9, "messages": HELLO, "mcp_servers": [{}]},
+            "mcp_servers: not supported",
+        ),
+    ],
+)
+async def test_bad_requests_name_anthropics_parameters(
+    http: aiohttp.ClientSession, koala_server: ServerThread, body: Any, message: str
+) -> None:
+    status, _, raw = await post_messages(http, koala_server, body)
+    assert status == 400
+    error = msgspec.json.decode(raw)
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["message"].startswith(message)
+
+
+async def test_errors_outside_the_handler_take_anthropics_shape(
+    http: aiohttp.ClientSession, start_server: StartServer
+) -> None:
+    server = start_server(max_body=1000)
+    status, _, raw = await post_messages(
+        http, server, {"model": "", "max_tokens": 9, "messages": HELLO, "x": "y" * 2000}
+    )
+    assert status == 413
+    assert msgspec.json.decode(raw)["error"]["type"] == "request_too_large"
+    async with http.get(server.url + "/v1/messages") as response:
+        assert response.status == 405
+        error = await response.json()
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "invalid_request_error"
+
+
+async def test_strict_refuses_what_lenient_ignores(
+    http: aiohttp.ClientSession, start_server: StartServer
+) -> None:
+    web_search = {"type": "web_search_20250305", "name": "web_search"}
+    body = {
+        "model": "",
+        "max_tokens": 50,
+        "messages": HELLO,
+        "tools": [web_search],
+        "surprise": 1,
+    }
+    lenient = start_server()
+    status, headers, _ = await post_messages(http, lenient, body)
+    assert status == 200
+    assert headers[IGNORED_HEADER] == "tools%5B0%5D, surprise"
+    strict = start_server(strict=True)
+    status, _, raw = await post_messages(http, strict, {**body, "tools": []})
+    assert status == 400
+    assert msgspec.json.decode(raw)["error"]["message"] == "surprise: unknown parameter"
+    status, _, raw = await post_messages(http, strict, {**body, "surprise": None})
+    assert status == 400
+    assert "tools[0].type: 'web_search_20250305' is not a custom tool" in raw.decode()
+
+
+async def test_history_with_thinking_and_tool_errors(
+    http: aiohttp.ClientSession, koala_server: ServerThread, sandbox: Sandbox
+) -> None:
+    conversation = [
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "hm", "signature": "s"},
+                {"type": "text", "text": "Let me look."},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": "get_weather",
+                    "input": {},
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_1",
+                    "is_error": True,
+                    "content": [{"type": "text", "text": "no city"}],
+                },
+                {"type": "text", "text": "Oslo, then."},
+            ],
+        },
+    ]
+    status, _, _ = await post_messages(
+        http,
+        koala_server,
+        {"model": "", "max_tokens": 50, "messages": conversation, "tools": [WEATHER]},
+    )
+    assert status == 200
+    upstream = json.dumps(sandbox.requests[-1].json)
+    assert "hm" not in upstream.replace("them", "")
+    assert "Let me look." in upstream
+    assert (
+        "The tool call toolu_1 (get_weather) returned:\\n(the tool failed) no city"
+        in (upstream)
+    )
+    assert "Oslo, then." in upstream
+
+
+async def test_access_log_names_the_format(
+    http: aiohttp.ClientSession, koala_server: ServerThread, access_log: LogLines
+) -> None:
+    body = {"model": "", "max_tokens": 50, "stream": True, "messages": HELLO}
+    await post_messages(http, koala_server, body)
+    line = await access_log.next()
+    assert '"POST /v1/messages" 200 api=messages model=gpt-4o-mini ttfp=' in line
+    await post_messages(http, koala_server, body, "/v1/messages/count_tokens")
+    assert '"POST /v1/messages/count_tokens" 200 api=messages' in (
+        await access_log.next()
+    )

@@ -13,7 +13,8 @@ connection pools are filled and one-time costs (imports, the TLS context) are
 paid; the CPU time counts only the timed part.
 
     python benchmarks/bench_server.py [--seconds 3] [--clients 1,10,100,500]
-        [--format chat]     # the wire format: chat (the default), ...
+        [--format chat]     # the wire format: chat (the default), messages;
+                            # several, comma-separated, are loaded in turn
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ OPENAI_BODY = msgspec.json.encode(
         "messages": [{"role": "user", "content": "Hi"}],
     }
 )
+# The Messages API requires max_tokens (Claude Code sends 32000): the reply is
+# then cut on our side on the estimate, a cost of the format.
+ANTHROPIC_BODY = msgspec.json.encode(
+    {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 32000,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
+)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -61,6 +72,9 @@ class Served:
 #: The wire formats `--format` chooses from; each new format adds its entry.
 FORMATS = {
     "chat": Served("/v1/chat/completions", OPENAI_BODY, 3),
+    # message_start, ping, content_block_start, content_block_stop,
+    # message_delta, message_stop.
+    "messages": Served("/v1/messages?beta=true", ANTHROPIC_BODY, 6),
 }
 
 
@@ -218,7 +232,7 @@ def process(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def run_pace(
-    interval: float, clients: list[int], seconds: float, workers: int, served: Served
+    interval: float, clients: list[int], seconds: float, workers: int, fmt: Served
 ) -> None:
     sandbox_port, server_port = free_port(), free_port()
     sandbox_argv = [
@@ -231,7 +245,7 @@ def run_pace(
         "--retries", "0", "--max-streams", "5000", "--workers", str(workers),
     ]  # fmt: skip
     floor_url = f"http://127.0.0.1:{sandbox_port}/api/gpt/"
-    server_url = f"http://127.0.0.1:{server_port}{served.path}"
+    server_url = f"http://127.0.0.1:{server_port}{fmt.path}"
     pace = f"{interval * 1000:g} ms apart" if interval else "unpaced"
     print(f"\n## {PIECES}-piece replies, {pace}, {seconds:g} s per cell")
     print(
@@ -248,12 +262,12 @@ def run_pace(
             served = asyncio.run(
                 load(
                     server_url,
-                    served.body,
-                    served.overhead,
+                    fmt.body,
+                    fmt.overhead,
                     count,
                     seconds,
                     lambda: sum(cpu_seconds(pid) for pid in pids),
-                    served.separator,
+                    fmt.separator,
                 )
             )
             per_piece = served.cpu / served.pieces * 1e6 if served.pieces else 0
@@ -282,17 +296,23 @@ def main() -> None:
     parser.add_argument("--paces", default="0.005,0", help="seconds between pieces")
     parser.add_argument("--workers", type=int, default=1, help="koala serve --workers")
     parser.add_argument(
-        "--format", default="chat", choices=FORMATS, help="the wire format to load"
+        "--format",
+        default="chat",
+        help=f"the wire formats to load, comma-separated: {', '.join(FORMATS)}",
     )
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
+    formats = args.format.split(",")
+    if unknown := [name for name in formats if name not in FORMATS]:
+        parser.error(f"unknown format {', '.join(unknown)}: use {', '.join(FORMATS)}")
     print(
         f"bench_server: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-        f"aiohttp {aiohttp.__version__}, koala serve --workers {args.workers}, "
-        f"format {args.format} ({FORMATS[args.format].path})"
+        f"aiohttp {aiohttp.__version__}, koala serve --workers {args.workers}"
     )
     for interval in (float(p) for p in args.paces.split(",")):
-        run_pace(interval, clients, args.seconds, args.workers, FORMATS[args.format])
+        for name in formats:
+            print(f"\n# format {name} ({FORMATS[name].path})")
+            run_pace(interval, clients, args.seconds, args.workers, FORMATS[name])
 
 
 if __name__ == "__main__":

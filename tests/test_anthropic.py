@@ -135,6 +135,22 @@ def test_system_prompt_as_blocks_reaches_the_upstream(
     assert "Be brief.\\n\\nBe kind." in json.dumps(sandbox.requests[-1].json)
 
 
+def test_a_system_turn_in_the_conversation_is_kept(
+    client: anthropic.Anthropic, sandbox: Sandbox
+) -> None:
+    # As Claude Code sends its environment, after the first user turn.
+    message = client.messages.create(
+        model="claude-opus-5-5",
+        max_tokens=1000,
+        messages=[
+            {"role": "user", "content": "Hello"},
+            {"role": "system", "content": [{"type": "text", "text": "# Env"}]},
+        ],
+    )
+    assert message.stop_reason == "end_turn"
+    assert "# Env" in json.dumps(sandbox.requests[-1].json)
+
+
 def test_stop_sequence_and_max_tokens_end_the_reply(
     client: anthropic.Anthropic,
 ) -> None:
@@ -430,9 +446,9 @@ async def test_failure_mid_stream_is_an_error_event(
             {
                 "model": "",
                 "max_tokens": 9,
-                "messages": [{"role": "system", "content": "x"}],
+                "messages": [{"role": "tool", "content": "x"}],
             },
-            "messages[0].role: must be 'user' or 'assistant'",
+            "messages[0].role: must be 'user', 'assistant' or 'system'",
         ),
         (
             {

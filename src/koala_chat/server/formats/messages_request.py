@@ -134,15 +134,20 @@ def _messages(name: str, value: JSONValue) -> list[JSONValue]:
         if not isinstance(item, Mapping):
             raise UsageError(f"{where}: must be an object, not {kind_of(item)}")
         role = item.get("role")
-        if role not in ("user", "assistant"):
+        if role not in ("user", "assistant", "system"):
             raise UsageError(
-                f"{where}.role: must be 'user' or 'assistant', not {shown(role)}"
-                " (the system prompt is the `system` parameter)"
+                f"{where}.role: must be 'user', 'assistant' or 'system', "
+                f"not {shown(role)}"
             )
         if "content" not in item:
             raise UsageError(f"{where}.content: missing")
         content = item["content"]
-        if isinstance(content, str):
+        if role == "system":
+            # A system turn in the conversation, as Claude Code sends one
+            # (its `per-turn-control` beta): text only, kept in place.
+            text = _system(f"{where}.content", content)
+            result.append({"role": "system", "content": text})
+        elif isinstance(content, str):
             result.append({"role": role, "content": content})
         elif isinstance(content, list):
             result.extend(_turn(f"{where}.content", role, content))

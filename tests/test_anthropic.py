@@ -9,7 +9,12 @@ is the upstream, scripted per test.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -601,3 +606,56 @@ async def test_access_log_names_the_format(
     assert '"POST /v1/messages/count_tokens" 200 api=messages' in (
         await access_log.next()
     )
+
+
+# --- Claude Code --------------------------------------------------------------------
+
+#: The `claude` binary: `$KOALA_CLAUDE_CODE`, else the one scripts/bootstrap
+#: links into the environment (`KOALA_NEED_CLAUDE_CODE=1`, as .ci/run sets),
+#: else `claude` on the PATH.
+CLAUDE_CODE = (
+    os.environ.get("KOALA_CLAUDE_CODE")
+    or shutil.which("claude", path=str(Path(sys.prefix) / "bin"))
+    or shutil.which("claude")
+)
+
+
+@pytest.mark.skipif(CLAUDE_CODE is None, reason="Claude Code is not installed")
+@pytest.mark.timeout(150)
+def test_claude_code_runs_a_tool_through_koala_serve(
+    start_server: StartServer, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    assert CLAUDE_CODE is not None
+    server = start_server(api_key=KEY)
+    command = "echo koala-tool-ran > proof.txt"
+    call = {"name": "Bash", "arguments": {"command": command, "description": "proof"}}
+    sandbox.push(
+        Reply(values=[json.dumps({"tool_calls": [call]})]), Reply(values=["All done."])
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "ANTHROPIC_BASE_URL": server.url,
+        "ANTHROPIC_AUTH_TOKEN": KEY,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+    done = subprocess.run(
+        [CLAUDE_CODE, "-p", "Write the proof", "--allowedTools", "Bash"],
+        cwd=work,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "All done."
+    assert (work / "proof.txt").read_text() == "koala-tool-ran\n"
+    # The result went back as a tool_result, which the upstream read as text.
+    asked, answered = sandbox.requests
+    assert "(Bash) returned:" in json.dumps(answered.json)
+    assert "Write the proof" in json.dumps(asked.json)

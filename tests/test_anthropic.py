@@ -185,6 +185,50 @@ def test_count_tokens_is_the_estimate(client: anthropic.Anthropic) -> None:
     assert with_tools.input_tokens > counted.input_tokens
 
 
+def test_count_tokens_refuses_bad_input_in_anthropics_shape(
+    client: anthropic.Anthropic,
+) -> None:
+    with pytest.raises(anthropic.BadRequestError, match=r"messages\[0\]\.content"):
+        client.messages.count_tokens(
+            model="", messages=[{"role": "user", "content": 3}]
+        )
+
+
+def test_json_mode_of_output_config(
+    client: anthropic.Anthropic, sandbox: Sandbox
+) -> None:
+    sandbox.push(Reply(values=['Here: {"city": "Oslo"}']))
+    message = client.messages.create(
+        model="",
+        max_tokens=100,
+        messages=HELLO,
+        extra_body={
+            "output_config": {
+                "format": {
+                    "type": "json_schema",
+                    "schema": {
+                        "type": "object",
+                        "properties": {"city": {"type": "string"}},
+                        "required": ["city"],
+                    },
+                }
+            }
+        },
+    )
+    assert json.loads(message.content[0].text) == {"city": "Oslo"}
+
+
+def test_a_dialect_not_allowed_is_the_sdks_permission_error(
+    client: anthropic.Anthropic, sandbox: Sandbox
+) -> None:
+    with pytest.raises(anthropic.PermissionDeniedError) as caught:
+        client.messages.create(
+            model="", max_tokens=10, messages=HELLO, extra_body={"protocol": "api"}
+        )
+    assert caught.value.body["error"]["type"] == "permission_error"
+    assert not sandbox.requests
+
+
 def test_claude_names_take_the_default_model(
     client: anthropic.Anthropic, sandbox: Sandbox
 ) -> None:

@@ -84,8 +84,9 @@ class WireFormat(ABC, Generic[Context]):
     """One API of `koala serve`: its request, its replies and its errors.
 
     A subclass names itself (`name`, as the access log shows it) and the
-    media type of its streams, and answers the five calls below; its module
-    adds the routes (`koala_chat.server.conversation.handler`).
+    media type of its streams, and answers the five calls below (and
+    `model_for`, when its clients name models of their own); its module adds
+    the routes (`koala_chat.server.conversation.handler`).
     """
 
     #: The format's name in the access log and the metrics, e.g. `chat`.

@@ -21,10 +21,14 @@ import aiohttp
 import anthropic
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from koala_chat import UsageError
 from koala_chat.contract.usage import estimate_tokens
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 from koala_chat.server.conversation import IGNORED_HEADER
+from koala_chat.server.formats.messages_request import parse_messages
 from server_fixtures import LogLines, ServerThread
 
 HELLO: list[Any] = [{"role": "user", "content": "Hello"}]
@@ -650,6 +654,123 @@ async def test_access_log_names_the_format(
     assert '"POST /v1/messages/count_tokens" 200 api=messages' in (
         await access_log.next()
     )
+
+
+# --- limits and bad input -----------------------------------------------------------
+
+
+async def test_the_limit_of_streams_holds_for_messages_too(
+    http: aiohttp.ClientSession, start_server: StartServer, sandbox: Sandbox
+) -> None:
+    server = start_server(max_streams=1)
+    sandbox.push(Reply(values=["first ", "second"], stall_at=1))
+    body = {"model": "", "max_tokens": 100, "stream": True, "messages": HELLO}
+    async with http.post(server.url + "/v1/messages", json=body) as held:
+        assert held.status == 200
+        assert await sandbox.wait_stalled_async(5.0)
+        status, headers, raw = await post_messages(http, server, body)
+        assert status == 429
+        assert headers["Retry-After"] == "1"
+        assert msgspec.json.decode(raw)["error"]["type"] == "rate_limit_error"
+        sandbox.release()
+        assert named_events(await held.read())[-1][0] == "message_stop"
+
+
+async def test_client_disconnect_cancels_the_upstream_request(
+    http: aiohttp.ClientSession, koala_server: ServerThread, sandbox: Sandbox
+) -> None:
+    sandbox.push(Reply(values=["first ", "never"], stall_at=1))
+    body = {"model": "", "max_tokens": 100, "stream": True, "messages": HELLO}
+    response = await http.post(koala_server.url + "/v1/messages", json=body)
+    assert response.status == 200
+    assert b"first" in await response.content.readuntil(b"first")
+    assert await sandbox.wait_stalled_async(5.0)
+    response.close()  # the client leaves mid-stream
+    assert await sandbox.wait_disconnect_async(1.0)
+
+
+@pytest.mark.parametrize("raw", [b"{", b"[1]", b'"x"', b"NaN"])
+async def test_a_body_that_is_no_json_object_is_a_400(
+    http: aiohttp.ClientSession, koala_server: ServerThread, raw: bytes
+) -> None:
+    async with http.post(
+        koala_server.url + "/v1/messages",
+        data=raw,
+        headers={"Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 400
+        error = await response.json()
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "invalid_request_error"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_TEXT = st.text(max_size=5)
+_BLOCK = st.one_of(
+    st.builds(lambda text: {"type": "text", "text": text}, _TEXT),
+    st.builds(
+        lambda i, n, a: {"type": "tool_use", "id": i, "name": n, "input": a},
+        _TEXT,
+        _TEXT,
+        st.dictionaries(_TEXT, _JSON, max_size=2),
+    ),
+    st.builds(
+        lambda i, c: {"type": "tool_result", "tool_use_id": i, "content": c},
+        _TEXT,
+        _TEXT | st.lists(st.builds(lambda t: {"type": "text", "text": t}, _TEXT)),
+    ),
+    st.just({"type": "thinking", "thinking": "hm"}),
+    st.dictionaries(st.sampled_from(["type", "text", "id", "content"]), _JSON),
+)
+_MESSAGE = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["user", "assistant", "system", "tool"]),
+        "content": _TEXT | st.lists(_BLOCK, max_size=3) | _JSON,
+    }
+)
+_TOOL = st.fixed_dictionaries(
+    {"name": _TEXT | _JSON, "input_schema": st.just({"type": "object"}) | _JSON},
+    optional={"type": st.sampled_from(["custom", "web_search_20250305"]) | _JSON},
+)
+#: Mostly well-formed bodies with something odd here and there.
+_BODY = st.fixed_dictionaries(
+    {
+        "model": _TEXT | _JSON,
+        "max_tokens": st.integers(1, 5) | _JSON,
+        "messages": st.lists(_MESSAGE, min_size=1, max_size=3) | _JSON,
+    },
+    optional={
+        "system": _TEXT | _JSON,
+        "stop_sequences": st.lists(_TEXT, max_size=5) | _JSON,
+        "tools": st.lists(_TOOL, max_size=2),
+        "tool_choice": st.sampled_from(
+            [{"type": "auto"}, {"type": "any"}, {"type": "none"}]
+        )
+        | _JSON,
+        "output_config": _JSON,
+        "temperature": _JSON,
+        "surprise": _JSON,
+    },
+)
+
+
+@given(body=_BODY, strict=st.booleans())
+def test_any_body_is_a_request_or_a_usage_error(body: Any, strict: bool) -> None:
+    try:
+        request = parse_messages(body, strict=strict)
+    except UsageError as exc:
+        name = str(exc).partition(":")[0].split("[")[0].split(".")[0]
+        assert name in body or name in ("model", "messages", "max_tokens")
+    else:
+        assert request.messages
+        assert all(isinstance(m["content"], str) for m in request.messages)
 
 
 # --- Claude Code --------------------------------------------------------------------

@@ -15,7 +15,7 @@ paid; the CPU time counts only the timed part.
     python benchmarks/bench_server.py [--seconds 3] [--clients 1,10,100,500]
         [--format chat,responses]   # the wire formats, one after another:
                                     # chat (the default), responses,
-                                    # completions, ollama
+                                    # completions, messages, ollama
 """
 
 from __future__ import annotations
@@ -54,6 +54,16 @@ COMPLETIONS_BODY = msgspec.json.encode(
 OLLAMA_BODY = msgspec.json.encode(
     {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 )
+# The Messages API requires max_tokens (Claude Code sends 32000): the reply is
+# then cut on our side on the estimate, a cost of the format.
+ANTHROPIC_BODY = msgspec.json.encode(
+    {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 32000,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
+)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -79,6 +89,9 @@ FORMATS = {
     "completions": Served("/v1/completions", COMPLETIONS_BODY, 2),
     # NDJSON: a line per piece and the last one, `done: true`.
     "ollama": Served("/api/chat", OLLAMA_BODY, 1, b"\n"),
+    # message_start, ping, content_block_start, content_block_stop,
+    # message_delta, message_stop.
+    "messages": Served("/v1/messages?beta=true", ANTHROPIC_BODY, 6),
 }
 
 

@@ -38,10 +38,12 @@ def test_every_route_is_documented_and_every_path_served() -> None:
         # aiohttp answers HEAD for every GET route by itself.
         if route.resource is not None
         and route.method != "HEAD"
-        # The document describes the OpenAI-shaped routes (Ollama's are not).
+        # The document describes the OpenAI-shaped routes (not Ollama's and
+        # Anthropic's).
         and not outside_openapi(route.resource.canonical)
     }
     assert outside_openapi("/api/chat")
+    assert outside_openapi("/v1/messages")
     paths = openapi_document()["paths"]
     documented = {(method, path) for path, item in paths.items() for method in item}
     assert served == documented

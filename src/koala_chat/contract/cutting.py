@@ -71,6 +71,7 @@ class ReplyCutter:
         "done",
         "finish_reason",
         "steps",
+        "stop_sequence",
     )
 
     def __init__(self, stop: Sequence[str] = (), max_chars: int | None = None) -> None:
@@ -94,6 +95,8 @@ class ReplyCutter:
         self.done = False
         #: "length" when `max_chars` cut the reply, else "stop".
         self.finish_reason: FinishReason = "stop"
+        #: The stop sequence that ended the reply, once one did (None: none).
+        self.stop_sequence: str | None = None
         self.steps = 0
 
     def feed(self, text: str) -> str:
@@ -148,6 +151,7 @@ class ReplyCutter:
                 index = start.start()
             char = text[index]
             completed = 0
+            which = ""
             for number, sequence in enumerate(stops):
                 state = states[number]
                 while state and sequence[state] != char:
@@ -155,8 +159,8 @@ class ReplyCutter:
                     steps += 1
                 if sequence[state] == char:
                     state += 1
-                    if state == len(sequence):
-                        completed = max(completed, state)
+                    if state == len(sequence) and state > completed:
+                        completed, which = state, sequence
                 states[number] = state
                 steps += 1
             index += 1
@@ -165,6 +169,7 @@ class ReplyCutter:
                 # A model stops as soon as one sequence appears; of those
                 # ending here, the longest started first.
                 self.steps += steps
+                self.stop_sequence = which
                 return index, completed
         self.steps += steps
         return None

@@ -125,6 +125,18 @@ class Reply:
         """Return "length" when `max_tokens` cut the reply, else "stop"."""
         return self._cutter.finish_reason if self._cutter is not None else "stop"
 
+    @property
+    def stop_sequence(self) -> str | None:
+        """Return the stop sequence that ended the reply (None: none did).
+
+        A "stop" reply ended by one of the request's `stop` sequences names
+        it; one that ended on its own, or was cut for length, names none.
+        """
+        cutter = self._cutter
+        if cutter is None or cutter.finish_reason != "stop":
+            return None
+        return cutter.stop_sequence
+
     def usage(self) -> CompletionUsage:
         """Return the usage estimate of the text let through so far."""
         return completion_usage(self.request.messages, self.chars)

@@ -11,12 +11,18 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from .formats import chat, completions, ollama, responses
+from .formats import chat, completions, messages, ollama, responses
 from .formats.base import WireFormat
 
 __all__ = ["FORMATS", "add_format_routes", "format_for", "outside_openapi"]
 
-_MODULES: Final[tuple[ModuleType, ...]] = (chat, responses, completions, ollama)
+_MODULES: Final[tuple[ModuleType, ...]] = (
+    chat,
+    responses,
+    completions,
+    messages,
+    ollama,
+)
 
 #: Every format, the first the one of any path no other claims.
 FORMATS: Final[tuple[WireFormat[Any], ...]] = tuple(m.FORMAT for m in _MODULES)

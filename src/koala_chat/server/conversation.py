@@ -101,7 +101,9 @@ async def _answer(request: web.Request, fmt: WireFormat[Any]) -> web.StreamRespo
         completion = inbound.request
         headers = _ignored_headers(completion)
         chosen = _chosen(state, completion)
-        model, sent = _model(state, completion)
+        model, sent = _model(
+            state, completion, fmt.model_for(completion.model, state.capabilities)
+        )
     except BaseException:
         state.tasks.discard(task)
         raise
@@ -195,8 +197,13 @@ def _chosen(state: ServerState, completion: CompletionRequest) -> dict[str, Any]
     return {name: value for name, value in values.items() if value is not None}
 
 
-def _model(state: ServerState, completion: CompletionRequest) -> tuple[str, str]:
+def _model(
+    state: ServerState, completion: CompletionRequest, name: str
+) -> tuple[str, str]:
     """Return the model to report and the name to send for `completion`.
+
+    `name` is the model the request names, as its format maps it
+    (`WireFormat.model_for`).
 
     A provider with dialects is sent an empty name as it is: each dialect
     fills in its own default, also when `auto` falls back (docs/protocol.md,
@@ -206,9 +213,9 @@ def _model(state: ServerState, completion: CompletionRequest) -> tuple[str, str]
         ModelNotFoundError: a name the provider refuses.
     """
     caps = state.capabilities
-    if not caps.protocols or completion.model:
-        model = state.provider.get_model(completion.model)
-        return model, (completion.model if caps.protocols else model)
+    if not caps.protocols or name:
+        model = state.provider.get_model(name)
+        return model, (name if caps.protocols else model)
     default = caps.models_of(completion.protocol).default
     return state.provider.get_model(default or ""), ""
 

@@ -32,6 +32,7 @@ from typing import ClassVar, Generic, Protocol, TypeVar
 
 from aiohttp import web
 
+from ...contract.capabilities import Capabilities
 from ...contract.params import CompletionRequest
 from ...contract.replies import Reply
 from ...contract.types import ChatCompletionMessageToolCall, FinishReason
@@ -83,8 +84,9 @@ class WireFormat(ABC, Generic[Context]):
     """One API of `koala serve`: its request, its replies and its errors.
 
     A subclass names itself (`name`, as the access log shows it) and the
-    media type of its streams, and answers the five calls below; its module
-    adds the routes (`koala_chat.server.conversation.handler`).
+    media type of its streams, and answers the five calls below (and
+    `model_for`, when its clients name models of their own); its module adds
+    the routes (`koala_chat.server.conversation.handler`).
     """
 
     #: The format's name in the access log and the metrics, e.g. `chat`.
@@ -115,6 +117,14 @@ class WireFormat(ABC, Generic[Context]):
             UsageError: the body is not a request of this format; the message
                 names the offending parameter.
         """
+
+    def model_for(self, requested: str, capabilities: Capabilities) -> str:
+        """Return the model name to resolve for the `requested` one.
+
+        `capabilities` are the provider's; "" asks for its default model. By
+        default the name is resolved as it is.
+        """
+        return requested
 
     @abstractmethod
     def encoder(self, inbound: Inbound[Context], reply: Reply) -> Encoder:

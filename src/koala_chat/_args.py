@@ -76,7 +76,8 @@ class Parser(argparse.ArgumentParser):
         """Return the parser of the innermost subcommand `parsed` names."""
         for action in self._actions:
             if isinstance(action, argparse._SubParsersAction):
-                chosen = action.choices.get(getattr(parsed, action.dest, None))
+                name = getattr(parsed, action.dest, None)
+                chosen = action.choices.get(name) if isinstance(name, str) else None
                 if isinstance(chosen, Parser):
                     return chosen._chosen(parsed)
         return self

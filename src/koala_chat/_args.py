@@ -180,7 +180,7 @@ def add_debug(parser: argparse.ArgumentParser) -> None:
 
 
 def add_sandbox(
-    parser: argparse.ArgumentParser, what: str, *, help: str | None = None
+    parser: argparse._ActionsContainer, what: str, *, help: str | None = None
 ) -> None:
     """Add `--sandbox`: talk to a Koala-protocol sandbox started in this process.
 

@@ -186,4 +186,3 @@ def read_prompt(prompt: str | None, stdin: TextIO | None) -> str | None:
 
 def _output(args: argparse.Namespace) -> Output:
     return Output(json_lines=args.json, stream=not args.no_stream)
-

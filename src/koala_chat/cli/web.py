@@ -62,4 +62,3 @@ def _open_page(port: int) -> None:
     threading.Thread(
         target=webbrowser.open, args=(url,), name="koala-browser", daemon=True
     ).start()
-

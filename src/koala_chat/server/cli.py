@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from .._args import (
     Parser,
     Subparsers,
     add_command,
+    add_sandbox,
     count,
     port,
     positive_count,
@@ -213,6 +215,7 @@ def _add_upstream_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=f"the Koala API URL (default: ${ENDPOINT_VARIABLE}, else {API_ENDPOINT})",
     )
+    add_sandbox(upstream, "answer from")
     upstream.add_argument(
         "--protocol",
         choices=PROTOCOLS,
@@ -280,6 +283,7 @@ def run(args: argparse.Namespace) -> int:
     from .app import ACCESS_LOGGER
     from .config import default_provider
     from .runner import serve
+    from .sandboxed import upstream_sandbox
 
     logging.basicConfig(
         level=logging.INFO,
@@ -288,14 +292,19 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.quiet:
         logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
-    return serve(config_from_args(args), args.provider or default_provider())
+    with upstream_sandbox(args) as upstream:
+        config = config_from_args(args, upstream)
+        return serve(config, args.provider or default_provider())
 
 
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
+def config_from_args(
+    args: argparse.Namespace, upstream: Mapping[str, Any] | None = None
+) -> ServerConfig:
     """Return the settings that `args` and the environment ask for.
 
     The upstream key comes from `KOALA_API_KEY` only, the server's own from
-    `--api-key` or `KOALA_SERVER_API_KEY`.
+    `--api-key` or `KOALA_SERVER_API_KEY`; `upstream` overrides the provider
+    options (`--sandbox`'s endpoint and key).
 
     Raises:
         UsageError: a bad setting.
@@ -310,6 +319,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         "proxy": args.proxy or None,
         "timeout": args.timeout,
         "max_retries": args.retries,
+        **(upstream or {}),
     }
     return ServerConfig(
         host=args.host,

@@ -49,13 +49,41 @@ from ..defaults import (
 if TYPE_CHECKING:
     from .config import ServerConfig
 
-__all__ = ["add_arguments", "add_parser", "build_parser", "config_from_args", "run"]
+__all__ = [
+    "ROUTES",
+    "add_arguments",
+    "add_parser",
+    "build_parser",
+    "config_from_args",
+    "run",
+]
 
 DESCRIPTION = "Serve the OpenAI chat-completions API, answered by Koala."
 
+#: Every route of the server, as `--help` lists them: method, path (ID and
+#: NAME stand for a path parameter), what it serves. Written out, as `--help`
+#: must not import aiohttp to read the router; tests/test_cli_serve.py checks
+#: it against the app's router, the /v1 routes also without /v1.
+ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("GET", "/", "the chat page"),
+    ("GET", "/static/NAME", "the chat page's files"),
+    ("POST", "/v1/chat/completions", "a chat completion, streamed or not"),
+    ("GET", "/v1/models", "the models"),
+    ("GET", "/v1/models/ID", "one model"),
+    ("GET", "/health", "is the server up? (no API key needed)"),
+    ("GET", "/openapi.json", "the OpenAPI document of the routes"),
+)
+
+
+def _routes_help() -> str:
+    width = max(len(f"{method} {path}") for method, path, _ in ROUTES)
+    rows = [f"  {f'{method} {path}':<{width}}  {what}" for method, path, what in ROUTES]
+    return "\n".join(["routes (the /v1 ones also without /v1):", *rows])
+
+
 EPILOG = f"""\
-Routes: POST /v1/chat/completions (stream or not), GET /v1/models,
-GET /v1/models/ID and GET /health (the /v1 routes also without /v1).
+{_routes_help()}
+
 Point any OpenAI client at http://HOST:PORT/v1 (the API key is any string
 unless --api-key is set). Unknown request parameters are ignored and named in
 the X-Koala-Ignored-Params header unless --strict; JSON mode and tool calls
@@ -63,6 +91,7 @@ are emulated.
 
 examples:
   koala serve                               # http://{SERVER_HOST}:{SERVER_PORT}/v1
+  koala serve --sandbox                     # offline: a sandbox answers
   KOALA_API_KEY=... koala serve             # the official API, with your key
   koala serve --endpoint http://127.0.0.1:{SANDBOX_PORT}/api/gpt/   # a koala sandbox
   {SERVER_API_KEY_VARIABLE}=secret koala serve --host 0.0.0.0 --allowed-host chat.lan

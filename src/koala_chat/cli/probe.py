@@ -61,6 +61,7 @@ class Probe:
     first_byte_seconds: float | None = None
     first_piece_seconds: float | None = None
     pieces: int = 0
+    #: None when fewer than two pieces came, or all within `MEASURABLE_SPAN`.
     pieces_per_second: float | None = None
     #: The form of the reply's payloads: "json", "raw text" or "json and raw
     #: text" (docs/protocol.md, "Raw text in the messages dialect"); None
@@ -178,8 +179,14 @@ async def _measure(
                 result.payloads = _forms(forms, result.pieces)
     if result.pieces > 1 and result.first_piece_seconds is not None:
         span = last - start - result.first_piece_seconds
-        if span > 0:
+        if span >= MEASURABLE_SPAN:
             result.pieces_per_second = (result.pieces - 1) / span
+
+
+#: The shortest stretch between the first and the last piece that gives a
+#: rate: pieces that come in one burst (one read of the socket, a local
+#: server) would give millions per second, which says nothing of the model.
+MEASURABLE_SPAN: Final = 0.02
 
 
 def as_json(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) -> int:
@@ -247,7 +254,7 @@ def report(result: Probe) -> str:
         f"first byte:   {milliseconds(result.first_byte_seconds)}",
         f"first piece:  {milliseconds(result.first_piece_seconds)}",
         f"pieces:       {result.pieces}",
-        f"pieces/s:     {_rate(result.pieces_per_second)}",
+        f"pieces/s:     {_rate(result)}",
         f"payloads:     {_PAYLOADS.get(result.payloads or '', '-')}",
     ]
     if not result.works:
@@ -284,5 +291,9 @@ def milliseconds(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
 
 
-def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
+def _rate(result: Probe) -> str:
+    if result.pieces_per_second is not None:
+        return f"{result.pieces_per_second:.0f}"
+    if result.pieces > 1:
+        return f"- (all in one burst, under {MEASURABLE_SPAN * 1000:.0f} ms)"
+    return "-"

@@ -80,8 +80,8 @@ def test_an_abbreviation_is_an_unknown_option(
     assert main(argv) == ExitCode.USAGE
     err = capsys.readouterr().err
     assert err == (
-        f"koala {argv[0]}: error: unrecognized arguments: {unknown}; "
-        f"see `koala {argv[0]} --help`\n"
+        f"koala {argv[0]}: error: Unrecognized arguments: {unknown}. "
+        f"See `koala {argv[0]} --help`.\n"
     )
 
 
@@ -90,14 +90,14 @@ def test_a_usage_error_names_the_help_of_its_subcommand(
     capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
     assert main([command, "--no-such-option"]) == ExitCode.USAGE
-    assert capsys.readouterr().err.endswith(f"; see `koala {command} --help`\n")
+    assert capsys.readouterr().err.endswith(f". See `koala {command} --help`.\n")
 
 
 def test_a_usage_error_of_the_main_command_names_its_help(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["--no-such-option"]) == ExitCode.USAGE
-    assert capsys.readouterr().err.endswith("; see `koala --help`\n")
+    assert capsys.readouterr().err.endswith(". See `koala --help`.\n")
 
 
 # --- --sandbox on every command that talks to Koala -------------------------------
@@ -156,7 +156,7 @@ def test_sandbox_and_endpoint_exclude_each_other(
     assert main([*argv, "Hi"] if command == "chat" else argv) == ExitCode.USAGE
     err = capsys.readouterr().err
     assert err.startswith("koala: error: --sandbox and --endpoint exclude each other")
-    assert err.endswith(f"; see `koala {command} --help`\n")
+    assert err.endswith(f". See `koala {command} --help`.\n")
 
 
 async def test_serve_sandbox_is_one_offline_process_and_names_its_page(
@@ -222,7 +222,7 @@ def test_python_m_server_names_its_own_help() -> None:
         timeout=30,
     )
     assert process.returncode == ExitCode.USAGE
-    assert process.stderr.endswith("see `python -m koala_chat.server --help`\n")
+    assert process.stderr.endswith("See `python -m koala_chat.server --help`.\n")
 
 
 # --- the README's table of options --------------------------------------------------

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeAlias
 
+from ._sentences import sentence, sentences
 from .defaults import ENDPOINT_VARIABLE
 from .errors import UsageError
 
@@ -58,7 +59,8 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Report a usage error in one line and exit with code 2 (usage)."""
-        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+        line = sentences(message, f"see `{self.prog} --help`")
+        self.exit(2, f"{self.prog}: error: {line}\n")
 
     def parse_args(  # type: ignore[override]
         self,
@@ -270,6 +272,6 @@ def run_command(
     except KeyboardInterrupt:
         return 130
     except (UsageError, OSError) as exc:
-        sys.stderr.write(f"{parser.prog}: error: {' '.join(str(exc).split())}\n")
+        sys.stderr.write(f"{parser.prog}: error: {sentence(str(exc))}\n")
         sys.stderr.flush()
         return 2 if isinstance(exc, UsageError) else 1

@@ -131,9 +131,11 @@ def run_chat(args: argparse.Namespace) -> int:
     prompt = read_prompt(args.prompt, sys.stdin)
     with maybe_sandbox(connection, sandbox) as connection:
         if prompt is None:
+            from .hints import Situation
             from .interactive import Session
 
-            return Session(args.provider, connection, systems, output).run()
+            situation = Situation.from_args(args)
+            return Session(args.provider, connection, systems, output, situation).run()
         messages: Messages = [*systems, {"role": "user", "content": prompt}]
         send(args.provider, connection, messages, output)
     return 0

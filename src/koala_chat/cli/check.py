@@ -89,6 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
+    from .hints import Situation
     from .local import maybe_sandbox
     from .probe import probe, report
 
@@ -98,7 +99,8 @@ def _run(args: argparse.Namespace) -> int:
     with maybe_sandbox(connection, sandbox, every_dialect=args.all) as connection:
         if args.all:
             return _run_all(args, connection)
-        result = asyncio.run(probe(args.provider, connection, args.prompt))
+        situation = Situation.from_args(args)
+        result = asyncio.run(probe(args.provider, connection, args.prompt, situation))
     if args.json:
         sys.stdout.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
     else:
@@ -117,7 +119,10 @@ def _run_all(args: argparse.Namespace, connection: Connection) -> int:
 
     if args.protocol is not None:
         raise UsageError("--all tries every dialect: leave out --protocol")
-    result = asyncio.run(survey(args.provider, connection, args.prompt))
+    from .hints import Situation
+
+    situation = Situation.from_args(args)
+    result = asyncio.run(survey(args.provider, connection, args.prompt, situation))
     if args.json:
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
     else:

@@ -233,7 +233,7 @@ def _proxy_timeout(f: _Failure) -> KoalaError:
 
 
 def _proxy_failed(f: _Failure) -> KoalaError:
-    return ProxyError(f"proxy {redact_url(f.proxy)} failed for {f.target}: {f.reason}")
+    return ProxyError(f"proxy {redact_url(f.proxy)} failed for {f.target}: {_why(f)}")
 
 
 def _handshake_cut(f: _Failure) -> KoalaError:

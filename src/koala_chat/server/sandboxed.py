@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..defaults import PROTOCOL_VARIABLE
 from ..errors import UsageError
 
 __all__ = ["upstream_sandbox"]
@@ -37,15 +35,12 @@ def upstream_sandbox(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         return
     if args.endpoint:
         raise UsageError("--sandbox and --endpoint exclude each other: choose one")
-    from ..providers.dialects import ApiKey, choose_protocol
     from ..sandbox.inprocess import in_process
-    from .config import upstream_key
+    from .config import upstream_key, upstream_protocol
 
-    key = upstream_key()
-    given = key if isinstance(key, ApiKey) else None
-    configured = args.protocol or os.environ.get(PROTOCOL_VARIABLE) or None
-    protocol = choose_protocol(configured, has_key=given is not None)
+    given = upstream_key()
+    protocol = upstream_protocol(args.protocol, has_key=given is not None)
     with in_process(given.value if given else None, protocol) as local:
         logger.info("answering from a Koala-protocol sandbox in this process")
-        sent = given or (ApiKey(local.api_key) if local.api_key else None)
+        sent = given or (upstream_key(local.api_key) if local.api_key else None)
         yield {"api_endpoint": local.api_endpoint, "api_key": sent}

@@ -501,14 +501,14 @@ def test_serve_command_refuses_exposure_in_one_line(
     assert server_main(["--host", "0.0.0.0", "--port", "0", "--quiet"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1
-    assert "refusing to listen on 0.0.0.0 without an API key" in error
+    assert "Refusing to listen on 0.0.0.0 without an API key" in error
 
 
 def test_serve_command_checks_the_endpoint_at_start(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert server_main(["--port", "0", "--endpoint", "ftp://example.org/"]) == 2
-    assert "the API endpoint must be an http(s) URL" in capsys.readouterr().err
+    assert "The API endpoint must be an http(s) URL" in capsys.readouterr().err
 
 
 def test_cli_module_does_not_import_aiohttp() -> None:

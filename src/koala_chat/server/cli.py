@@ -72,6 +72,12 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/v1/models/ID", "one model"),
     ("GET", "/health", "is the server up? (no API key needed)"),
     ("GET", "/openapi.json", "the OpenAPI document of the routes"),
+    ("POST", "/api/chat", "Ollama's chat (for Open WebUI and Ollama clients)"),
+    ("POST", "/api/generate", "Ollama's completion of a prompt"),
+    ("GET", "/api/tags", "Ollama's list of models"),
+    ("POST", "/api/show", "Ollama's details of one model"),
+    ("GET", "/api/ps", "Ollama's models in memory: none"),
+    ("GET", "/api/version", "the Ollama API version spoken"),
 )
 
 
@@ -84,10 +90,11 @@ def _routes_help() -> str:
 EPILOG = f"""\
 {_routes_help()}
 
-Point any OpenAI client at http://HOST:PORT/v1 (the API key is any string
-unless --api-key is set). Unknown request parameters are ignored and named in
-the X-Koala-Ignored-Params header unless --strict; JSON mode and tool calls
-are emulated.
+Point any OpenAI client at http://HOST:PORT/v1, any Ollama client (Open
+WebUI) at http://HOST:PORT (the API key is any string unless --api-key is
+set). Unknown request parameters are ignored and named in the
+X-Koala-Ignored-Params header unless --strict; JSON mode and tool calls are
+emulated.
 
 examples:
   koala serve                               # http://{SERVER_HOST}:{SERVER_PORT}/v1

@@ -13,7 +13,10 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -218,3 +221,60 @@ def stand_in_browser(
 
     monkeypatch.setattr(webbrowser, "open", open_page)
     return seen
+
+
+class ServerProcess:
+    """`python -m koala_chat.server` in a subprocess, its log lines in a queue."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "koala_chat.server", "--port", "0", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.put(line)
+
+    async def wait_for(self, pattern: str) -> re.Match[str]:
+        """Return the match of the next log line matching `pattern` (5 s)."""
+        while True:
+            line = await asyncio.to_thread(self.lines.get, True, 5.0)
+            if match := re.search(pattern, line):
+                return match
+
+    async def port(self) -> int:
+        match = await self.wait_for(r"listening on http://127\.0\.0\.1:(\d+)")
+        return int(match.group(1))
+
+    async def exit_code(self) -> int:
+        return await asyncio.to_thread(self.process.wait, 15.0)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(15.0)
+        self._reader.join(15.0)
+        assert self.process.stderr is not None
+        self.process.stderr.close()
+
+
+@pytest.fixture
+def server_process() -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(*args: str) -> ServerProcess:
+        started.append(ServerProcess(*args))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,7 +90,7 @@ def test_without_a_command_the_help_is_shown_with_a_usage_code(
         (["chat", "--timeout", "0", "hi"], "must be more than 0 seconds"),
         (["chat", "--retries", "-1", "hi"], "--retries: must be 0 or more"),
         (["sandbox", "--pieces", "0"], "--pieces: must be 1 or more"),
-        (["chat", "--no-such-option"], "unrecognized arguments"),
+        (["chat", "--no-such-option"], "Unrecognized arguments"),
         (["fly"], "invalid choice: 'fly'"),
     ],
 )
@@ -177,7 +178,8 @@ def test_every_error_has_its_exit_code_and_reason(
     assert reason_for(error) == reason
     line = one_line(error)
     assert "\n" not in line
-    assert "; " in line  # what happened; what to do
+    # What happened, then what to do: two capitalised sentences.
+    assert re.fullmatch(r"[^a-z].*\. [A-Z`].*\.", line), line
 
 
 # Every class of the error tree: its exit code and reason on the command line,
@@ -361,7 +363,7 @@ def test_a_class_without_an_entry_takes_its_nearest_ancestors() -> None:
 
 def test_one_line_flattens_multi_line_messages() -> None:
     error = ServerError("first line\nsecond line\r\n third")
-    assert one_line(error).startswith("first line second line third; ")
+    assert one_line(error).startswith("First line second line third. ")
 
 
 def test_exit_codes_survive_pickling_of_the_error() -> None:

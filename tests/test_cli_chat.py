@@ -103,7 +103,7 @@ def test_nothing_to_send_is_a_usage_error(
     code, out, err = chat(capsys, sandbox)
     assert code == ExitCode.USAGE
     assert out == ""
-    assert err.startswith("koala: error: nothing to send")
+    assert err.startswith("koala: error: Nothing to send")
     assert err.count("\n") == 1
     assert sandbox.requests == []
 
@@ -178,7 +178,7 @@ def test_sandbox_and_endpoint_exclude_each_other(
         (
             Reply(status=429, body=b"slow down", headers={"Retry-After": "120"}),
             ExitCode.RATE_LIMIT,
-            "rate limited",
+            "Rate limited",
         ),
         (
             Reply(
@@ -228,7 +228,7 @@ def test_unreachable_endpoint_exits_3(
     url = closed_port_url()
     code, _, err = koala(capsys, "chat", "--endpoint", url, "--retries", "0", "Hi")
     assert code == ExitCode.TRANSPORT
-    assert "could not connect" in err
+    assert "Could not connect" in err
     assert "--endpoint" in err  # what to do
 
 
@@ -308,8 +308,8 @@ def test_an_unexpected_error_is_one_line_too(
     err = capsys.readouterr().err
     assert code == ExitCode.ERROR
     assert err == (
-        "koala: error: unexpected RuntimeError: a bug; rerun with --debug for "
-        "the traceback, and please report it\n"
+        "koala: error: Unexpected RuntimeError: a bug. Rerun with --debug for "
+        "the traceback, and please report it.\n"
     )
 
 
@@ -367,7 +367,7 @@ def test_a_bad_endpoint_is_named_without_its_password(
     assert (code, out) == (ExitCode.USAGE, "")
     assert "s3cr3t" not in err
     assert "ftp://me:***@example.org/" in err
-    assert err.endswith("see `koala chat --help`\n")
+    assert err.endswith("See `koala chat --help`.\n")
 
 
 # --- any provider ----------------------------------------------------------------

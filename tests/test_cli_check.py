@@ -162,7 +162,7 @@ def test_a_bad_endpoint_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["check", "--endpoint", "ftp://example.org/"]) == ExitCode.USAGE
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith("koala: error: the API endpoint must be")
+    assert captured.err.startswith("koala: error: The API endpoint must be")
 
 
 # --- models --------------------------------------------------------------------

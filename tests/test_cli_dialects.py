@@ -224,7 +224,7 @@ def test_the_api_dialect_without_a_key_is_a_usage_error(
 @pytest.mark.parametrize(
     ("content", "says"),
     [
-        (None, "cannot read the key file"),
+        (None, "Cannot read the key file"),
         ("\n  \n", "is empty"),
         (b"\xff\xfe", "is not UTF-8 text"),
     ],
@@ -543,7 +543,7 @@ def test_a_bad_sandbox_key_file_is_one_line(
     for captured in (alone, through_koala):
         assert captured.out == ""
         assert captured.err.count("\n") == 1
-        assert f"the key file {empty} is empty" in captured.err
+        assert f"The key file {empty} is empty" in captured.err
 
 
 def test_a_bad_sandbox_protocol_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -297,11 +297,11 @@ def test_an_unexpected_error_in_a_turn_or_a_command_keeps_the_session(
     assert session.handle("ask", runner) is False
     assert session.messages == HISTORY
     assert session.output.out.getvalue() == "half a reply\n"  # type: ignore[attr-defined]
-    assert "unexpected RuntimeError: something nobody expected" in note_of(capsys)
+    assert "Unexpected RuntimeError: something nobody expected" in note_of(capsys)
 
     assert session.handle("/model explode", runner) is False
     assert session.messages == HISTORY
-    assert "unexpected ZeroDivisionError" in note_of(capsys)
+    assert "Unexpected ZeroDivisionError" in note_of(capsys)
 
 
 # `koala check --json`: one JSON object, whatever fails.
@@ -343,7 +343,7 @@ def test_check_json_reports_an_unexpected_error_as_json(
     assert report["reason"] == "error"
     assert report["error"].startswith("unexpected RuntimeError: cannot use http://me:")
     assert report["endpoint"].startswith("http://me:")
-    assert err.startswith("koala: error: unexpected RuntimeError")
+    assert err.startswith("koala: error: Unexpected RuntimeError")
     assert "Traceback" not in err
 
 

@@ -183,7 +183,7 @@ def test_a_failed_turn_is_forgotten_and_the_session_goes_on(
     child = spawn(sandbox, tmp_path, "--retries", "0")
     try:
         sandbox.push(Reply(status=429, body=b"quota"))
-        say(child, "lost", "koala: error: rate limited")
+        say(child, "lost", "koala: error: Rate limited")
         say(child, "/load missing.json", "koala: error: ")
         say(child, "kept", reply_to("kept", 0, 0))
         assert sandbox.requests[-1].json["inputHistory"] == []

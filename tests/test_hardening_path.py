@@ -278,7 +278,7 @@ def test_the_server_refuses_a_bad_endpoint_without_its_password(
 ) -> None:
     assert server_main(["--port", "0", "--endpoint", endpoint]) == 2
     error = capsys.readouterr().err
-    assert "the API endpoint must be an http(s) URL" in error
+    assert "The API endpoint must be an http(s) URL" in error
     assert "hunter2" not in error
     assert "ter2" not in error
 
@@ -289,7 +289,7 @@ def test_the_server_refuses_a_bad_proxy_without_its_password(
     proxy = "socks5://koala:hun#ter2@127.0.0.1:1080"
     assert server_main(["--port", "0", "--proxy", proxy]) == 2
     error = capsys.readouterr().err
-    assert "invalid proxy URL" in error
+    assert "Invalid proxy URL" in error
     assert "ter2" not in error
 
 

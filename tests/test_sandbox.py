@@ -633,7 +633,7 @@ def test_main_refuses_a_bad_port(port: str, capsys: pytest.CaptureFixture[str]) 
         (["--pieces", "0"], "--pieces: must be 1 or more"),
         (["--port", "70000"], "not a port number"),
         (["--interval", "-1"], "--interval: must be 0 seconds or more"),
-        (["--no-such-option"], "unrecognized arguments"),
+        (["--no-such-option"], "Unrecognized arguments"),
     ],
 )
 def test_both_entry_points_parse_alike(

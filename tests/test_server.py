@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
-import queue
-import re
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -26,7 +22,7 @@ from koala_chat.sandbox import Reply, Sandbox, default_reply
 from koala_chat.server.__main__ import main as server_main
 from koala_chat.server.config import API_KEY_VARIABLE, ServerConfig, is_loopback
 from koala_chat.server.formats.chat import ChunkEncoder
-from server_fixtures import AccessLog, ServerThread
+from server_fixtures import AccessLog, ServerProcess, ServerThread
 
 HELLO = [{"role": "user", "content": "Hello"}]
 REPLY = "".join(default_reply({"input": "Hello", "model": "gpt-4o-mini"}))
@@ -467,14 +463,14 @@ def test_serve_command_refuses_exposure_in_one_line(
     assert server_main(["--host", "0.0.0.0", "--port", "0", "--quiet"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1
-    assert "refusing to listen on 0.0.0.0 without an API key" in error
+    assert "Refusing to listen on 0.0.0.0 without an API key" in error
 
 
 def test_serve_command_checks_the_endpoint_at_start(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert server_main(["--port", "0", "--endpoint", "ftp://example.org/"]) == 2
-    assert "the API endpoint must be an http(s) URL" in capsys.readouterr().err
+    assert "The API endpoint must be an http(s) URL" in capsys.readouterr().err
 
 
 def test_cli_module_does_not_import_aiohttp() -> None:
@@ -544,63 +540,6 @@ def test_chunk_encoder_matches_the_typed_chunk(text: str) -> None:
 
 
 # --- the process: graceful stop and workers ----------------------------------------
-
-
-class ServerProcess:
-    """`python -m koala_chat.server` in a subprocess, its log lines in a queue."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "koala_chat.server", "--port", "0", *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.put(line)
-
-    async def wait_for(self, pattern: str) -> re.Match[str]:
-        """Return the match of the next log line matching `pattern` (5 s)."""
-        while True:
-            line = await asyncio.to_thread(self.lines.get, True, 5.0)
-            if match := re.search(pattern, line):
-                return match
-
-    async def port(self) -> int:
-        match = await self.wait_for(r"listening on http://127\.0\.0\.1:(\d+)")
-        return int(match.group(1))
-
-    async def exit_code(self) -> int:
-        return await asyncio.to_thread(self.process.wait, 15.0)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(15.0)
-        self._reader.join(15.0)
-        assert self.process.stderr is not None
-        self.process.stderr.close()
-
-
-@pytest.fixture
-def server_process() -> Iterator[Callable[..., ServerProcess]]:
-    started: list[ServerProcess] = []
-
-    def start(*args: str) -> ServerProcess:
-        started.append(ServerProcess(*args))
-        return started[-1]
-
-    try:
-        yield start
-    finally:
-        for process in started:
-            process.close()
 
 
 async def test_sigterm_lets_open_streams_finish(

@@ -527,7 +527,7 @@ def test_beyond_loopback_needs_allowed_hosts_in_one_line(
     code, error = run_serve(["--host", "0.0.0.0"], capsys)
     assert code == 2
     assert error.count("\n") == 1
-    assert "listening on 0.0.0.0 needs --allowed-host" in error
+    assert "Listening on 0.0.0.0 needs --allowed-host" in error
     ServerConfig(
         host="0.0.0.0", api_key="k", allowed_hosts=("chat.lan",)
     ).check_exposure()

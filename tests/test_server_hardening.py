@@ -366,7 +366,7 @@ async def test_workers_refuse_a_port_held_with_so_reuseport() -> None:
     assert result.returncode == 2
     error = result.stderr.strip()
     assert len(error.splitlines()) == 1, error
-    assert f"port {port}" in error
+    assert f"Port {port}" in error
     assert "in use" in error
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
+from ._sentences import sentence, sentences
+from .defaults import ENDPOINT_VARIABLE
 from .errors import UsageError
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "Subparsers",
     "add_command",
     "add_debug",
+    "add_sandbox",
     "count",
     "exit_status",
     "port",
@@ -41,11 +44,45 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """An argparse parser whose errors are one line and exit code 2."""
+    """An argparse parser whose errors are one line and exit code 2.
+
+    Options are never abbreviated: with prefix matching, `--web` would be
+    taken for `--web-search` wherever only the longer one exists, and an
+    option added later would change what an old command line means. Its
+    subcommands' parsers are `Parser`s too (argparse makes them of the
+    parent's class), so the same holds for them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         """Report a usage error in one line and exit with code 2 (usage)."""
-        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+        line = sentences(message, f"see `{self.prog} --help`")
+        self.exit(2, f"{self.prog}: error: {line}\n")
+
+    def parse_args(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        namespace: argparse.Namespace | None = None,
+    ) -> argparse.Namespace:
+        """Parse `args`; an unknown argument is reported by the subcommand's
+        parser, so that the hint names its help (`koala serve --help`)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._chosen(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _chosen(self, parsed: argparse.Namespace) -> Parser:
+        """Return the parser of the innermost subcommand `parsed` names."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                name = getattr(parsed, action.dest, None)
+                chosen = action.choices.get(name) if isinstance(name, str) else None
+                if isinstance(chosen, Parser):
+                    return chosen._chosen(parsed)
+        return self
 
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[Parser]"
@@ -144,6 +181,23 @@ def add_debug(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_sandbox(
+    parser: argparse._ActionsContainer, what: str, *, help: str | None = None
+) -> None:
+    """Add `--sandbox`: talk to a Koala-protocol sandbox started in this process.
+
+    `what` says what the command does with it, e.g. "answer from"; `help`
+    replaces the whole help text.
+    """
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help=help
+        or f"{what} a Koala-protocol sandbox started in this process "
+        f"(offline; excludes --endpoint, ignores ${ENDPOINT_VARIABLE})",
+    )
+
+
 def exit_status(exc: SystemExit) -> int:
     """Return the exit code a `SystemExit` (from argparse, say) stands for."""
     code = exc.code
@@ -218,6 +272,6 @@ def run_command(
     except KeyboardInterrupt:
         return 130
     except (UsageError, OSError) as exc:
-        sys.stderr.write(f"{parser.prog}: error: {' '.join(str(exc).split())}\n")
+        sys.stderr.write(f"{parser.prog}: error: {sentence(str(exc))}\n")
         sys.stderr.flush()
         return 2 if isinstance(exc, UsageError) else 1

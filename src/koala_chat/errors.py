@@ -59,7 +59,9 @@ __all__ = [
 class KoalaError(Exception):
     """The root of every error koala_chat raises.
 
-    `attempts` is how many requests were made before giving up (see retries).
+    `attempts` is how many times the request was sent before giving up: 1,
+    plus the retries (a different request, such as `auto`'s second dialect,
+    is not a retry; its error counts the attempts of either request, the most).
     `key_sent` is True when the request that failed carried an API key (an
     `Authorization` header): the key was then masked out of everything the
     error quotes of the reply, and `koala serve` quotes none of it to its

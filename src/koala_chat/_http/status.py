@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import http
 import re
 import time
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ __all__ = [
     "raise_for_status",
     "read_excerpt",
     "reply_scrubber",
+    "status_text",
     "text_excerpt",
 ]
 
@@ -95,7 +97,7 @@ async def raise_for_status(response: ClientResponse) -> None:
             "the Koala API cannot be used from here right now",
             **details,
         )
-    suffix = f": {excerpt}" if excerpt else ""
+    suffix = _adding(reason, excerpt)
     keyed = bool(scrub)
     error: StatusError
     if keyed and response.status in (401, 403):
@@ -122,6 +124,32 @@ async def raise_for_status(response: ClientResponse) -> None:
         error = kind(f"{url} answered {reason}{suffix}", **details)
     error.key_sent = keyed
     raise error
+
+
+def status_text(status: int, body: str = "") -> str:
+    """Return `status phrase` and the body's excerpt, unless it only repeats them.
+
+    aiohttp's own error pages say `404: Not Found`; quoting that after the
+    status would print it twice ("404 Not Found: 404: Not Found").
+    """
+    try:
+        reason = f"{status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        reason = str(status)
+    return reason + _adding(reason, body)
+
+
+def _adding(reason: str, excerpt: str) -> str:
+    """Return `: excerpt`, or nothing when it only repeats `reason`."""
+    said = _words(reason)
+    words = _words(excerpt)
+    if not words or words == said or words == said[1:]:
+        return ""
+    return f": {excerpt}"
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
 
 
 def reply_scrubber(response: ClientResponse) -> Scrubber:

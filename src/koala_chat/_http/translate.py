@@ -8,6 +8,7 @@ own is translated as its nearest ancestor is.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -232,7 +233,7 @@ def _proxy_timeout(f: _Failure) -> KoalaError:
 
 
 def _proxy_failed(f: _Failure) -> KoalaError:
-    return ProxyError(f"proxy {redact_url(f.proxy)} failed for {f.target}: {f.reason}")
+    return ProxyError(f"proxy {redact_url(f.proxy)} failed for {f.target}: {_why(f)}")
 
 
 def _handshake_cut(f: _Failure) -> KoalaError:
@@ -263,7 +264,26 @@ def _idle_timeout(f: _Failure) -> KoalaError:
 
 
 def _connect_failed(f: _Failure) -> KoalaError:
-    return ConnectError(f"could not connect to {f.target}{f.via}: {f.reason}")
+    return ConnectError(f"could not connect to {f.target}{f.via}: {_why(f)}")
+
+
+def _why(f: _Failure) -> str:
+    """Say why a connection could not be made, in the system's words.
+
+    aiohttp's own message ("Cannot connect to host h:p ssl:default [...]")
+    names a TLS setting even for an http:// URL; the operating system's
+    reason (connection refused, no route to host, a failed look-up) is what
+    a person needs. A TLS failure keeps aiohttp's message, which names it.
+    """
+    exc = f.exc
+    cause = getattr(exc, "os_error", None)
+    if isinstance(exc, aiohttp.ClientSSLError) or not isinstance(cause, OSError):
+        return f.reason
+    if isinstance(cause, socket.gaierror):
+        return f"cannot resolve the host name ({cause.strerror or cause})"
+    if cause.errno is not None and cause.errno > 0:
+        return os.strerror(cause.errno).lower()
+    return f.scrub(str(cause)) or f.reason
 
 
 def _cut_off(f: _Failure) -> KoalaError:

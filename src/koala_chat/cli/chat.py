@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TextIO
 
-from .._args import HelpFormatter, Parser, Subparsers
+from .._args import HelpFormatter, Parser, Subparsers, add_sandbox
 from ..defaults import ENDPOINT_VARIABLE, SANDBOX_PORT
 from ..errors import UsageError
 from ..messages import Message, Messages
-from .options import Connection
+from .local import maybe_sandbox
+from .options import Connection, sandbox_wanted
 from .output import Output, is_terminal
 from .reply import send
 
@@ -86,12 +85,7 @@ def add_parsers(
         help="a system message; repeat the option for several",
     )
     _add_output_options(chat)
-    chat.add_argument(
-        "--sandbox",
-        action="store_true",
-        help="answer from a Koala-protocol sandbox started in this process "
-        f"(offline; ignores ${ENDPOINT_VARIABLE})",
-    )
+    add_sandbox(chat, "answer from")
     chat.add_argument(
         "--web", action="store_true", help="chat in the browser (see `koala serve`)"
     )
@@ -106,6 +100,7 @@ def add_parsers(
         epilog=DEMO_EPILOG,
     )
     _add_output_options(demo)
+    add_sandbox(demo, "answer from (the default without an endpoint)")
     demo.set_defaults(handler=run_demo)
 
 
@@ -125,21 +120,22 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def run_chat(args: argparse.Namespace) -> int:
     """Run `koala chat`; return the exit code."""
-    if args.sandbox and args.endpoint:
-        raise UsageError("--sandbox and --endpoint exclude each other: choose one")
+    sandbox = sandbox_wanted(args)
     if args.web:
         from .web import run_web
 
         return run_web(args)
-    connection = Connection.from_args(args, environment=not args.sandbox)
+    connection = Connection.from_args(args, environment=not sandbox)
     systems: Messages = [{"role": "system", "content": text} for text in args.system]
     output = _output(args)
     prompt = read_prompt(args.prompt, sys.stdin)
-    with _maybe_sandbox(connection, args.sandbox) as connection:
+    with maybe_sandbox(connection, sandbox) as connection:
         if prompt is None:
+            from .hints import Situation
             from .interactive import Session
 
-            return Session(args.provider, connection, systems, output).run()
+            situation = Situation.from_args(args)
+            return Session(args.provider, connection, systems, output, situation).run()
         messages: Messages = [*systems, {"role": "user", "content": prompt}]
         send(args.provider, connection, messages, output)
     return 0
@@ -147,10 +143,11 @@ def run_chat(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run `koala demo`; return the exit code."""
-    connection = Connection.from_args(args)
+    sandbox = sandbox_wanted(args)
+    connection = Connection.from_args(args, environment=not sandbox)
     output = _output(args)
-    local = connection.endpoint is None
-    if local:
+    local = sandbox or connection.endpoint is None
+    if local and not sandbox:
         sys.stderr.write(
             f"koala: ${ENDPOINT_VARIABLE} is not set: answering from a sandbox "
             "started in this process (no network)\n"
@@ -160,7 +157,7 @@ def run_demo(args: argparse.Namespace) -> int:
             output.out.write(f"{message['role']}: {message['content']}\n")
         output.out.write("assistant: ")
         output.out.flush()
-    with _maybe_sandbox(connection, local) as connection:
+    with maybe_sandbox(connection, local) as connection:
         send(args.provider, connection, list(SEED_CONVERSATION), output)
     return 0
 
@@ -191,15 +188,3 @@ def read_prompt(prompt: str | None, stdin: TextIO | None) -> str | None:
 
 def _output(args: argparse.Namespace) -> Output:
     return Output(json_lines=args.json, stream=not args.no_stream)
-
-
-@contextmanager
-def _maybe_sandbox(connection: Connection, wanted: bool) -> Iterator[Connection]:
-    """Yield `connection`, pointed at an in-process sandbox when `wanted`."""
-    if not wanted:
-        yield connection
-        return
-    from .local import local_sandbox
-
-    with local_sandbox(connection) as local:
-        yield local

@@ -10,8 +10,8 @@ import argparse
 import sys
 
 from .. import defaults
-from .._args import HelpFormatter, Parser, Subparsers
-from .options import Connection
+from .._args import HelpFormatter, Parser, Subparsers, add_sandbox
+from .options import Connection, sandbox_wanted
 
 __all__ = ["add_parser", "run"]
 
@@ -31,6 +31,7 @@ any works.
 examples:
   koala check
   koala check --all
+  koala check --all --sandbox                 # offline: every dialect works
   koala check --protocol messages --json
   koala check --endpoint http://127.0.0.1:{defaults.SANDBOX_PORT}/api/gpt/
   {defaults.ENDPOINT_VARIABLE}=http://127.0.0.1:{defaults.SANDBOX_PORT}/api/gpt/ \
@@ -67,6 +68,7 @@ def add_parser(
         help="try every dialect and tell which one works (instead of --protocol; "
         f"${defaults.PROTOCOL_VARIABLE} is ignored)",
     )
+    add_sandbox(parser, "check")
     parser.set_defaults(handler=run)
 
 
@@ -87,12 +89,18 @@ def _run(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
+    from .hints import Situation
+    from .local import maybe_sandbox
     from .probe import probe, report
 
-    connection = Connection.from_args(args)
-    if args.all:
-        return _run_all(args, connection)
-    result = asyncio.run(probe(args.provider, connection, args.prompt))
+    sandbox = sandbox_wanted(args)
+    connection = Connection.from_args(args, environment=not sandbox)
+    # Under --all the sandbox's test key lets the api row be tried too.
+    with maybe_sandbox(connection, sandbox, every_dialect=args.all) as connection:
+        if args.all:
+            return _run_all(args, connection)
+        situation = Situation.from_args(args)
+        result = asyncio.run(probe(args.provider, connection, args.prompt, situation))
     if args.json:
         sys.stdout.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
     else:
@@ -111,7 +119,10 @@ def _run_all(args: argparse.Namespace, connection: Connection) -> int:
 
     if args.protocol is not None:
         raise UsageError("--all tries every dialect: leave out --protocol")
-    result = asyncio.run(survey(args.provider, connection, args.prompt))
+    from .hints import Situation
+
+    situation = Situation.from_args(args)
+    result = asyncio.run(survey(args.provider, connection, args.prompt, situation))
     if args.json:
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
     else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from .._mro import lookup
 from ..errors import (
@@ -40,12 +41,16 @@ from ..errors import (
     UsageError,
 )
 
+if TYPE_CHECKING:
+    from .hints import Situation
+
 __all__ = [
     "EXIT_CODES",
     "EXIT_CODES_HELP",
     "FAILURES",
     "ExitCode",
     "exit_code_for",
+    "hint_for",
     "one_line",
     "reason_for",
 ]
@@ -120,14 +125,18 @@ FAILURES: Mapping[type[BaseException], tuple[str, str]] = {
     ),
     AuthenticationError: (
         "api key refused",
-        "the key comes from --api-key-file, else KOALA_API_KEY",
+        "the key comes from --api-key-file, else KOALA_API_KEY: check it there",
     ),
     CreditsExhaustedError: (
         "out of credits",
         "the account behind KOALA_API_KEY has no credits left: renew the plan",
     ),
     ServerError: ("server error", "the service failed: try again later"),
-    StatusError: ("error status", "check --endpoint (or KOALA_API_ENDPOINT)"),
+    StatusError: (
+        "error status",
+        "check that --endpoint (or KOALA_API_ENDPOINT) is a Koala API: "
+        "`koala check --all` tells",
+    ),
     NotEventStreamError: (
         "not an event stream",
         "is --endpoint (or KOALA_API_ENDPOINT) a Koala API? `koala check` tells",
@@ -156,13 +165,28 @@ def _hint(exc: BaseException, command: str) -> str:
     return lookup(FAILURES, exc, _UNKNOWN_FAILURE)[1].format(command=command)
 
 
-def one_line(exc: BaseException, command: str = "COMMAND") -> str:
-    """Return the error as one line: what happened, then what to do.
+def hint_for(exc: KoalaError, situation: Situation) -> str:
+    """Return the one next step for `exc` in `situation` (not yet a sentence)."""
+    from .hints import next_step
 
-    `command` is the subcommand that failed, named in the usage hint.
+    return next_step(exc, situation, _hint(exc, situation.command))
+
+
+def one_line(
+    exc: BaseException, command: str = "COMMAND", situation: Situation | None = None
+) -> str:
+    """Return the error as one line of two sentences: what happened, what to do.
+
+    `command` is the subcommand that failed, named in the usage hint;
+    `situation` (by default, that command's alone) makes the next step
+    precise (see `hints.py`).
     """
+    from .._sentences import sentences
+    from .hints import Situation
+
+    situation = situation or Situation(command=command)
     if isinstance(exc, KoalaError):
-        message, hint = str(exc), _hint(exc, command)
+        message, hint = str(exc), hint_for(exc, situation)
     elif isinstance(exc, OSError) and exc.filename is not None:
         message = f"{exc.filename}: {exc.strerror or exc}"
         hint = "check the file name and its permissions"
@@ -172,5 +196,4 @@ def one_line(exc: BaseException, command: str = "COMMAND") -> str:
     else:
         message = f"unexpected {type(exc).__name__}: {exc}"
         hint = "rerun with --debug for the traceback, and please report it"
-    text = " ".join(message.split())
-    return f"{text}; {hint}"
+    return sentences(message, hint)

@@ -35,6 +35,7 @@ from .conversation import (
     without_surrogates,
 )
 from .exits import ExitCode, one_line
+from .hints import Situation
 from .options import Connection
 from .output import Output
 from .provider import Provider, endpoint_of, model_for, name_of, speaks_dialects
@@ -75,8 +76,11 @@ class Session:
         connection: Connection,
         systems: Messages,
         output: Output,
+        situation: Situation | None = None,
     ) -> None:
         self.provider = provider
+        #: What the command line knew, for the next step of an error.
+        self.situation = situation or Situation(command="chat")
         self.connection = connection
         self.initial: Messages = list(systems)
         self.messages: Messages = list(systems)
@@ -272,7 +276,7 @@ class Session:
 
     def _error(self, exc: Exception) -> None:
         """Report a failed turn or command in one line; the session goes on."""
-        self._note(f"error: {one_line(exc, 'chat')}")
+        self._note(f"error: {one_line(exc, situation=self.situation)}")
 
     def _note(self, text: str, *, prefix: str = "koala: ") -> None:
         text = self._redact(without_surrogates(text)[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .._args import HelpFormatter, Subparsers, add_debug
+from .._args import HelpFormatter, Subparsers, add_debug, add_sandbox
 from .options import add_dialect_options
 
 __all__ = ["add_parser", "run"]
@@ -14,7 +14,8 @@ EPILOG = """\
 The models of the dialect in use (--protocol, else $KOALA_PROTOCOL, else api
 when a key is set, else auto, which starts with history's). Koala passes names
 it does not list through to the service, which decides (docs/protocol.md,
-"Models"); `koala chat -m NAME` accepts any name.
+"Models"); `koala chat -m NAME` accepts any name. No request is made, so
+--sandbox changes nothing here; it is accepted as the other commands take it.
 
 examples:
   koala models
@@ -39,6 +40,14 @@ def add_parser(subparsers: Subparsers) -> None:
         '"accepts_unknown": ...}',
     )
     add_dialect_options(parser, web_search=False)
+    # Nothing is sent: the list is the provider's. Taken all the same, so that
+    # one set of options works for every command that talks to Koala.
+    add_sandbox(
+        parser,
+        "",
+        help="the models a --sandbox command would use: the same list, as "
+        "none is asked of the endpoint",
+    )
     add_debug(parser)
     parser.set_defaults(handler=run)
 

@@ -25,6 +25,7 @@ __all__ = [
     "configured_key",
     "configured_protocol",
     "connection_options",
+    "sandbox_wanted",
     "web_search",
 ]
 
@@ -102,6 +103,18 @@ def add_dialect_options(
             help="ask for live web data (default: the dialect's own: on for "
             "messages, off for history and api)",
         )
+
+
+def sandbox_wanted(args: argparse.Namespace) -> bool:
+    """Return whether `--sandbox` was given (False where the command lacks it).
+
+    Raises:
+        UsageError: `--sandbox` and `--endpoint` both given.
+    """
+    wanted = bool(getattr(args, "sandbox", False))
+    if wanted and getattr(args, "endpoint", None):
+        raise UsageError("--sandbox and --endpoint exclude each other: choose one")
+    return wanted
 
 
 def web_search(value: str | None) -> bool | None:

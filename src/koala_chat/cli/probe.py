@@ -22,6 +22,7 @@ from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from typing import Any, Final, cast
 
+from .._sentences import sentence
 from ..defaults import ENDPOINT_VARIABLE
 from ..errors import KoalaError, UsageError
 from ..jsonstream import PayloadForms, counting_payload_forms
@@ -35,7 +36,8 @@ from ..providers.dialects import (
 )
 from ..urls import redact_url
 from .conversation import without_surrogates
-from .exits import ExitCode, exit_code_for, reason_for
+from .exits import ExitCode, exit_code_for, hint_for, reason_for
+from .hints import Situation
 from .options import Connection
 from .redaction import Redactor, report_error
 
@@ -61,6 +63,7 @@ class Probe:
     first_byte_seconds: float | None = None
     first_piece_seconds: float | None = None
     pieces: int = 0
+    #: None when fewer than two pieces came, or all within `MEASURABLE_SPAN`.
     pieces_per_second: float | None = None
     #: The form of the reply's payloads: "json", "raw text" or "json and raw
     #: text" (docs/protocol.md, "Raw text in the messages dialect"); None
@@ -68,13 +71,21 @@ class Probe:
     payloads: str | None = None
     reason: str | None = None
     error: str | None = None
+    #: What to do about the failure, one sentence (None when it works).
+    next_step: str | None = None
     exit_code: int = ExitCode.OK
 
 
 async def probe(
-    provider: type[HTTPProvider], connection: Connection, prompt: str
+    provider: type[HTTPProvider],
+    connection: Connection,
+    prompt: str,
+    situation: Situation | None = None,
 ) -> Probe:
     """Make one request through `provider` and return what it showed.
+
+    `situation` is the command line's, which the next step of a failure
+    takes into account (`hints.py`).
 
     The request is made in the connection's dialect settings (`protocol`,
     `api_key`, `web_search`), as `koala chat` would make it: under `auto`, when
@@ -86,7 +97,8 @@ async def probe(
         UsageError: A bad endpoint, proxy, model or dialect setting, before any
             request.
     """
-    result = await _probe_once(provider, connection, prompt)
+    situation = situation or Situation(command="check")
+    result = await _probe_once(provider, connection, prompt, situation)
     other = _OTHER.get(result.dialect or "")
     if (
         result.protocol in (None, "auto")
@@ -94,7 +106,7 @@ async def probe(
         and result.status in SHAPE_REJECTED_STATUSES
     ):
         second = await _probe_once(
-            provider, connection._replace(protocol=other), prompt
+            provider, connection._replace(protocol=other), prompt, situation
         )
         second.protocol = result.protocol
         second.refused_first = result.dialect
@@ -107,7 +119,10 @@ _OTHER: Final = {"history": "messages", "messages": "history"}
 
 
 async def _probe_once(
-    provider: type[HTTPProvider], connection: Connection, prompt: str
+    provider: type[HTTPProvider],
+    connection: Connection,
+    prompt: str,
+    situation: Situation,
 ) -> Probe:
     """Make one request and return what it showed (see `probe`)."""
     endpoint = provider.resolve_endpoint(connection.endpoint)
@@ -129,11 +144,13 @@ async def _probe_once(
         # A lone surrogate (quoted from a reply) cannot be printed as UTF-8.
         message = without_surrogates(" ".join(str(exc).split()))[0]
         result.error = redact(message)
+        result.next_step = redact(sentence(hint_for(exc, situation)))
         result.exit_code = exit_code_for(exc)
         return result
     if result.pieces == 0:
         result.reason = "empty reply"
         result.error = "the reply carried no text"
+        result.next_step = "Try another --prompt, or another --model."
         result.exit_code = ExitCode.PROTOCOL
         return result
     result.works = True
@@ -178,8 +195,14 @@ async def _measure(
                 result.payloads = _forms(forms, result.pieces)
     if result.pieces > 1 and result.first_piece_seconds is not None:
         span = last - start - result.first_piece_seconds
-        if span > 0:
+        if span >= MEASURABLE_SPAN:
             result.pieces_per_second = (result.pieces - 1) / span
+
+
+#: The shortest stretch between the first and the last piece that gives a
+#: rate: pieces that come in one burst (one read of the socket, a local
+#: server) would give millions per second, which says nothing of the model.
+MEASURABLE_SPAN: Final = 0.02
 
 
 def as_json(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) -> int:
@@ -232,6 +255,8 @@ def _failure(args: argparse.Namespace, exc: BaseException) -> Probe:
         else f"unexpected {type(exc).__name__}: {exc}"
     )
     result.error = " ".join(message.split())
+    if isinstance(exc, KoalaError):
+        result.next_step = sentence(hint_for(exc, Situation.from_args(args)))
     result.exit_code = exit_code_for(exc)
     return result
 
@@ -247,12 +272,14 @@ def report(result: Probe) -> str:
         f"first byte:   {milliseconds(result.first_byte_seconds)}",
         f"first piece:  {milliseconds(result.first_piece_seconds)}",
         f"pieces:       {result.pieces}",
-        f"pieces/s:     {_rate(result.pieces_per_second)}",
+        f"pieces/s:     {_rate(result)}",
         f"payloads:     {_PAYLOADS.get(result.payloads or '', '-')}",
     ]
     if not result.works:
         lines.append(f"reason:       {result.reason}")
         lines.append(f"error:        {result.error}")
+        if result.next_step:
+            lines.append(f"next step:    {result.next_step}")
     return "\n".join(lines) + "\n"
 
 
@@ -284,5 +311,9 @@ def milliseconds(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
 
 
-def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
+def _rate(result: Probe) -> str:
+    if result.pieces_per_second is not None:
+        return f"{result.pieces_per_second:.0f}"
+    if result.pieces > 1:
+        return f"- (all in one burst, under {MEASURABLE_SPAN * 1000:.0f} ms)"
+    return "-"

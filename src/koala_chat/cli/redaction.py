@@ -122,6 +122,10 @@ def report_error(exc: BaseException, args: argparse.Namespace) -> None:
         import traceback
 
         sys.stderr.write(redact("".join(traceback.format_exception(exc))))
-    command = getattr(args, "command", None) or "COMMAND"
-    sys.stderr.write(redact(f"koala: error: {one_line(exc, command)}") + "\n")
+    from .hints import Situation
+
+    situation = Situation.from_args(args)
+    sys.stderr.write(
+        redact(f"koala: error: {one_line(exc, situation=situation)}") + "\n"
+    )
     sys.stderr.flush()

@@ -15,6 +15,7 @@ from .. import defaults
 from ..providers import HTTPProvider
 from ..providers.dialects import SHAPE_REJECTED_STATUSES
 from .exits import ExitCode
+from .hints import Situation
 from .options import Connection
 from .probe import Probe, milliseconds, probe
 
@@ -53,9 +54,7 @@ class Survey:
         """
         if self.use is not None:
             return ExitCode.OK
-        tried = [row for _, row in self.rows if row is not None]
-        telling = [row for row in tried if row.status not in SHAPE_REJECTED_STATUSES]
-        return (telling or tried)[0].exit_code
+        return self._most_telling().exit_code
 
     def to_json(self) -> dict[str, object]:
         """Return the JSON object of `--all --json`: a row per dialect."""
@@ -117,7 +116,23 @@ class Survey:
         for dialect, row in self.rows:
             if row is not None and not row.works and row.error:
                 text.append(f"{dialect}: {row.error}")
+        step = self.next_step
+        if step is not None:
+            text.append(f"next step: {step}")
         return "\n".join(text) + "\n"
+
+    @property
+    def next_step(self) -> str | None:
+        """What to do when no dialect works: the most telling failure's step."""
+        if self.use is not None:
+            return None
+        return self._most_telling().next_step
+
+    def _most_telling(self) -> Probe:
+        """The failure that says most about the endpoint (see `exit_code`)."""
+        tried = [row for _, row in self.rows if row is not None]
+        telling = [row for row in tried if row.status not in SHAPE_REJECTED_STATUSES]
+        return (telling or tried)[0]
 
 
 #: The verdict of a row whose request shape the endpoint refused: it speaks
@@ -136,9 +151,14 @@ def _verdict(row: Probe | None) -> str:
 
 
 async def survey(
-    provider: type[HTTPProvider], connection: Connection, prompt: str
+    provider: type[HTTPProvider],
+    connection: Connection,
+    prompt: str,
+    situation: Situation | None = None,
 ) -> Survey:
     """Try every dialect once (api only with a key); return the rows.
+
+    `situation` is the command line's, for the next step of each failure.
 
     The key is given to the api dialect only.
 
@@ -153,7 +173,10 @@ async def survey(
             continue
         key = connection.api_key if dialect == "api" else None
         result = await probe(
-            provider, connection._replace(protocol=dialect, api_key=key), prompt
+            provider,
+            connection._replace(protocol=dialect, api_key=key),
+            prompt,
+            situation,
         )
         endpoint = result.endpoint
         rows.append((dialect, result))

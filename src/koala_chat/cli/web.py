@@ -11,11 +11,10 @@ import argparse
 import sys
 import threading
 import webbrowser
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from ..errors import UsageError
-from .options import Connection
+from .local import maybe_sandbox
+from .options import Connection, sandbox_wanted
 
 __all__ = ["run_web"]
 
@@ -36,13 +35,14 @@ def run_web(args: argparse.Namespace) -> int:
             "--web opens the chat page: type the prompt and the system prompt "
             "there, not on the command line"
         )
-    connection = Connection.from_args(args, environment=not args.sandbox)
+    sandbox = sandbox_wanted(args)
+    connection = Connection.from_args(args, environment=not sandbox)
     import asyncio
 
     from ..server.config import ServerConfig
     from ..server.runner import serve_async
 
-    with _upstream(connection, args.sandbox) as upstream:
+    with maybe_sandbox(connection, sandbox) as upstream:
         options = upstream.provider_kwargs()
         config = ServerConfig(
             host=HOST,
@@ -62,15 +62,3 @@ def _open_page(port: int) -> None:
     threading.Thread(
         target=webbrowser.open, args=(url,), name="koala-browser", daemon=True
     ).start()
-
-
-@contextmanager
-def _upstream(connection: Connection, sandbox: bool) -> Iterator[Connection]:
-    """Yield the connection to use: to a sandbox when asked, else as configured."""
-    if not sandbox:
-        yield connection
-        return
-    from .local import local_sandbox
-
-    with local_sandbox(connection) as local:
-        yield local

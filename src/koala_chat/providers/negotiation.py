@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import cast
 
+from .._http.status import status_text
 from ..errors import StatusError
 from ..messages import JSONValue
 from .attempts import Call, HTTPRequest, ReplyReader
@@ -102,13 +103,15 @@ async def negotiate(
                 refused = exc
                 continue
             raise StatusError(
-                f"{exc.url} refused both dialects: {_refusal(request, refused)}; "
-                f"{_refusal(fallback, exc)}",
+                f"{exc.url} refused both dialects ({_refusal(request, refused)}; "
+                f"{_refusal(fallback, exc)})",
                 status=exc.status,
                 url=exc.url,
                 body=exc.body,
                 request_id=exc.request_id,
-                attempts=refused.attempts + exc.attempts,
+                # Attempts at one request, as everywhere: each dialect's
+                # request was one, the second no retry of the first.
+                attempts=max(refused.attempts, exc.attempts),
             ) from exc
         if not delivered:
             _learn(learn, current)  # an empty reply is an accepted one too
@@ -121,4 +124,4 @@ def _learn(memory: DialectMemory | None, request: HTTPRequest) -> None:
 
 
 def _refusal(request: HTTPRequest, exc: StatusError) -> str:
-    return f"{request.dialect}: {exc.status}" + (f" {exc.body}" if exc.body else "")
+    return f"{request.dialect}: {status_text(exc.status, exc.body)}"

@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from .._args import (
     Parser,
     Subparsers,
     add_command,
+    add_sandbox,
     count,
     port,
     positive_count,
@@ -47,20 +49,60 @@ from ..defaults import (
 if TYPE_CHECKING:
     from .config import ServerConfig
 
-__all__ = ["add_arguments", "add_parser", "build_parser", "config_from_args", "run"]
+__all__ = [
+    "ROUTES",
+    "add_arguments",
+    "add_parser",
+    "build_parser",
+    "config_from_args",
+    "run",
+]
 
 DESCRIPTION = "Serve the OpenAI chat-completions API, answered by Koala."
 
+#: Every route of the server, as `--help` lists them: method, path (ID and
+#: NAME stand for a path parameter), what it serves. Written out, as `--help`
+#: must not import aiohttp to read the router; tests/test_cli_serve.py checks
+#: it against the app's router, the /v1 routes also without /v1.
+ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("GET", "/", "the chat page"),
+    ("GET", "/static/NAME", "the chat page's files"),
+    ("POST", "/v1/chat/completions", "a chat completion, streamed or not"),
+    ("POST", "/v1/responses", "the OpenAI Responses API (Codex, the Agents SDK)"),
+    ("POST", "/v1/completions", "a legacy completion of a prompt"),
+    ("POST", "/v1/messages", "the Anthropic Messages API (Claude Code)"),
+    ("POST", "/v1/messages/count_tokens", "Anthropic's token count (an estimate)"),
+    ("GET", "/v1/models", "the models"),
+    ("GET", "/v1/models/ID", "one model"),
+    ("GET", "/health", "is the server up? (no API key needed)"),
+    ("GET", "/openapi.json", "the OpenAPI document of the routes"),
+    ("POST", "/api/chat", "Ollama's chat (for Open WebUI and Ollama clients)"),
+    ("POST", "/api/generate", "Ollama's completion of a prompt"),
+    ("GET", "/api/tags", "Ollama's list of models"),
+    ("POST", "/api/show", "Ollama's details of one model"),
+    ("GET", "/api/ps", "Ollama's models in memory: none"),
+    ("GET", "/api/version", "the Ollama API version spoken"),
+)
+
+
+def _routes_help() -> str:
+    width = max(len(f"{method} {path}") for method, path, _ in ROUTES)
+    rows = [f"  {f'{method} {path}':<{width}}  {what}" for method, path, what in ROUTES]
+    return "\n".join(["routes (chat/completions and models also without /v1):", *rows])
+
+
 EPILOG = f"""\
-Routes: POST /v1/chat/completions (stream or not), GET /v1/models,
-GET /v1/models/ID and GET /health (the /v1 routes also without /v1).
-Point any OpenAI client at http://HOST:PORT/v1 (the API key is any string
-unless --api-key is set). Unknown request parameters are ignored and named in
-the X-Koala-Ignored-Params header unless --strict; JSON mode and tool calls
-are emulated.
+{_routes_help()}
+
+Point any OpenAI client at http://HOST:PORT/v1, any Anthropic or Ollama
+client (Claude Code, Open WebUI) at http://HOST:PORT (the API key is any
+string unless --api-key is set). Unknown request parameters are ignored and named in the
+X-Koala-Ignored-Params header unless --strict; JSON mode and tool calls are
+emulated.
 
 examples:
   koala serve                               # http://{SERVER_HOST}:{SERVER_PORT}/v1
+  koala serve --sandbox                     # offline: a sandbox answers
   KOALA_API_KEY=... koala serve             # the official API, with your key
   koala serve --endpoint http://127.0.0.1:{SANDBOX_PORT}/api/gpt/   # a koala sandbox
   {SERVER_API_KEY_VARIABLE}=secret koala serve --host 0.0.0.0 --allowed-host chat.lan
@@ -213,6 +255,7 @@ def _add_upstream_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=f"the Koala API URL (default: ${ENDPOINT_VARIABLE}, else {API_ENDPOINT})",
     )
+    add_sandbox(upstream, "answer from")
     upstream.add_argument(
         "--protocol",
         choices=PROTOCOLS,
@@ -280,6 +323,7 @@ def run(args: argparse.Namespace) -> int:
     from .app import ACCESS_LOGGER
     from .config import default_provider
     from .runner import serve
+    from .sandboxed import upstream_sandbox
 
     logging.basicConfig(
         level=logging.INFO,
@@ -288,14 +332,19 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.quiet:
         logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
-    return serve(config_from_args(args), args.provider or default_provider())
+    with upstream_sandbox(args) as upstream:
+        config = config_from_args(args, upstream)
+        return serve(config, args.provider or default_provider())
 
 
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
+def config_from_args(
+    args: argparse.Namespace, upstream: Mapping[str, Any] | None = None
+) -> ServerConfig:
     """Return the settings that `args` and the environment ask for.
 
     The upstream key comes from `KOALA_API_KEY` only, the server's own from
-    `--api-key` or `KOALA_SERVER_API_KEY`.
+    `--api-key` or `KOALA_SERVER_API_KEY`; `upstream` overrides the provider
+    options (`--sandbox`'s endpoint and key).
 
     Raises:
         UsageError: a bad setting.
@@ -310,6 +359,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         "proxy": args.proxy or None,
         "timeout": args.timeout,
         "max_retries": args.retries,
+        **(upstream or {}),
     }
     return ServerConfig(
         host=args.host,

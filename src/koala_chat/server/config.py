@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .. import defaults
 from ..contract.provider import ChatProvider
 from ..errors import UsageError
 from .hosts import ANY_HOST, check_allowed_host, is_loopback
+
+if TYPE_CHECKING:
+    from ..providers.dialects import ApiKey
 
 __all__ = [
     "API_KEY_VARIABLE",
@@ -17,6 +21,7 @@ __all__ = [
     "default_provider",
     "is_loopback",
     "upstream_key",
+    "upstream_protocol",
 ]
 
 #: The environment variable that holds the server's own API key.
@@ -34,18 +39,31 @@ def default_provider() -> ChatProvider:
     return DEFAULT_PROVIDER
 
 
-def upstream_key() -> object:
-    """Return the upstream key of `KOALA_API_KEY`, checked, or None.
+def upstream_key(value: str | None = None) -> ApiKey | None:
+    """Return the upstream key `value`, else that of `KOALA_API_KEY`, checked, or None.
 
     The key of the service's official API, kept in an object whose repr hides
     it; never the server's own key.
 
     Raises:
-        UsageError: the variable holds a key that cannot be sent.
+        UsageError: the key cannot be sent.
     """
     from ..providers.settings import api_key
 
-    return api_key(None)
+    return api_key(value)
+
+
+def upstream_protocol(protocol: str | None, *, has_key: bool) -> str:
+    """Return the dialect the server speaks upstream: `protocol`, else
+    `KOALA_PROTOCOL`, else api with a key, else auto.
+
+    Raises:
+        UsageError: an unknown protocol.
+    """
+    from ..providers.dialects import choose_protocol
+
+    configured = protocol or os.environ.get(defaults.PROTOCOL_VARIABLE) or None
+    return choose_protocol(configured, has_key=has_key)
 
 
 @dataclass(frozen=True, slots=True)

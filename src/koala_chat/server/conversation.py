@@ -33,7 +33,7 @@ from ..errors import ModelNotFoundError, UsageError
 from ..jsonstream import replace_surrogates_in
 from ..messages import JSONValue
 from .accesslog import LOG_KEY
-from .failures import Failure, FailureError, bad_request
+from .failures import Failure, FailureError, bad_request, unavailable_choice
 from .formats.base import Inbound, WireFormat
 from .logtext import shortened
 from .state import STATE_KEY, ServerState
@@ -127,11 +127,7 @@ async def _answer(request: web.Request, fmt: WireFormat[Any]) -> web.StreamRespo
                 if chosen:
                     # A valid choice this server cannot serve: the api
                     # dialect, without an upstream key of its own.
-                    raise FailureError(
-                        Failure(
-                            403, "permission_error", "protocol_unavailable", str(exc)
-                        )
-                    ) from exc
+                    raise FailureError(unavailable_choice(exc, chosen)) from exc
                 # The request was checked above, so the provider refusing now
                 # means the server's own options are wrong, not the client.
                 raise FailureError(_misconfigured(exc)) from exc

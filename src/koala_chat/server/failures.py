@@ -81,6 +81,7 @@ __all__ = [
     "bad_request",
     "failure_for",
     "public_message",
+    "unavailable_choice",
 ]
 
 logger = logging.getLogger("koala_chat.server")
@@ -184,6 +185,25 @@ def failure_for(exc: BaseException) -> Failure:
         # and does not multiply the cost with retries of its own.
         return Failure(status, kind, code, message, {"x-should-retry": "false"})
     return Failure(status, kind, code, message)
+
+
+def unavailable_choice(exc: UsageError, chosen: Mapping[str, object]) -> Failure:
+    """Return the 403 for a dialect a client chose that this server cannot serve.
+
+    The provider's message speaks to a Python caller ("pass api_key"); an
+    HTTP client can only choose another dialect, and the operator can give
+    the server a key.
+    """
+    protocol = chosen.get("protocol")
+    if protocol == "api":
+        message = (
+            "this server has no key of Koala's official API, so it cannot use "
+            "the api dialect: send another protocol, or none for the server's "
+            f"own (its operator can set {defaults.API_KEY_VARIABLE})"
+        )
+    else:
+        message = str(exc)
+    return Failure(403, "permission_error", "protocol_unavailable", message)
 
 
 def retry_after_seconds(wait: float | None) -> int:

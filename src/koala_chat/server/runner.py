@@ -189,6 +189,20 @@ def _log_start(config: ServerConfig, port: int) -> None:
         ", API key required" if config.api_key else "",
         os.getpid(),
     )
+    logger.info("the chat page: %s (open it in a browser)", page_url(config.host, port))
+
+
+#: The loopback address to browse to for a server listening on every address.
+_BROWSABLE: Final = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}
+
+
+def page_url(host: str, port: int) -> str:
+    """Return the URL of the chat page of a server listening on `host`, `port`.
+
+    A server listening on every address is browsed to on loopback.
+    """
+    host = _BROWSABLE.get(host, host)
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
 @contextlib.contextmanager

@@ -14,10 +14,14 @@ import collections
 import concurrent.futures
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from .checks import SANDBOX_API_KEY, SandboxProtocol, check_protocol
 from .script import RecordedRequest, Reply
+
+if TYPE_CHECKING:
+    from .responder import Responder
 
 __all__ = ["SandboxState"]
 
@@ -148,7 +152,8 @@ class SandboxState:
     `protocol` is the dialect the sandbox accepts (`any`: each request's own,
     recognised by its shape) and `api_key` the key the api dialect wants
     (docs/protocol.md, "The sandbox's dialects"). `raw_text` streams the
-    messages dialect's default reply as raw text (see `Reply`).
+    messages dialect's default reply as raw text (see `Reply`). `responder`,
+    when set, answers every API request instead (`responder.py`).
     """
 
     def __init__(
@@ -176,6 +181,7 @@ class SandboxState:
             maxlen=keep_requests
         )
         self._requests_lock = threading.Lock()
+        self.responder: Responder | None = None
         self._stalls = _Stalls()
         self._disconnects = _Gauge()
         self._sent = _Gauge()

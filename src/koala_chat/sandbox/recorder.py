@@ -148,7 +148,7 @@ class Recorder:
                         self.upstream,
                         data=raw,
                         headers=headers,
-                        proxy=http_proxy(self.proxy, connector),
+                        proxy=http_proxy(self.proxy, None),
                         allow_redirects=False,
                     )
             except KoalaError as exc:

@@ -49,10 +49,11 @@ KEPT_HEADERS: Final = frozenset(
 
 # A request header whose name says it carries a key (`X-Api-Key`, `Api-Token`).
 _KEY_HEADER: Final = re.compile(r"(?i)(?:^|-)(?:api-?key|token|secret)$")
-# The string value of a JSON field named like a key.
+# The string value of a JSON field named like a key, in JSON as it is or inside
+# a JSON string (its quotes escaped): up to the next quote, escaped or not.
 _KEY_FIELD: Final = re.compile(
-    r"(?i)(\"(?:api[_-]?key|access[_-]?token|token|secret|password)\"\s*:\s*\")"
-    r"(?:[^\"\\]|\\.)*"
+    r"(?i)(\\*\"(?:api[_-]?key|access[_-]?token|token|secret|password)\\*\""
+    r"\s*:\s*\\*\")[^\"\n]*?(?=\\*\")"
 )
 
 
@@ -116,17 +117,17 @@ class ExchangeScrubber:
     def chunks(self, chunks: Sequence[bytes]) -> list[bytes]:
         """Return the body's chunks scrubbed, split as they were where possible.
 
-        Each chunk is scrubbed on its own; a secret cut in two by a chunk
-        boundary is then found in the joined body, and the body becomes one
-        chunk, scrubbed whole: the split is lost, never the secret kept.
+        Each chunk is scrubbed on its own. Where that differs from the whole
+        body scrubbed (a secret cut in two by a chunk boundary), the body
+        becomes one chunk, scrubbed whole: the split is lost, never a secret
+        kept.
         """
         whole = b"".join(chunks)
-        if not self.found(_text(whole)):
+        cleaned = self._bytes(whole)
+        if cleaned == whole:
             return list(chunks)
         scrubbed = [self._bytes(chunk) for chunk in chunks]
-        if self.found(_text(b"".join(scrubbed))):
-            return [self._bytes(whole)]
-        return scrubbed
+        return scrubbed if b"".join(scrubbed) == cleaned else [cleaned]
 
     def _bytes(self, data: bytes) -> bytes:
         """Scrub bytes as UTF-8 text, or byte for byte where they are not UTF-8."""

@@ -55,6 +55,16 @@ def recorder(sandbox: Sandbox, cassette: Path) -> Iterator[Sandbox]:
         yield server
 
 
+async def settled(recorder: Sandbox) -> None:
+    """Wait until the recorder wrote every exchange it began."""
+    responder = recorder.state.responder
+    assert isinstance(responder, Recorder | Replayer)
+    if isinstance(responder, Replayer):
+        assert responder.recorder is not None
+        responder = responder.recorder
+    assert await responder.wait_recorded_async()
+
+
 def written(cassette: Path) -> str:
     """The cassette's text (a sync helper: async tests must not block on files)."""
     return cassette.read_text()
@@ -144,6 +154,7 @@ async def test_each_dialect_is_recorded_normalised_and_replayed(
         recorded[protocol] = await collect(
             conversation, protocol=protocol, api_endpoint=recorder.api_endpoint
         )
+    await settled(recorder)
     exchanges = [exchange for _, exchange in load_cassette(cassette)]
     assert [e.request.dialect for e in exchanges] == ["history", "messages"]
     assert exchanges[1].request == CassetteRequest(

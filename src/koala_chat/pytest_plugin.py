@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["KoalaCassette", "koala_cassette"]
 
 _MARKER = "koala_cassette"
+#: How long a test's end waits for the last exchange to reach the cassette.
+_RECORD_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,18 @@ def koala_cassette(
         responder = Replayer(path, timing=bool(kwargs.get("timing")), scrub=scrub)
     with Sandbox(responder=responder) as sandbox:
         monkeypatch.setenv(ENDPOINT_VARIABLE, sandbox.api_endpoint)
-        yield KoalaCassette(path, recording, sandbox)
+        try:
+            yield KoalaCassette(path, recording, sandbox)
+        finally:
+            # An answer's end may still be on its way to the cassette.
+            if not responder.wait_recorded(_RECORD_TIMEOUT):
+                pytest.fail(f"the cassette {path} was not written in time")
+            # Shown with a failure: which requests the cassette lacked, and why.
+            misses = getattr(responder, "misses", [])
+            if misses:
+                request.node.add_report_section(
+                    "teardown", "koala_cassette", "\n".join(misses)
+                )
 
 
 def _cassette_path(request: pytest.FixtureRequest, given: object) -> Path:

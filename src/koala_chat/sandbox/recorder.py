@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import AsyncIterator, Sequence
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
@@ -39,6 +41,7 @@ from .._http import (
 )
 from ..errors import KoalaError
 from ..urls import check_endpoint, redact_url
+from .app import STATE_KEY
 from .cassette import (
     CassetteResponse,
     Exchange,
@@ -48,6 +51,7 @@ from .cassette import (
 from .matching import normalise_request
 from .responder import abort, error_response, stream
 from .scrubbing import ExchangeScrubber
+from .state import Gauge
 
 __all__ = ["Recorder"]
 
@@ -106,6 +110,10 @@ class Recorder:
         self.proxy = proxy or None
         self.scrub = tuple(scrub)
         self.timeouts = timeouts or Timeouts(total=None)
+        #: Called with each exchange once it is in the cassette.
+        self.on_recorded: Callable[[Exchange], None] | None = None
+        self._begun = 0
+        self._ended = Gauge()
 
     def describe(self) -> str:
         """Return the banner's line: what is recorded where."""
@@ -113,99 +121,167 @@ class Recorder:
         return f"# recording to {self.cassette} from {redact_url(self.upstream)}{via}\n"
 
     async def __call__(self, request: web.Request, raw: bytes) -> web.StreamResponse:
-        """Relay the upstream's answer to `request`; record it."""
-        response, _ = await self.record(request, raw)
+        """Relay the upstream's answer to `request` as it arrives; record it.
+
+        The upstream is read by a task of its own, which owns the connection:
+        a client that leaves early (one that stops at `[DONE]`, before the
+        body's last chunk) does not keep the answer from being recorded whole.
+        """
+        loop = asyncio.get_running_loop()
+        head: asyncio.Future[_Head] = loop.create_future()
+        chunks: asyncio.Queue[bytes | _End] = asyncio.Queue()
+        state = request.app[STATE_KEY]
+        task = asyncio.create_task(
+            self._exchange(request.headers.copy(), raw, head, chunks)
+        )
+        self._begun += 1
+        task.add_done_callback(lambda _: self._ended.add(1))
+        state.track(task)
+        task.add_done_callback(state.untrack)
+        # Read, so that a failure nobody awaits any more (the client left) is
+        # not reported as "never retrieved".
+        head.add_done_callback(_retrieve)
+        try:
+            status, headers = await asyncio.shield(head)
+        except KoalaError as exc:
+            return error_response(502, f"the recorder's upstream failed: {exc}")
+        ends: list[_End] = []
+
+        async def body() -> AsyncIterator[bytes]:
+            while not isinstance(chunk := await chunks.get(), _End):
+                yield chunk
+            ends.append(chunk)
+
+        response, finished = await stream(request, status, headers, body())
+        if finished:
+            # In the cassette before the client sees the end of the body.
+            await asyncio.shield(task)
+            if ends[0].cut:
+                abort(request)
         return response
 
-    async def record(
-        self, request: web.Request, raw: bytes
-    ) -> tuple[web.StreamResponse, Exchange | None]:
-        """Relay the upstream's answer; return it and the exchange recorded.
+    def wait_recorded(self, timeout: float = 5.0) -> bool:
+        """Block until every exchange begun so far is in the cassette.
 
-        The exchange is None when nothing was recorded: the upstream could not
-        be reached (the response is then a `502`), or the client left.
-
-        Raises:
-            OSError: the cassette cannot be written.
+        A client that stops reading at `[DONE]` may have its answer's end
+        still on the way: this waits for it. Returns False after `timeout`.
         """
-        headers = _passed(request.headers)
-        headers["Accept-Encoding"] = "identity"
+        return self._ended.wait(self._begun, timeout)
+
+    async def wait_recorded_async(
+        self,
+        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, as Gauge does)
+    ) -> bool:
+        """Like `wait_recorded`, without blocking the running loop."""
+        return await self._ended.wait_async(self._begun, timeout)
+
+    async def _exchange(
+        self,
+        headers: CIMultiDict[str],
+        raw: bytes,
+        head: asyncio.Future[_Head],
+        chunks: asyncio.Queue[bytes | _End],
+    ) -> None:
+        """Ask the upstream, pass its answer on as it comes, then record it."""
+        passed = _passed(headers)
+        passed["Accept-Encoding"] = "identity"
         connector = get_connector(None, self.proxy)
-        timeout = self.timeouts.client_timeout(None)
         loop = asyncio.get_running_loop()
         async with aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,
-            timeout=timeout,
+            timeout=self.timeouts.client_timeout(None),
             skip_auto_headers=("User-Agent",),
         ) as session:
             start = loop.time()
             try:
                 async with translate_errors(
-                    self.upstream, self.timeouts, self.proxy, headers=headers
+                    self.upstream, self.timeouts, self.proxy, headers=passed
                 ):
                     upstream = await session.post(
                         self.upstream,
                         data=raw,
-                        headers=headers,
+                        headers=passed,
                         proxy=http_proxy(self.proxy, None),
                         allow_redirects=False,
                     )
             except KoalaError as exc:
-                message = f"the recorder's upstream failed: {exc}"
-                return error_response(502, message), None
+                head.set_exception(exc)
+                return
             async with upstream:
-                return await self._relay(request, raw, upstream, start)
-
-    async def _relay(
-        self,
-        request: web.Request,
-        raw: bytes,
-        upstream: aiohttp.ClientResponse,
-        start: float,
-    ) -> tuple[web.StreamResponse, Exchange | None]:
-        loop = asyncio.get_running_loop()
-        head = round(loop.time() - start, 6)
-        chunks: list[bytes] = []
-        times: list[float] = []
-        cut = False
-
-        async def body() -> AsyncIterator[bytes]:
-            nonlocal cut
-            try:
-                async for chunk in _chunks(upstream):
-                    chunks.append(chunk)
-                    times.append(round(loop.time() - start, 6))
-                    yield chunk
-            except FOREIGN_ERRORS:
-                cut = True
-
-        response, finished = await stream(
-            request, upstream.status, _passed(upstream.headers), body()
+                head.set_result((upstream.status, _passed(upstream.headers)))
+                times = [round(loop.time() - start, 6)]
+                body: list[bytes] = []
+                cut = False
+                try:
+                    async for chunk in _chunks(upstream):
+                        chunks.put_nowait(chunk)
+                        body.append(chunk)
+                        times.append(round(loop.time() - start, 6))
+                except FOREIGN_ERRORS:
+                    cut = True
+                chunks.put_nowait(_End(cut))
+        scrubber = ExchangeScrubber(headers, upstream.headers, self.scrub)
+        self._keep(
+            Exchange(
+                request=normalise_request(
+                    raw, headers.get("Authorization"), scrubber.text
+                ),
+                response=_response(scrubber, upstream, body, times, complete=not cut),
+                recorded=datetime.now(UTC).isoformat(timespec="seconds"),
+            )
         )
-        if not finished:  # the client left
-            return response, None
-        if cut:
-            abort(request)
-        scrubber = ExchangeScrubber(request.headers, upstream.headers, self.scrub)
-        kept = scrubber.chunks(chunks)
-        if len(kept) != len(chunks):  # merged around a secret: one time
-            times = times[-1:]
-        exchange = Exchange(
-            request=normalise_request(
-                raw, request.headers.get("Authorization"), scrubber.text
-            ),
-            response=CassetteResponse.of_bytes(
-                upstream.status,
-                scrubber.headers(upstream.headers.items()),
-                kept,
-                timing=Timing(head, times),
-                complete=not cut,
-            ),
-            recorded=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-        append_exchange(self.cassette, exchange)
-        return response, exchange
+
+    def _keep(self, exchange: Exchange) -> None:
+        """Append `exchange` to the cassette and tell the listener.
+
+        A cassette that cannot be written any more is said in one line on
+        stderr: the answer has gone to the client already.
+        """
+        try:
+            append_exchange(self.cassette, exchange)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            sys.stderr.write(f"cannot write the cassette {self.cassette}: {reason}\n")
+            return
+        if self.on_recorded is not None:
+            self.on_recorded(exchange)
+
+
+_Head = tuple[int, CIMultiDict[str]]
+
+
+def _retrieve(head: asyncio.Future[_Head]) -> None:
+    if not head.cancelled():
+        head.exception()
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    """The end of the upstream's body: whole, or cut short."""
+
+    cut: bool
+
+
+def _response(
+    scrubber: ExchangeScrubber,
+    upstream: aiohttp.ClientResponse,
+    body: list[bytes],
+    times: list[float],
+    *,
+    complete: bool,
+) -> CassetteResponse:
+    """The recorded response: kept headers, scrubbed chunks, their times."""
+    kept = scrubber.chunks(body)
+    if len(kept) != len(body):  # merged around a secret: one time
+        times = [times[0], times[-1]]
+    return CassetteResponse.of_bytes(
+        upstream.status,
+        scrubber.headers(upstream.headers.items()),
+        kept,
+        timing=Timing(times[0], times[1:]),
+        complete=complete,
+    )
 
 
 def _passed(headers: MultiMapping[str]) -> CIMultiDict[str]:

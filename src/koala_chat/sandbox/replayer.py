@@ -70,6 +70,10 @@ class Replayer:
         exchanges = [] if missing else load_cassette(self.cassette)
         self.index = CassetteIndex(exchanges)
         self._next_line = max((line for line, _ in exchanges), default=0) + 1
+        #: The message of each request answered with "no recording", in order.
+        self.misses: list[str] = []
+        if recorder is not None:
+            recorder.on_recorded = self._learn
 
     def describe(self) -> str:
         """Return the banner's line: which cassette, and what a miss does."""
@@ -78,6 +82,19 @@ class Replayer:
             line += "; recording what it lacks: " + self.recorder.describe()[2:]
             return line
         return line + "\n"
+
+    def wait_recorded(self, timeout: float = 5.0) -> bool:
+        """Block until the recorder, if any, wrote what it began; False on timeout."""
+        return self.recorder is None or self.recorder.wait_recorded(timeout)
+
+    async def wait_recorded_async(
+        self,
+        timeout: float = 5.0,  # noqa: ASYNC109 (False on timeout)
+    ) -> bool:
+        """Like `wait_recorded`, without blocking the running loop."""
+        if self.recorder is None:
+            return True
+        return await self.recorder.wait_recorded_async(timeout)
 
     async def __call__(self, request: web.Request, raw: bytes) -> web.StreamResponse:
         """Answer `request` from the cassette, or say it has no recording."""
@@ -91,13 +108,13 @@ class Replayer:
             return await self._replay(request, exchange, start)
         if self.recorder is None:
             return self._no_recording(wanted)
-        response, recorded = await self.recorder.record(request, raw)
-        if recorded is not None:
-            self.index.add(recorded, self._next_line)
-            self._next_line += 1
-            # Taken once already: it answered this request.
-            self.index.take(recorded.request)
-        return response
+        return await self.recorder(request, raw)
+
+    def _learn(self, exchange: Exchange) -> None:
+        """Replay what the recorder recorded from now on; it answered once."""
+        self.index.add(exchange, self._next_line)
+        self._next_line += 1
+        self.index.take(exchange.request)
 
     async def _replay(
         self, request: web.Request, exchange: Exchange, start: float
@@ -128,18 +145,17 @@ class Replayer:
 
     def _no_recording(self, wanted: CassetteRequest) -> web.Response:
         """The 404 naming the cassette, the request and the nearest recording."""
-        message = (
-            f"no recording in the cassette {self.cassette} for this request "
-            f"({describe(wanted)})"
-        )
         nearest = self.index.nearest(wanted)
+        message = f"no recording in the cassette {self.cassette} for this request"
         if nearest is None:
-            message += "; the cassette is empty"
+            message += f" ({describe(wanted)}): the cassette is empty"
         else:
             message += (
-                f"; the nearest recorded request, on line {nearest.line}, "
-                f"differs in {nearest.differs}: {describe(nearest.request)}"
+                f": the nearest recorded request, on line {nearest.line}, differs "
+                f"in {nearest.differs}; this request: {describe(wanted)}; the "
+                f"nearest: {describe(nearest.request)}"
             )
+        self.misses.append(message)
         return error_response(
             NO_RECORDING_STATUS,
             message,

@@ -34,6 +34,17 @@ class Responder(Protocol):
         """Return the line the sandbox prints on start about where answers come from."""
         ...
 
+    def wait_recorded(self, timeout: float = 5.0) -> bool:
+        """Block until every exchange begun so far is recorded; False on timeout."""
+        ...
+
+    async def wait_recorded_async(
+        self,
+        timeout: float = 5.0,  # noqa: ASYNC109 (False on timeout)
+    ) -> bool:
+        """Like `wait_recorded`, without blocking the running loop."""
+        ...
+
 
 async def stream(
     request: web.Request,

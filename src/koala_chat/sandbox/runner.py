@@ -240,6 +240,8 @@ class Sandbox:
             ready.set_result(_bound_port(runner))
             await self._stop_event.wait()
         finally:
+            if self.state.responder is not None:  # the last recordings' ends
+                await self.state.responder.wait_recorded_async()
             self.state.close()
             await runner.cleanup()
 

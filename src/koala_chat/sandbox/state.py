@@ -23,10 +23,10 @@ from .script import RecordedRequest, Reply
 if TYPE_CHECKING:
     from .responder import Responder
 
-__all__ = ["SandboxState"]
+__all__ = ["Gauge", "SandboxState"]
 
 
-class _Gauge:
+class Gauge:
     """A thread-safe number that threads and event loops can wait on."""
 
     def __init__(self) -> None:
@@ -105,7 +105,7 @@ class _Stalls:
         self._held: list[asyncio.Future[None]] = []
         self._permits = 0
         self._closed = False
-        self.gauge = _Gauge()
+        self.gauge = Gauge()
 
     async def hold(self) -> None:
         """Wait here until released (or pass at once if a release came first)."""
@@ -183,9 +183,9 @@ class SandboxState:
         self._requests_lock = threading.Lock()
         self.responder: Responder | None = None
         self._stalls = _Stalls()
-        self._disconnects = _Gauge()
-        self._sent = _Gauge()
-        self._finished = _Gauge()
+        self._disconnects = Gauge()
+        self._sent = Gauge()
+        self._finished = Gauge()
         self._tasks: set[asyncio.Task[object]] = set()
         self._tasks_lock = threading.Lock()
         self.closing = False
@@ -238,7 +238,7 @@ class SandboxState:
 
     async def wait_stalled_async(
         self,
-        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see _Gauge)
+        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see Gauge)
         *,
         count: int = 1,
     ) -> bool:
@@ -260,7 +260,7 @@ class SandboxState:
 
     async def wait_disconnect_async(
         self,
-        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see _Gauge)
+        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see Gauge)
         *,
         count: int = 1,
     ) -> bool:
@@ -283,7 +283,7 @@ class SandboxState:
     async def wait_sent_async(
         self,
         size: int,
-        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see _Gauge)
+        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see Gauge)
     ) -> bool:
         """Wait until `size` body bytes were written; False after `timeout`."""
         return await self._sent.wait_async(size, timeout)
@@ -300,7 +300,7 @@ class SandboxState:
     async def wait_finished_async(
         self,
         count: int = 1,
-        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see _Gauge)
+        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see Gauge)
     ) -> bool:
         """Wait until `count` replies wrote their whole body; False after `timeout`."""
         return await self._finished.wait_async(count, timeout)

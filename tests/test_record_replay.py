@@ -140,6 +140,24 @@ async def test_the_answer_streams_through_as_it_arrives(
     assert 0 <= timing.head <= timing.chunks[0] <= timing.chunks[1]
 
 
+async def test_a_client_that_leaves_early_still_gets_the_answer_recorded_whole(
+    sandbox: Sandbox, recorder: Sandbox, cassette: Path
+) -> None:
+    sandbox.push(Reply(values=["first", "second"], stall_at=1))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(recorder.api_endpoint, json=BODY) as response,
+    ):
+        assert await response.content.readany() == b'data: "first"\n\n'
+        assert await sandbox.wait_stalled_async()
+    # The client has gone; the upstream's answer goes on to its end.
+    sandbox.release()
+    await settled(recorder)
+    ((_, recorded),) = load_cassette(cassette)
+    assert recorded.response.chunks == ['data: "first"\n\n', 'data: "second"\n\n']
+    assert recorded.response.complete
+
+
 async def test_each_dialect_is_recorded_normalised_and_replayed(
     sandbox: Sandbox, recorder: Sandbox, cassette: Path
 ) -> None:

@@ -39,7 +39,7 @@ from .._http import (
     proxy_scheme,
     translate_errors,
 )
-from ..errors import KoalaError
+from ..errors import KoalaError, TransportError
 from ..urls import check_endpoint, redact_url
 from .app import STATE_KEY
 from .cassette import (
@@ -182,7 +182,43 @@ class Recorder:
         head: asyncio.Future[_Head],
         chunks: asyncio.Queue[bytes | _End],
     ) -> None:
-        """Ask the upstream, pass its answer on as it comes, then record it."""
+        """Ask the upstream, pass its answer on as it comes, then record it.
+
+        Whatever ends this task early (the sandbox closing), the handler is
+        never left waiting: it gets an error for the head, or the end of the
+        body as a cut.
+        """
+        try:
+            answer = await self._ask(headers, raw, head, chunks)
+        finally:
+            if not head.done():
+                head.set_exception(
+                    TransportError("the recorder stopped before the upstream answered")
+                )
+            chunks.put_nowait(_End(cut=True))  # ignored after the real end
+        if answer is None:
+            return
+        upstream, body, times, cut = answer
+        scrubber = ExchangeScrubber(headers, upstream.headers, self.scrub)
+        self._keep(
+            Exchange(
+                request=normalise_request(
+                    raw, headers.get("Authorization"), scrubber.text
+                ),
+                response=_response(scrubber, upstream, body, times, complete=not cut),
+                recorded=datetime.now(UTC).isoformat(timespec="seconds"),
+            )
+        )
+
+    async def _ask(
+        self,
+        headers: CIMultiDict[str],
+        raw: bytes,
+        head: asyncio.Future[_Head],
+        chunks: asyncio.Queue[bytes | _End],
+    ) -> tuple[aiohttp.ClientResponse, list[bytes], list[float], bool] | None:
+        """Send the request on; return the response, its chunks, their times
+        (the head's first) and whether it was cut; None if it failed."""
         passed = _passed(headers)
         passed["Accept-Encoding"] = "identity"
         connector = get_connector(None, self.proxy)
@@ -207,7 +243,7 @@ class Recorder:
                     )
             except KoalaError as exc:
                 head.set_exception(exc)
-                return
+                return None
             async with upstream:
                 head.set_result((upstream.status, _passed(upstream.headers)))
                 times = [round(loop.time() - start, 6)]
@@ -221,16 +257,7 @@ class Recorder:
                 except FOREIGN_ERRORS:
                     cut = True
                 chunks.put_nowait(_End(cut))
-        scrubber = ExchangeScrubber(headers, upstream.headers, self.scrub)
-        self._keep(
-            Exchange(
-                request=normalise_request(
-                    raw, headers.get("Authorization"), scrubber.text
-                ),
-                response=_response(scrubber, upstream, body, times, complete=not cut),
-                recorded=datetime.now(UTC).isoformat(timespec="seconds"),
-            )
-        )
+        return upstream, body, times, cut
 
     def _keep(self, exchange: Exchange) -> None:
         """Append `exchange` to the cassette and tell the listener.

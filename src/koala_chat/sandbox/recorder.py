@@ -10,10 +10,12 @@ body ended, the exchange is scrubbed (`scrubbing.py`) and appended to the
 cassette (docs/protocol.md, "Cassettes").
 
 The upstream is asked for an uncompressed body (`Accept-Encoding: identity`),
-so that the cassette holds text that can be read and scrubbed. An exchange
-whose client left before its end is not recorded; one the upstream cut short is
-recorded as cut (`complete` false), and the client's connection is cut too. An
-upstream that cannot be reached gets the client a `502` and leaves no line.
+so that the cassette holds text that can be read and scrubbed. The upstream
+is read to the end of its answer even when the client leaves earlier (as one
+that stops at `[DONE]` does), so what is recorded is the whole answer. One the
+upstream cut short is recorded as cut (`complete` false), and the client's
+connection is cut too. An upstream that cannot be reached gets the client a
+`502` and leaves no line.
 """
 
 from __future__ import annotations

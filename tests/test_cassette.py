@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from koala_chat.errors import UsageError
@@ -300,3 +302,25 @@ def test_only_the_headers_worth_keeping_are_kept() -> None:
         ("X-Request-Id", "req-***"),
         ("Retry-After", "3"),
     ]
+
+
+@given(
+    before=st.text(max_size=20),
+    after=st.text(max_size=20),
+    cuts=st.lists(st.integers(min_value=1, max_value=80), max_size=6),
+)
+def test_no_split_of_the_body_keeps_a_secret(
+    before: str, after: str, cuts: list[int]
+) -> None:
+    secret = "sk-Koala-0123456789"
+    scrub = ExchangeScrubber({"Authorization": f"Bearer {secret}"})
+    body = f"data: {before}{secret}{after}\n\n".encode()
+    points = sorted({c for c in cuts if c < len(body)})
+    chunks = [
+        body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)
+    ]
+    scrubbed = scrub.chunks(chunks)
+    joined = b"".join(scrubbed).decode("utf-8", "replace")
+    assert secret not in joined
+    assert "0123456789" not in joined
+    assert len(scrubbed) in (1, len(chunks))

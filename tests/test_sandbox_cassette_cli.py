@@ -23,6 +23,8 @@ from koala_chat.cli import main as koala
 from koala_chat.sandbox import Sandbox
 from koala_chat.sandbox.__main__ import main as sandbox_main
 from koala_chat.sandbox.cassette import load_cassette
+from koala_chat.sandbox.cassette_options import responder_from
+from koala_chat.sandbox.cli import build_parser
 from koala_chat.sandbox.recorder import Recorder
 from koala_chat.sandbox.replayer import Replayer
 
@@ -124,6 +126,25 @@ def test_options_that_do_not_go_together_are_one_line(
     assert captured.out == ""
     assert captured.err.count("\n") == 1
     assert says in captured.err
+
+
+def test_the_options_build_the_responder_they_name(tmp_path: Path) -> None:
+    parser = build_parser("koala sandbox")
+    cassette = str(tmp_path / "c.jsonl")
+    proxy = "http://koala:pass-w0rd@127.0.0.1:3128"
+    new = responder_from(
+        parser.parse_args(
+            ["--replay", cassette, "--record-mode", "new", "--replay-timing",
+             "--upstream", "http://127.0.0.1:1/api/gpt/", "--proxy", proxy]
+        )
+    )  # fmt: skip
+    assert isinstance(new, Replayer)
+    assert new.timing
+    assert isinstance(new.recorder, Recorder)
+    assert new.recorder.proxy == proxy
+    assert "pass-w0rd" not in new.describe()
+    assert "recording what it lacks" in new.describe()
+    assert responder_from(parser.parse_args([])) is None
 
 
 # The command itself

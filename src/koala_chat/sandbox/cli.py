@@ -230,5 +230,7 @@ async def _serve(
         sys.stdout.flush()
         await stop.wait()
     finally:
+        if state.responder is not None:  # the last recordings' ends
+            await state.responder.wait_recorded_async()
         state.close()
         await runner.cleanup()

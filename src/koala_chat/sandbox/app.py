@@ -158,6 +158,8 @@ async def _handle_api(request: web.Request) -> web.StreamResponse:
         )
     state = request.app[STATE_KEY]
     raw = await request.read()
+    if state.responder is not None:  # a recorder or a replayer
+        return await state.responder(request, raw)
     # No await from here to next_reply, and other threads only append: the
     # reply looked at is the one taken (when one was queued).
     upcoming = state.peek_reply()

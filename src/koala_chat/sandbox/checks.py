@@ -31,6 +31,7 @@ __all__ = [
     "UnauthorizedError",
     "check_protocol",
     "check_request",
+    "dialect_of",
     "validate_body",
 ]
 
@@ -118,6 +119,13 @@ def _dialect(
     """The dialect a request is in: the sandbox's, or (for `any`) by its shape."""
     if protocol != "any":
         return protocol
+    return dialect_of(body, authorization)
+
+
+def dialect_of(body: JSONValue, authorization: str | None) -> Dialect:
+    """Return the dialect a request's shape names (docs/protocol.md, "The
+    sandbox's dialects"): messages for a `messages` field, else api for a
+    Bearer key, else history."""
     if isinstance(body, dict) and "messages" in body:
         return "messages"
     if _bearer(authorization) is not None:

@@ -33,6 +33,7 @@ from ..defaults import (
     SANDBOX_PORT,
     SANDBOX_PROTOCOLS,
 )
+from .cassette_options import CASSETTE_EPILOG, add_cassette_arguments, responder_from
 
 if TYPE_CHECKING:
     from .state import SandboxState
@@ -59,6 +60,7 @@ the real service would, or any (each request read in the dialect its shape
 names). The api dialect wants a Bearer key: the sandbox's test key, printed
 on start, or the one in --api-key-file.
 
+{CASSETTE_EPILOG}
 examples:
   koala sandbox
   koala sandbox --port 0                      # any free port
@@ -66,6 +68,8 @@ examples:
   koala sandbox --protocol messages           # only the chat page's dialect
   koala sandbox --protocol messages --raw-text  # its pieces as raw text
   koala sandbox --protocol api --api-key-file ~/.koala-test-key
+  koala sandbox --record koala.jsonl --upstream https://koala.sh/api/gpt/
+  koala sandbox --replay koala.jsonl --replay-timing
   export {ENDPOINT_VARIABLE}=http://127.0.0.1:{SANDBOX_PORT}/api/gpt/; koala chat
 """
 
@@ -134,6 +138,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the key the api dialect accepts, read from this file (default: "
         "the sandbox's test key, printed on start)",
     )
+    add_cassette_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=read_key_file(key_file) if key_file else SANDBOX_API_KEY,
         raw_text=args.raw_text,
     )
+    state.responder = responder_from(args)
     # asyncio.run turns Ctrl-C into a cancellation of `_serve`, then raises it
     # here: the way this server is meant to stop.
     with contextlib.suppress(KeyboardInterrupt):
@@ -219,8 +225,12 @@ async def _serve(
         # Announce only once a signal would be handled.
         url = format_url(host, int(runner.addresses[0][1]))
         sys.stdout.write(banner(url, state.protocol, key_file))
+        if state.responder is not None:
+            sys.stdout.write(state.responder.describe())
         sys.stdout.flush()
         await stop.wait()
     finally:
+        if state.responder is not None:  # the last recordings' ends
+            await state.responder.wait_recorded_async()
         state.close()
         await runner.cleanup()

@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import threading
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -20,6 +21,9 @@ from .app import create_runner
 from .checks import SANDBOX_API_KEY, SandboxProtocol
 from .script import RecordedRequest, Reply
 from .state import SandboxState
+
+if TYPE_CHECKING:
+    from .responder import Responder
 
 __all__ = ["Sandbox", "format_url"]
 
@@ -48,6 +52,8 @@ class Sandbox:
     (the default), each request's own, recognised by its shape; `api_key` is the
     key the api dialect wants (docs/protocol.md, "The sandbox's dialects");
     `raw_text` streams the messages dialect's default reply as raw text.
+    `responder` answers every request instead of the scripts: a `Recorder` or
+    a `Replayer` (docs/protocol.md, "Cassettes").
     `state` is the `SandboxState` the server shares with the test; the methods
     here delegate to it, and all of them are safe to call from any thread.
     """
@@ -62,6 +68,7 @@ class Sandbox:
         protocol: SandboxProtocol = "any",
         api_key: str = SANDBOX_API_KEY,
         raw_text: bool = False,
+        responder: Responder | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -72,6 +79,7 @@ class Sandbox:
             api_key=api_key,
             raw_text=raw_text,
         )
+        self.state.responder = responder
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
@@ -232,6 +240,8 @@ class Sandbox:
             ready.set_result(_bound_port(runner))
             await self._stop_event.wait()
         finally:
+            if self.state.responder is not None:  # the last recordings' ends
+                await self.state.responder.wait_recorded_async()
             self.state.close()
             await runner.cleanup()
 

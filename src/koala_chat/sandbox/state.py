@@ -14,15 +14,19 @@ import collections
 import concurrent.futures
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from .checks import SANDBOX_API_KEY, SandboxProtocol, check_protocol
 from .script import RecordedRequest, Reply
 
-__all__ = ["SandboxState"]
+if TYPE_CHECKING:
+    from .responder import Responder
+
+__all__ = ["Gauge", "SandboxState"]
 
 
-class _Gauge:
+class Gauge:
     """A thread-safe number that threads and event loops can wait on."""
 
     def __init__(self) -> None:
@@ -101,7 +105,7 @@ class _Stalls:
         self._held: list[asyncio.Future[None]] = []
         self._permits = 0
         self._closed = False
-        self.gauge = _Gauge()
+        self.gauge = Gauge()
 
     async def hold(self) -> None:
         """Wait here until released (or pass at once if a release came first)."""
@@ -148,7 +152,8 @@ class SandboxState:
     `protocol` is the dialect the sandbox accepts (`any`: each request's own,
     recognised by its shape) and `api_key` the key the api dialect wants
     (docs/protocol.md, "The sandbox's dialects"). `raw_text` streams the
-    messages dialect's default reply as raw text (see `Reply`).
+    messages dialect's default reply as raw text (see `Reply`). `responder`,
+    when set, answers every API request instead (`responder.py`).
     """
 
     def __init__(
@@ -176,10 +181,11 @@ class SandboxState:
             maxlen=keep_requests
         )
         self._requests_lock = threading.Lock()
+        self.responder: Responder | None = None
         self._stalls = _Stalls()
-        self._disconnects = _Gauge()
-        self._sent = _Gauge()
-        self._finished = _Gauge()
+        self._disconnects = Gauge()
+        self._sent = Gauge()
+        self._finished = Gauge()
         self._tasks: set[asyncio.Task[object]] = set()
         self._tasks_lock = threading.Lock()
         self.closing = False
@@ -232,7 +238,7 @@ class SandboxState:
 
     async def wait_stalled_async(
         self,
-        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see _Gauge)
+        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see Gauge)
         *,
         count: int = 1,
     ) -> bool:
@@ -254,7 +260,7 @@ class SandboxState:
 
     async def wait_disconnect_async(
         self,
-        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see _Gauge)
+        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see Gauge)
         *,
         count: int = 1,
     ) -> bool:
@@ -277,7 +283,7 @@ class SandboxState:
     async def wait_sent_async(
         self,
         size: int,
-        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see _Gauge)
+        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see Gauge)
     ) -> bool:
         """Wait until `size` body bytes were written; False after `timeout`."""
         return await self._sent.wait_async(size, timeout)
@@ -294,7 +300,7 @@ class SandboxState:
     async def wait_finished_async(
         self,
         count: int = 1,
-        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see _Gauge)
+        timeout: float = 5.0,  # noqa: ASYNC109 (returns False, see Gauge)
     ) -> bool:
         """Wait until `count` replies wrote their whole body; False after `timeout`."""
         return await self._finished.wait_async(count, timeout)

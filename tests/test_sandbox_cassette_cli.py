@@ -103,7 +103,7 @@ def test_check_and_auto_give_the_same_verdicts_when_replayed(
         ),
         (["--record", "c.jsonl", "--replay", "c.jsonl"], "not allowed with argument"),
         (["--replay", "c.jsonl", "--scrub", "("], "not a regular expression"),
-        (["--replay", "missing.jsonl"], "cannot read the cassette missing.jsonl"),
+        (["--replay", "missing.jsonl"], "Cannot read the cassette missing.jsonl"),
         (["--replay", "bad.jsonl"], "bad.jsonl, line 2: not a cassette exchange"),
         (
             ["--record", "c.jsonl", "--upstream", "ftp://koala.sh/"],

@@ -256,6 +256,13 @@ EVERY_ERROR: dict[type[BaseException], tuple[ExitCode, str, int, str, str]] = {
         "insufficient_quota",
         "insufficient_quota",
     ),
+    errors.PlanError: (
+        ExitCode.STATUS,
+        "not in the plan",
+        403,
+        "permission_error",
+        "model_not_in_plan",
+    ),
     errors.UnexpectedReplyError: (
         ExitCode.PROTOCOL,
         "not an event stream",

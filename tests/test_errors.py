@@ -46,6 +46,7 @@ EXAMPLES = [
     errors.ProxyError("proxy", attempts=3),
     errors.AuthenticationError("key", status=401, url="http://x/", body="no"),
     errors.CreditsExhaustedError("credits", status=402, request_id="r2"),
+    errors.PlanError("plan", status=403, url="http://x/", body="Professional"),
     errors.UnexpectedReplyError("json", content_type="application/json", body="{}"),
 ]
 

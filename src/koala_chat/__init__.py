@@ -26,6 +26,7 @@ from .errors import (
     KoalaTimeoutError,
     ModelNotFoundError,
     NotEventStreamError,
+    PlanError,
     ProtocolError,
     ProxyError,
     RateLimitError,
@@ -41,7 +42,13 @@ if TYPE_CHECKING:
     from ._http import get_connector, raise_for_status
     from .client import AsyncClient, Client
     from .helper import get_random_string
-    from .providers import AsyncGeneratorProvider, Koala, ProviderModelMixin
+    from .providers import (
+        AsyncGeneratorProvider,
+        GeneratedImage,
+        Koala,
+        KoalaImages,
+        ProviderModelMixin,
+    )
 
 __version__ = "0.1.0"
 
@@ -55,16 +62,19 @@ __all__ = [
     "CreditsExhaustedError",
     "EmulationError",
     "EventTooLargeError",
+    "GeneratedImage",
     "IncompleteEventError",
     "InvalidJSONError",
     "JSONValue",
     "Koala",
     "KoalaError",
+    "KoalaImages",
     "KoalaTimeoutError",
     "Message",
     "Messages",
     "ModelNotFoundError",
     "NotEventStreamError",
+    "PlanError",
     "ProtocolError",
     "ProviderModelMixin",
     "ProxyError",
@@ -88,6 +98,8 @@ _LAZY = {
     "Client": ".client",
     "AsyncGeneratorProvider": ".providers",
     "Koala": ".providers",
+    "KoalaImages": ".providers",
+    "GeneratedImage": ".providers",
     "ProviderModelMixin": ".providers",
     "get_connector": "._http.proxies",
     "get_random_string": ".helper",

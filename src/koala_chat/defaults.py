@@ -49,6 +49,47 @@ MAX_RETRY_WAIT: Final = 30.0
 #: The largest single event accepted, in characters.
 MAX_EVENT_SIZE: Final = 16 * 1024 * 1024
 
+# KoalaImages (docs/images.md) ----------------------------------------------
+
+#: The environment variable that points the images call at another endpoint;
+#: without it, the chat endpoint's origin with IMAGES_PATH.
+IMAGES_ENDPOINT_VARIABLE: Final = "KOALA_IMAGES_ENDPOINT"
+#: The path of the image API on the chat endpoint's origin.
+IMAGES_PATH: Final = "/api/image-generation/"
+#: Where KoalaImages answers (docs/images.md, "Request").
+IMAGES_ENDPOINT: Final = "https://koala.sh" + IMAGES_PATH
+ImageStyle: TypeAlias = Literal[
+    "photo", "illustration", "watercolor", "fantasy", "anime", "3d", "isometric", "none"
+]
+"""A style of KoalaImages; `photo` is the service's default."""
+ImageQuality: TypeAlias = Literal["fast", "medium", "high"]
+"""A quality of gpt-image-2, the only model that takes one."""
+#: The styles, the service's default first.
+IMAGE_STYLES: Final[tuple[ImageStyle, ...]] = get_args(ImageStyle)
+IMAGE_QUALITIES: Final[tuple[ImageQuality, ...]] = get_args(ImageQuality)
+#: The models, the service's default first; the last two are deprecated.
+IMAGE_MODELS: Final = (
+    "gpt-image-2",
+    "ideogram-3.0",
+    "nano-banana-2",
+    "standard",
+    "premium",
+)
+#: What a size looks like, `WIDTHxHEIGHT` (a regular expression).
+IMAGE_SIZE_PATTERN: Final = r"[1-9][0-9]{1,4}x[1-9][0-9]{1,4}"
+#: The one model that takes a quality.
+IMAGE_QUALITY_MODEL: Final = "gpt-image-2"
+#: The most images one request may ask for (`numImages`).
+IMAGES_MAX_COUNT: Final = 4
+#: Seconds the fetch of one image may take: the service answers its URL before
+#: the image is finished, and the fetch waits for it.
+IMAGE_FETCH_TIMEOUT: Final = 120.0
+#: The largest image fetched, in bytes.
+IMAGE_MAX_BYTES: Final = 32 * 1024 * 1024
+#: Images fetched at once per process by `koala serve` (`b64_json`) and
+#: `koala image`.
+IMAGE_FETCHES: Final = 8
+
 # koala serve ----------------------------------------------------------------
 
 #: The environment variable that holds the server's own API key.

@@ -10,6 +10,7 @@
     │   ├── CloudflareChallengeError  403 with a Cloudflare challenge page
     │   ├── AuthenticationError    401, or 403 without Cloudflare's marks, to a key
     │   ├── CreditsExhaustedError  402 to a key: the account is out of credits
+    │   ├── PlanError              403 to an image request: the plan lacks the model
     │   └── ServerError            5xx
     ├── ProtocolError              the reply is not the Koala event stream it should be
     │   ├── NotEventStreamError    a 2xx reply of another content type (an HTML page)
@@ -45,6 +46,7 @@ __all__ = [
     "KoalaTimeoutError",
     "ModelNotFoundError",
     "NotEventStreamError",
+    "PlanError",
     "ProtocolError",
     "ProxyError",
     "RateLimitError",
@@ -190,6 +192,15 @@ class CreditsExhaustedError(StatusError):
 
     Not a rate limit: waiting does not help before the plan renews, so it is
     never retried (docs/protocol.md, "The official API").
+    """
+
+
+class PlanError(StatusError):
+    """403 to a KoalaImages request: the account's plan lacks what was asked.
+
+    A model (or gpt-image-2's medium and high quality) that needs a higher
+    plan (docs/images.md, "Errors"). The message quotes the service's own,
+    scrubbed of the key; `body` holds it. Never retried.
     """
 
 

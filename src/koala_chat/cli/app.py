@@ -24,7 +24,7 @@ from ..defaults import (
 )
 from ..sandbox import cli as sandbox_command
 from ..server import cli as serve_command
-from . import chat, check, models
+from . import chat, check, image, models
 from .exits import EXIT_CODES_HELP, ExitCode, exit_code_for
 from .options import connection_options
 from .provider import Provider, default_provider
@@ -43,6 +43,7 @@ examples:
   koala check --json                        does the endpoint work? how fast?
   koala check --all                         which dialect does it speak?
   koala models                              the known models
+  koala image -n 2 "a koala"                images from KoalaImages, saved here
   koala serve                               an OpenAI-compatible server
   koala COMMAND --help                      the options of a command
 
@@ -80,6 +81,7 @@ def build_parser() -> Parser:
     chat.add_parsers(subparsers, connection)
     check.add_parser(subparsers, connection)
     models.add_parser(subparsers)
+    image.add_parser(subparsers)
     sandbox_command.add_parser(subparsers)
     serve_command.add_parser(subparsers)
     return parser
@@ -128,7 +130,7 @@ def main(argv: Sequence[str] | None = None, *, provider: Provider | None = None)
 
 #: The commands during which SIGTERM acts as Ctrl-C (see `termination.py`);
 #: the servers answer SIGTERM with their own graceful stop.
-_SIGTERM_COMMANDS = frozenset({"chat", "demo", "check", "models"})
+_SIGTERM_COMMANDS = frozenset({"chat", "demo", "check", "models", "image"})
 
 
 def _sigterm_like_ctrl_c(command: str) -> contextlib.AbstractContextManager[None]:

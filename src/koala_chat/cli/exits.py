@@ -32,6 +32,7 @@ from ..errors import (
     KoalaTimeoutError,
     ModelNotFoundError,
     NotEventStreamError,
+    PlanError,
     ProtocolError,
     ProxyError,
     RateLimitError,
@@ -130,6 +131,11 @@ FAILURES: Mapping[type[BaseException], tuple[str, str]] = {
     CreditsExhaustedError: (
         "out of credits",
         "the account behind KOALA_API_KEY has no credits left: renew the plan",
+    ),
+    PlanError: (
+        "not in the plan",
+        "the plan of the account behind KOALA_API_KEY lacks it: choose "
+        "another --model or --quality, or upgrade the plan",
     ),
     ServerError: ("server error", "the service failed: try again later"),
     StatusError: (

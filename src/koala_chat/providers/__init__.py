@@ -4,11 +4,13 @@
 says only what it sends (`build_request`) and how its reply reads
 (`read_reply`). `Koala.open_attempt(...)` shows one attempt's raw response
 beside its values (and `attempt.dialect`, the dialect it spoke).
+`KoalaImages` asks the image API of the same account for images.
 """
 
 from .attempts import Attempt, HTTPRequest
 from .base import AsyncGeneratorProvider, ProviderModelMixin
 from .http import HTTPProvider
+from .images import GeneratedImage, ImageOptions, KoalaImages
 from .koala import Koala
 from .options import RequestOptions
 from .settings import API_KEY_VARIABLE, PROTOCOL_VARIABLE, DialectSettings
@@ -24,9 +26,12 @@ __all__ = [
     "AsyncGeneratorProvider",
     "Attempt",
     "DialectSettings",
+    "GeneratedImage",
     "HTTPProvider",
     "HTTPRequest",
+    "ImageOptions",
     "Koala",
+    "KoalaImages",
     "ProviderModelMixin",
     "RequestOptions",
 ]

@@ -2,8 +2,8 @@
 
 `create_app(state)` serves `POST /api/gpt/` in the dialects docs/protocol.md
 describes (the state's `protocol` says which), plus a small JSON status at
-`GET /` and `GET /health`, for the `SandboxState` (see `state.py`) that tests
-script and watch.
+`GET /` and `GET /health`, and KoalaImages (`images.py`), for the
+`SandboxState` (see `state.py`) that tests script and watch.
 
 Disconnects are noticed the way starlette's streaming response does it: the
 handler is cancelled when its client goes away, which needs the server built
@@ -26,6 +26,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..messages import JSONValue
 from .checks import InvalidRequestError, UnauthorizedError, check_request
+from .images import add_image_routes
 from .script import (
     RecordedRequest,
     Reply,
@@ -94,6 +95,7 @@ def create_app(state: SandboxState) -> web.Application:
     app.router.add_route("*", API_PATH, _handle_api)
     app.router.add_get("/", _handle_health)
     app.router.add_get("/health", _handle_health)
+    add_image_routes(app, state)
     return app
 
 

@@ -58,7 +58,8 @@ ${ENDPOINT_VARIABLE}; Ctrl-C stops it (exit code 0).
 dialects"): one of history, messages and api, refusing the others' bodies as
 the real service would, or any (each request read in the dialect its shape
 names). The api dialect wants a Bearer key: the sandbox's test key, printed
-on start, or the one in --api-key-file.
+on start, or the one in --api-key-file. It serves KoalaImages as well, at
+POST /api/image-generation/, with the same key (docs/images.md, "The sandbox").
 
 {CASSETTE_EPILOG}
 examples:
@@ -70,6 +71,7 @@ examples:
   koala sandbox --protocol api --api-key-file ~/.koala-test-key
   koala sandbox --record koala.jsonl --upstream https://koala.sh/api/gpt/
   koala sandbox --replay koala.jsonl --replay-timing
+  koala sandbox --image-delay 3               # images ready 3 s after asked
   export {ENDPOINT_VARIABLE}=http://127.0.0.1:{SANDBOX_PORT}/api/gpt/; koala chat
 """
 
@@ -133,6 +135,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "not as JSON strings",
     )
     parser.add_argument(
+        "--image-delay",
+        type=seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="the seconds until each KoalaImages image is ready (0)",
+    )
+    parser.add_argument(
         "--api-key-file",
         metavar="PATH",
         help="the key the api dialect accepts, read from this file (default: "
@@ -152,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     import contextlib
 
     from .checks import SANDBOX_API_KEY
+    from .images import ImageSettings
     from .state import SandboxState
 
     key_file: str | None = args.api_key_file
@@ -162,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         api_key=read_key_file(key_file) if key_file else SANDBOX_API_KEY,
         raw_text=args.raw_text,
+        images=ImageSettings(delay=args.image_delay),
     )
     state.responder = responder_from(args)
     # asyncio.run turns Ctrl-C into a cancellation of `_serve`, then raises it

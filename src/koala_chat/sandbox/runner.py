@@ -19,6 +19,7 @@ from aiohttp import web
 from ..errors import UsageError
 from .app import create_runner
 from .checks import SANDBOX_API_KEY, SandboxProtocol
+from .images import ImageSettings
 from .script import RecordedRequest, Reply
 from .state import SandboxState
 
@@ -54,6 +55,9 @@ class Sandbox:
     `raw_text` streams the messages dialect's default reply as raw text.
     `responder` answers every request instead of the scripts: a `Recorder` or
     a `Replayer` (docs/protocol.md, "Cassettes").
+    `image_delay` is the seconds until each of its KoalaImages images is
+    ready, `image_models` the models its plan includes (None: all; see
+    `images.py`).
     `state` is the `SandboxState` the server shares with the test; the methods
     here delegate to it, and all of them are safe to call from any thread.
     """
@@ -69,6 +73,8 @@ class Sandbox:
         api_key: str = SANDBOX_API_KEY,
         raw_text: bool = False,
         responder: Responder | None = None,
+        image_delay: float = 0.0,
+        image_models: tuple[str, ...] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -78,6 +84,7 @@ class Sandbox:
             protocol=protocol,
             api_key=api_key,
             raw_text=raw_text,
+            images=ImageSettings(image_delay, image_models),
         )
         self.state.responder = responder
         self._thread: threading.Thread | None = None
@@ -154,6 +161,11 @@ class Sandbox:
     def api_endpoint(self) -> str:
         """The URL of the Koala API, `url + "/api/gpt/"`."""
         return self.url + "/api/gpt/"
+
+    @property
+    def images_endpoint(self) -> str:
+        """The URL of its KoalaImages, `url + "/api/image-generation/"`."""
+        return self.url + "/api/image-generation/"
 
     @property
     def protocol(self) -> SandboxProtocol:

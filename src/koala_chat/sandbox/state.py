@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from .checks import SANDBOX_API_KEY, SandboxProtocol, check_protocol
+from .images import ImageSettings
 from .script import RecordedRequest, Reply
 
 if TYPE_CHECKING:
@@ -152,8 +153,9 @@ class SandboxState:
     `protocol` is the dialect the sandbox accepts (`any`: each request's own,
     recognised by its shape) and `api_key` the key the api dialect wants
     (docs/protocol.md, "The sandbox's dialects"). `raw_text` streams the
-    messages dialect's default reply as raw text (see `Reply`). `responder`,
-    when set, answers every API request instead (`responder.py`).
+    messages dialect's default reply as raw text (see `Reply`). `images` is
+    how its KoalaImages behaves (`images.py`). `responder`, when set, answers
+    every API request instead (`responder.py`).
     """
 
     def __init__(
@@ -165,6 +167,7 @@ class SandboxState:
         protocol: SandboxProtocol = "any",
         api_key: str = SANDBOX_API_KEY,
         raw_text: bool = False,
+        images: ImageSettings | None = None,
     ) -> None:
         if pieces is not None and pieces < 1:
             raise UsageError(f"pieces must be at least 1, not {pieces}")
@@ -172,6 +175,7 @@ class SandboxState:
             raise UsageError("the sandbox's api_key must not be empty")
         self.protocol = check_protocol(protocol)
         self.api_key = api_key
+        self.images = images or ImageSettings()
         self.pieces = pieces
         self.interval = interval
         # Reply raises UsageError if the interval is negative.

@@ -29,6 +29,7 @@ from .apis import add_format_routes
 from .config import ServerConfig, default_provider
 from .cors import add_cors
 from .crosssite import crosssite_middleware
+from .images import add_image_routes
 from .limits import ServerRunner
 from .middleware import auth_middleware, body_middleware, error_middleware
 from .routes import routes, unprefixed_middleware
@@ -75,6 +76,7 @@ def create_app(
     app[STATE_KEY] = ServerState(config, provider, options, capabilities)
     add_format_routes(app)
     app.add_routes(routes)
+    add_image_routes(app)
     add_web_routes(app)
     app.cleanup_ctx.append(_upstream_pool)
     return app

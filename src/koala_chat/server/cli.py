@@ -72,6 +72,7 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "/v1/completions", "a legacy completion of a prompt"),
     ("POST", "/v1/messages", "the Anthropic Messages API (Claude Code)"),
     ("POST", "/v1/messages/count_tokens", "Anthropic's token count (an estimate)"),
+    ("POST", "/v1/images/generations", "KoalaImages, in the OpenAI shape"),
     ("GET", "/v1/models", "the models"),
     ("GET", "/v1/models/ID", "one model"),
     ("GET", "/health", "is the server up? (no API key needed)"),
@@ -96,7 +97,8 @@ EPILOG = f"""\
 
 Point any OpenAI client at http://HOST:PORT/v1, any Anthropic or Ollama
 client (Claude Code, Open WebUI) at http://HOST:PORT (the API key is any
-string unless --api-key is set). Unknown request parameters are ignored and named in the
+string unless --api-key is set). POST /v1/images/generations needs
+KOALA_API_KEY. Unknown request parameters are ignored and named in the
 X-Koala-Ignored-Params header unless --strict; JSON mode and tool calls are
 emulated.
 

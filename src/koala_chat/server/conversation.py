@@ -13,7 +13,6 @@ before the format renders them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -81,22 +80,8 @@ async def _answer(request: web.Request, fmt: WireFormat[Any]) -> web.StreamRespo
     log = request[LOG_KEY] = RequestLog(started=time.perf_counter(), format=fmt.name)
     body = await read_object(request, state.config.max_body)
     # Admitted before the check: checking JSON Schemas takes time, and a flood
-    # of them must meet the limit of completions at once like any other.
-    if len(state.tasks) >= state.config.max_streams:
-        raise FailureError(
-            Failure(
-                429,
-                "rate_limit_error",
-                "too_many_streams",
-                f"this server is at its limit of {state.config.max_streams} "
-                "completions at once; retry shortly",
-                {"Retry-After": "1"},
-            )
-        )
-    task = asyncio.current_task()
-    assert task is not None  # a handler always runs in a task
-    state.tasks.add(task)
-    try:
+    # of them must meet the limit of requests at once like any other.
+    with state.admitted():
         inbound = await _parse(fmt, body, state.config.strict)
         completion = inbound.request
         headers = _ignored_headers(completion)
@@ -104,51 +89,54 @@ async def _answer(request: web.Request, fmt: WireFormat[Any]) -> web.StreamRespo
         model, sent = _model(
             state, completion, fmt.model_for(completion.model, state.capabilities)
         )
-    except BaseException:
-        state.tasks.discard(task)
-        raise
-    log.model = model
-    try:
+        log.model = model
         options = {**state.options, **chosen}
         if completion.emulated:
             return await _emulated(
                 request, fmt, inbound, log, headers, options, (model, sent)
             )
-        reply = Reply(completion, model)
-        values = state.provider.create_async_generator(
-            sent, completion.messages, **options
-        )
-        async with aclosing(values):
-            try:
-                first = await next_text(values, reply)
-            except ModelNotFoundError:
-                raise
-            except UsageError as exc:
-                if chosen:
-                    # A valid choice this server cannot serve: the api
-                    # dialect, without an upstream key of its own.
-                    raise FailureError(unavailable_choice(exc, chosen)) from exc
-                # The request was checked above, so the provider refusing now
-                # means the server's own options are wrong, not the client.
-                raise FailureError(_misconfigured(exc)) from exc
-            log.saw_first_piece()
-            if completion.stream:
-                encoder = fmt.encoder(inbound, reply)
-                return await stream_reply(
-                    request,
-                    values,
-                    first,
-                    reply,
-                    encoder,
-                    fmt.stream_type,
-                    log,
-                    headers,
-                )
-            text = (first or "") + await read_text(values, reply)
-            log.pieces = reply.pieces
-            return json_response(fmt.whole(inbound, reply, text), headers)
-    finally:
-        state.tasks.discard(task)
+        return await _reply(request, fmt, inbound, log, headers, chosen, (model, sent))
+
+
+async def _reply(
+    request: web.Request,
+    fmt: WireFormat[Any],
+    inbound: Inbound[Any],
+    log: RequestLog,
+    headers: dict[str, str],
+    chosen: dict[str, Any],
+    model: tuple[str, str],
+) -> web.StreamResponse:
+    """Answer a request piece by piece: `model` is the name shown and sent."""
+    state = request.app[STATE_KEY]
+    completion = inbound.request
+    reply = Reply(completion, model[0])
+    values = state.provider.create_async_generator(
+        model[1], completion.messages, **{**state.options, **chosen}
+    )
+    async with aclosing(values):
+        try:
+            first = await next_text(values, reply)
+        except ModelNotFoundError:
+            raise
+        except UsageError as exc:
+            if chosen:
+                # A valid choice this server cannot serve: the api dialect,
+                # without an upstream key of its own.
+                raise FailureError(unavailable_choice(exc, chosen)) from exc
+            # The request was checked above, so the provider refusing now
+            # means the server's own options are wrong, not the client.
+            raise FailureError(_misconfigured(exc)) from exc
+        log.saw_first_piece()
+        if completion.stream:
+            encoder = fmt.encoder(inbound, reply)
+            media_type = fmt.stream_type
+            return await stream_reply(
+                request, values, first, reply, encoder, media_type, log, headers
+            )
+        text = (first or "") + await read_text(values, reply)
+        log.pieces = reply.pieces
+        return json_response(fmt.whole(inbound, reply, text), headers)
 
 
 async def _parse(

@@ -8,6 +8,7 @@ along the error class's MRO (`koala_chat._mro.lookup`) by `failure_for`:
     RateLimitError (upstream)   429 rate_limit_error, with Retry-After
     CreditsExhaustedError       402 insufficient_quota / insufficient_quota
     AuthenticationError         502 upstream_error / upstream_auth
+    PlanError                   403 permission_error / model_not_in_plan
     CloudflareChallengeError    502 upstream_error / upstream_challenge
     ConnectError, ProxyError    502 upstream_error / upstream_unreachable
     KoalaTimeoutError           504 upstream_error / upstream_timeout
@@ -64,6 +65,7 @@ from ..errors import (
     KoalaTimeoutError,
     ModelNotFoundError,
     NotEventStreamError,
+    PlanError,
     ProtocolError,
     ProxyError,
     RateLimitError,
@@ -97,6 +99,8 @@ STATUSES: Mapping[type[BaseException], tuple[int, str, str]] = {
     RateLimitError: (429, "rate_limit_error", "rate_limit_exceeded"),
     CreditsExhaustedError: (402, "insufficient_quota", "insufficient_quota"),
     AuthenticationError: (502, "upstream_error", "upstream_auth"),
+    # The upstream plan lacks a model the client chose: another model works.
+    PlanError: (403, "permission_error", "model_not_in_plan"),
     KoalaTimeoutError: (504, "upstream_error", "upstream_timeout"),
     CloudflareChallengeError: (502, "upstream_error", "upstream_challenge"),
     ConnectError: (502, "upstream_error", "upstream_unreachable"),
@@ -327,6 +331,8 @@ def _keyed_not_event_stream(exc: BaseException) -> str:
 _MEANINGS: Final[Mapping[type[BaseException], str]] = {
     AuthenticationError: "it refused the server's API key",
     CreditsExhaustedError: "the account behind the server's API key is out of credits",
+    PlanError: "the plan of the account behind the server's API key lacks this "
+    "model or quality; choose another",
 }
 
 #: The client's message for each error class, looked up along the MRO.

@@ -19,6 +19,7 @@ from ..contract.params import PARAMETERS, Treatment
 from ..messages import JSONValue
 from .formats.openapi_docs import openapi_paths as format_paths
 from .formats.openapi_docs import openapi_schemas as format_schemas
+from .imagespec import openapi_paths as image_paths
 from .webpage import openapi_paths
 
 __all__ = ["openapi_document"]
@@ -54,6 +55,7 @@ def openapi_document() -> dict[str, JSONValue]:
             "/openapi.json": {"get": _openapi()},
             **openapi_paths(),
             **format_paths(),
+            **image_paths(),
         },
         "components": {
             "securitySchemes": {

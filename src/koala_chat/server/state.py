@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -11,6 +13,7 @@ from aiohttp import web
 from ..contract.capabilities import Capabilities
 from ..contract.provider import ChatProvider
 from .config import ServerConfig
+from .failures import Failure, FailureError
 
 __all__ = ["STATE_KEY", "ServerState"]
 
@@ -33,6 +36,35 @@ class ServerState:
         """Cancel every completion in progress (a second Ctrl-C)."""
         for task in self.tasks:
             task.cancel()
+
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        """Count the running request among those at once, or refuse it.
+
+        Every request that goes upstream counts, whatever its format.
+
+        Raises:
+            FailureError: 429 `too_many_streams` at the limit (`--max-streams`).
+        """
+        limit = self.config.max_streams
+        if len(self.tasks) >= limit:
+            raise FailureError(
+                Failure(
+                    429,
+                    "rate_limit_error",
+                    "too_many_streams",
+                    f"this server is at its limit of {limit} requests at once; "
+                    "retry shortly",
+                    {"Retry-After": "1"},
+                )
+            )
+        task = asyncio.current_task()
+        assert task is not None  # a handler always runs in a task
+        self.tasks.add(task)
+        try:
+            yield
+        finally:
+            self.tasks.discard(task)
 
     def offered(self) -> list[str]:
         """Return the protocols a client may choose, in the provider's order.

@@ -24,10 +24,12 @@ from .logtext import loggable, shortened
 
 __all__ = [
     "GUARDED",
+    "KEY_NAME",
     "auth_middleware",
     "body_middleware",
     "error_middleware",
     "guarded",
+    "key_name",
     "presented_key",
 ]
 
@@ -86,6 +88,17 @@ GUARDED: Final = ("/v1", "/api")
 def guarded(path: str) -> bool:
     """Tell whether `path` is behind the server's key (see `GUARDED`)."""
     return any(path == prefix or path.startswith(prefix + "/") for prefix in GUARDED)
+
+
+#: Where a request keeps the name of the key it presented, once that key has
+#: been checked: the name, never the key, is what logs and metrics may show.
+KEY_NAME: Final = "koala_chat.key_name"
+
+
+def key_name(request: web.Request) -> str:
+    """Return the name of the key `request` presented; "-" when none is named."""
+    name = request.get(KEY_NAME)
+    return name if isinstance(name, str) else "-"
 
 
 def presented_key(request: web.Request) -> bytes | None:

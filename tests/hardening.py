@@ -26,6 +26,7 @@ __all__ = [
     "MESSAGES",
     "closed_port",
     "closed_port_fixture",
+    "closed_port_url",
     "collect",
     "collect_from",
     "collect_into",
@@ -42,6 +43,11 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def closed_port_url() -> str:
+    """Return a Koala URL on a loopback port that nobody listens on."""
+    return f"http://127.0.0.1:{closed_port()}/api/gpt/"
 
 
 @pytest.fixture(name="closed_port")

@@ -20,7 +20,7 @@ import pytest
 from koala_chat.sandbox import Sandbox
 from koala_chat.sandbox.cassette import load_cassette
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "recorded"
 _RUN_TIMEOUT = 60
 

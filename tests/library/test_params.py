@@ -17,7 +17,7 @@ from koala_chat.contract.params import (
 )
 
 HELLO = [{"role": "user", "content": "Hello"}]
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_parameter_table() -> list[tuple[str, str]]:

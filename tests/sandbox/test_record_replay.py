@@ -18,8 +18,9 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
+from test_sandbox import BODY, raw_chunks, read_until_error
 
-from hardening import collect
+from hardening import closed_port_url, collect
 from koala_chat.errors import StatusError
 from koala_chat.sandbox import Reply, Sandbox
 from koala_chat.sandbox.cassette import (
@@ -35,8 +36,6 @@ from koala_chat.sandbox.recorder import Recorder
 from koala_chat.sandbox.replayer import Replayer
 from koala_chat.sandbox.scrubbing import compile_patterns
 from proxies import PASSWORD, PproxyServer
-from test_cli_chat import closed_port_url
-from test_sandbox import BODY, raw_chunks, read_until_error
 
 HI: list[Any] = [{"role": "user", "content": "Hi"}]
 KEY = "sk-Koala-7f3a9c2e5b1d4086"

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from hardening import closed_port
+from hardening import closed_port_url
 from koala_chat import AsyncGeneratorProvider, ProviderModelMixin
 from koala_chat.cli import main
 from koala_chat.cli.chat import SEED_CONVERSATION, read_prompt
@@ -43,11 +43,6 @@ def koala(capsys: pytest.CaptureFixture[str], *argv: str) -> Captured:
 
 def chat(capsys: pytest.CaptureFixture[str], sandbox: Sandbox, *argv: str) -> Captured:
     return koala(capsys, "chat", "--endpoint", sandbox.api_endpoint, *argv)
-
-
-def closed_port_url() -> str:
-    """Return a URL on a loopback port that nobody listens on."""
-    return f"http://127.0.0.1:{closed_port()}/api/gpt/"
 
 
 # --- one prompt ----------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 from koala_chat.sandbox import Reply, Sandbox
 from server_fixtures import ServerThread
 
-CODEX = Path(__file__).resolve().parent.parent / "node_modules" / ".bin" / "codex"
+CODEX = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "codex"
 KEY = "codex-test-key"
 ANSWER = "Koalas sleep up to 22 hours a day."
 

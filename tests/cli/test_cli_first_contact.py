@@ -29,7 +29,7 @@ from koala_chat.server.app import create_app
 from koala_chat.server.config import ServerConfig
 from server_fixtures import ServerProcess
 
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -21,6 +21,7 @@ from aiohttp.compression_utils import HAS_BROTLI
 
 from .. import defaults
 from ..contract.capabilities import Capabilities, ModelSet
+from ..defaults import ENDPOINT_VARIABLE
 from ..errors import UsageError
 from ..helper import get_random_string
 from ..messages import JSONValue, Messages, NormalizedMessage, normalize_messages
@@ -30,7 +31,7 @@ from .dialects import DIALECTS, Dialect, Protocol, choose_protocol
 from .eventstream import event_batches, reply_batches
 from .http import HTTPProvider
 from .negotiation import DialectMemory, negotiate
-from .options import ENDPOINT_VARIABLE, RequestOptions
+from .options import RequestOptions
 from .settings import (
     API_KEY_VARIABLE,
     PROTOCOL_VARIABLE,

@@ -27,19 +27,9 @@ from ..errors import (
 
 __all__ = [
     "CHECKED_OPTIONS",
-    "DEFAULT_MAX_RETRIES",
-    "DEFAULT_MAX_RETRY_WAIT",
-    "DEFAULT_RETRY_BACKOFF",
-    "ENDPOINT_VARIABLE",
     "RequestOptions",
     "retry_wait",
 ]
-
-ENDPOINT_VARIABLE: Final = defaults.ENDPOINT_VARIABLE
-DEFAULT_MAX_RETRIES: Final = defaults.MAX_RETRIES
-DEFAULT_RETRY_BACKOFF: Final = defaults.RETRY_BACKOFF
-DEFAULT_MAX_RETRY_WAIT: Final = defaults.MAX_RETRY_WAIT
-
 
 @dataclass(frozen=True, slots=True)
 class RequestOptions:
@@ -75,9 +65,9 @@ class RequestOptions:
                 idle=kwargs.get("idle_timeout", defaults.IDLE_TIMEOUT),
                 total=kwargs.get("timeout", defaults.TOTAL_TIMEOUT),
             ),
-            max_retries=_count(kwargs, "max_retries", DEFAULT_MAX_RETRIES),
-            retry_backoff=_seconds(kwargs, "retry_backoff", DEFAULT_RETRY_BACKOFF),
-            max_retry_wait=_seconds(kwargs, "max_retry_wait", DEFAULT_MAX_RETRY_WAIT),
+            max_retries=_count(kwargs, "max_retries", defaults.MAX_RETRIES),
+            retry_backoff=_seconds(kwargs, "retry_backoff", defaults.RETRY_BACKOFF),
+            max_retry_wait=_seconds(kwargs, "max_retry_wait", defaults.MAX_RETRY_WAIT),
             max_event_size=_count(
                 kwargs, "max_event_size", defaults.MAX_EVENT_SIZE, minimum=1
             ),

@@ -641,3 +641,12 @@ def test_koala_chat_web_never_shows_the_key(
     printed = capsys.readouterr().err + caplog.text
     assert "upstream failed" in caplog.text
     assert not revealed(body.decode() + printed, KEY)
+
+
+@pytest.mark.parametrize(
+    "key", ["000000<>", "sk-<b>live</b>-1234", "sk live 1234 5678"]
+)
+def test_a_key_that_markup_or_spaces_would_split_is_masked_whole(key: str) -> None:
+    excerpt = text_excerpt(f"<p>echo: {key} ü</p>", scrub=Scrubber([key]))
+    assert not revealed(excerpt, key)
+    assert key.split("<")[0].split(" ")[0][:4] not in excerpt

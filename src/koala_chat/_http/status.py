@@ -232,9 +232,13 @@ def text_excerpt(
 ) -> str:
     """Return a short one-line excerpt of an error body (an HTML page's title).
 
-    With `scrub`, the excerpt is scrubbed before it is cut to `length`, so a
+    With `scrub`, the body is scrubbed before its tags are taken out and its
+    spaces folded (a secret holding `<...>` or a space would be split by them
+    and escape), and the excerpt again before it is cut to `length`, so a
     secret is masked whole (a secret the cut would split is masked too).
     """
+    if scrub is not None:
+        body = scrub(body)
     title = _TITLE.search(body)
     text = title.group(1) if title else _TAG.sub(" ", body)
     text = " ".join(text.split())

@@ -163,16 +163,20 @@ def _cut_off(decoded: Decoded, secrets: list[str]) -> Iterator[tuple[int, int]]:
 
     An excerpt may end in an ellipsis (and the quote of a repr), and may have
     cut an escape in two: the start of a secret before those is masked, the
-    piece of an escape with it.
+    piece of an escape with it. A piece that still decodes (`&#1`, an HTML
+    reference without its last digits and `;`) is one wrong character after
+    the secret's start: that start is masked too, with the character.
     """
-    match = _CUT_END.search(decoded.folded)
-    end = match.start() if match else len(decoded.folded)
+    folded = decoded.folded
+    match = _CUT_END.search(folded)
+    end = match.start() if match else len(folded)
     cut = end + len(match["partial"] or "") if match else end
-    for secret in secrets:
-        for size in range(min(len(secret), end), _MIN_CUT - 1, -1):
-            if decoded.folded.startswith(secret[:size], end - size):
-                yield end - size, cut
-                return
+    for stop in (end, end - 1):
+        for secret in secrets:
+            for size in range(min(len(secret), stop), _MIN_CUT - 1, -1):
+                if folded.startswith(secret[:size], stop - size):
+                    yield stop - size, cut
+                    return
 
 
 @lru_cache(maxsize=64)

@@ -650,3 +650,10 @@ def test_a_key_that_markup_or_spaces_would_split_is_masked_whole(key: str) -> No
     excerpt = text_excerpt(f"<p>echo: {key} ü</p>", scrub=Scrubber([key]))
     assert not revealed(excerpt, key)
     assert key.split("<")[0].split(" ")[0][:4] not in excerpt
+
+
+def test_a_key_cut_inside_an_html_reference_is_masked_with_the_piece() -> None:
+    # An excerpt cut `&#101;` to `&#1`: the piece still decodes, to U+0001.
+    spelled = "".join(f"&#{ord(c)};" for c in KEY.lower()[:16]) + "&#1..."
+    scrubbed = Scrubber([KEY])(f"event data is not JSON: '{spelled}'")
+    assert scrubbed == "event data is not JSON: '***...'"

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing
-from typing import Any
 
 import llm
 from llm.parts import TextPart
 from pydantic import Field
 
 from .client import estimate_tokens
+from .contract.options import ProviderOptions
 from .defaults import PROTOCOLS, Protocol
 from .errors import UsageError
 from .messages import Message, Messages, Role
@@ -75,8 +75,8 @@ class _KoalaModelBase:
         self.model_name = model_name
 
     @staticmethod
-    def provider_options(options: llm.Options) -> dict[str, Any]:
-        """Return the keyword options of `Koala` for the options that are set."""
+    def provider_options(options: llm.Options) -> ProviderOptions:
+        """Return the options of `Koala` for the options that are set."""
         names = {
             "protocol": "protocol",
             "endpoint": "api_endpoint",
@@ -85,11 +85,9 @@ class _KoalaModelBase:
             "web_search": "web_search",
         }
         values = options.model_dump()
-        return {
-            keyword: values[name]
-            for name, keyword in names.items()
-            if values[name] is not None
-        }
+        return ProviderOptions.parse(
+            {keyword: values[name] for name, keyword in names.items()}
+        )
 
 
 class KoalaModel(_KoalaModelBase, llm.Model):

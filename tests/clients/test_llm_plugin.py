@@ -18,6 +18,7 @@ from llm.cli import cli
 
 from koala_chat import Koala
 from koala_chat.client import estimate_tokens
+from koala_chat.contract.options import ProviderOptions
 from koala_chat.llm_plugin import KoalaModel, KoalaOptions
 from koala_chat.sandbox import Reply, Sandbox
 from proxies import PproxyServer
@@ -190,6 +191,7 @@ def test_provider_options() -> None:
     options = KoalaOptions(
         protocol="messages", endpoint="http://x/", proxy="socks5://p:1", web_search=True
     )
+    assert isinstance(KoalaModel.provider_options(options), ProviderOptions)
     assert KoalaModel.provider_options(options) == {
         "protocol": "messages",
         "api_endpoint": "http://x/",

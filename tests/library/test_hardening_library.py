@@ -516,13 +516,15 @@ async def test_odd_message_fields_are_usage_errors(
 def test_odd_values_through_the_sync_client(
     sandbox: Sandbox, name: str, value: Any
 ) -> None:
+    # An option of the wrong type is refused when the client is made (the
+    # options are parsed once); a wrong value of the right type at the call.
     call: dict[str, Any] = {"model": "", "messages": MESSAGES}
+    options: dict[str, Any] = {"api_endpoint": sandbox.api_endpoint}
     if name in ("model", "stream"):
-        client = Client(api_endpoint=sandbox.api_endpoint)
         call[name] = value
     else:
-        client = Client(**{"api_endpoint": sandbox.api_endpoint, name: value})
-    with client, pytest.raises(UsageError):
+        options[name] = value
+    with pytest.raises(UsageError), Client(**options) as client:
         client.chat.completions.create(**call)
     assert sandbox.requests == []
 

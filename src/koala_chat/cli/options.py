@@ -17,6 +17,7 @@ from ..errors import UsageError
 from ..urls import check_endpoint
 
 if TYPE_CHECKING:
+    from ..contract.options import ProviderOptions
     from ..providers.dialects import ApiKey
 
 __all__ = [
@@ -199,12 +200,15 @@ class Connection(NamedTuple):
             kwargs["web_search"] = self.web_search
         return kwargs
 
-    def provider_kwargs(self) -> dict[str, Any]:
-        """Return the keyword options of the provider's `create_async_generator`.
+    def provider_options(self) -> ProviderOptions:
+        """Return the options of the provider's `create_async_generator`.
 
         Raises:
             UsageError: the api dialect is asked for without a key.
         """
+        # Imported here: `koala --help` must not load dataclasses.
+        from ..contract.options import ProviderOptions
+
         kwargs: dict[str, Any] = {
             "proxy": self.proxy,
             "timeout": self.timeout,
@@ -213,7 +217,7 @@ class Connection(NamedTuple):
         if self.endpoint is not None:
             kwargs["api_endpoint"] = self.endpoint
         kwargs.update(self.dialect_kwargs())
-        return kwargs
+        return ProviderOptions.parse(kwargs)
 
 
 def configured_protocol(option: str | None) -> str | None:

@@ -63,7 +63,7 @@ async def stream_reply(
         KoalaError: whatever the provider raises (see `koala_chat.errors`).
     """
     stream = provider.create_async_generator(
-        connection.model, messages, **connection.provider_kwargs()
+        connection.model, messages, **connection.provider_options()
     )
     async with Spinner(spinner_wanted(output)) as spinner, aclosing(stream) as replies:
         async for value in replies:

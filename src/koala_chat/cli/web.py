@@ -43,12 +43,11 @@ def run_web(args: argparse.Namespace) -> int:
     from ..server.runner import serve_async
 
     with maybe_sandbox(connection, sandbox) as upstream:
-        options = upstream.provider_kwargs()
         config = ServerConfig(
             host=HOST,
             port=0,
             grace=1.0,
-            provider_options={k: v for k, v in options.items() if v is not None},
+            provider_options=upstream.provider_options(),
         )
         asyncio.run(serve_async(config, args.provider, started=_open_page))
     return 0

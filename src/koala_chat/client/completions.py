@@ -27,8 +27,9 @@ from typing import Any, Generic, Literal, TypeVar, overload
 from .._sync import iterate_sync, run_sync
 from ..contract.capabilities import capabilities_of
 from ..contract.emulation import complete_emulated, emulated_chunks
+from ..contract.options import ProviderOptions
 from ..contract.params import CompletionRequest, parse_request
-from ..contract.provider import ChatProvider, provider_options
+from ..contract.provider import ChatProvider
 from ..contract.replies import complete, stream_chunks
 from ..contract.types import ChatCompletion, ChatCompletionChunk, Model, ModelList
 from ..contract.worker import off_loop
@@ -54,7 +55,7 @@ ChatT = TypeVar("ChatT")
 class _Config:
     """What a client was made with: the provider and its options."""
 
-    def __init__(self, provider: ChatProvider, options: dict[str, Any]) -> None:
+    def __init__(self, provider: ChatProvider, options: ProviderOptions) -> None:
         self.provider = provider
         self.options = options
         self.closed = False
@@ -66,7 +67,7 @@ class _Config:
         stream: bool,
         timeout: float | None,
         params: dict[str, JSONValue],
-    ) -> tuple[CompletionRequest, dict[str, Any]]:
+    ) -> tuple[CompletionRequest, ProviderOptions]:
         """Check a call; return the request and the provider options for it."""
         if self.closed:
             raise UsageError("this client is closed; make a new one")
@@ -94,13 +95,10 @@ class _Config:
                 "stream": stream,
             }
         )
-        options = dict(self.options)
-        if timeout is not None:
-            options["timeout"] = timeout
         # Koala's own extensions choose the dialect of this call only.
-        for name in ("protocol", "web_search"):
-            if (value := getattr(request, name)) is not None:
-                options[name] = value
+        options = self.options.merged(
+            timeout=timeout, protocol=request.protocol, web_search=request.web_search
+        )
         return request, options
 
 
@@ -330,12 +328,14 @@ class _ClientBase(Generic[ChatT]):
     ) -> None:
         self._config = _Config(
             provider,
-            provider_options(
-                api_endpoint=api_endpoint,
-                proxy=proxy,
-                timeout=timeout,
-                max_retries=max_retries,
-                **provider_options_,
+            ProviderOptions.parse(
+                {
+                    "api_endpoint": api_endpoint,
+                    "proxy": proxy,
+                    "timeout": timeout,
+                    "max_retries": max_retries,
+                    **provider_options_,
+                }
             ),
         )
         self.chat: ChatT = self._make_chat(self._config)

@@ -13,7 +13,7 @@ id, type and function).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Final
@@ -117,7 +117,7 @@ def interpret(
 async def emulate(
     provider: ChatProvider,
     request: CompletionRequest,
-    options: dict[str, Any],
+    options: Mapping[str, Any],
     *,
     model: tuple[str, str] | None = None,
 ) -> Outcome:
@@ -161,14 +161,14 @@ async def emulate(
 
 
 async def complete_emulated(
-    provider: ChatProvider, request: CompletionRequest, options: dict[str, Any]
+    provider: ChatProvider, request: CompletionRequest, options: Mapping[str, Any]
 ) -> ChatCompletion:
     """Return the checked reply as a `ChatCompletion` (raises as `emulate`)."""
     return (await emulate(provider, request, options)).completion()
 
 
 async def emulated_chunks(
-    provider: ChatProvider, request: CompletionRequest, options: dict[str, Any]
+    provider: ChatProvider, request: CompletionRequest, options: Mapping[str, Any]
 ) -> AsyncGenerator[ChatCompletionChunk, None]:
     """Yield the checked reply as chunks, once known (raises as `emulate`)."""
     for chunk in (await emulate(provider, request, options)).chunks():

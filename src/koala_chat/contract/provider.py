@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from ..messages import JSONValue
 
-__all__ = ["ChatProvider", "provider_options"]
+__all__ = ["ChatProvider"]
 
 
 class ChatProvider(Protocol):
@@ -43,29 +43,3 @@ class ChatProvider(Protocol):
     def get_models(self, **kwargs: Any) -> list[str]:
         """Return the provider's known models (Koala: of `protocol`'s dialect)."""
         ...
-
-
-def provider_options(
-    *,
-    api_endpoint: str | None = None,
-    proxy: str | None = None,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """Return the keyword options for `create_async_generator`, without unset ones.
-
-    `api_endpoint`, `proxy`, `timeout` (total seconds) and `max_retries` are the
-    common ones; `extra` passes anything else the provider takes
-    (`connect_timeout`, `idle_timeout`, `connector`, ...).
-    """
-    options = {
-        "api_endpoint": api_endpoint,
-        "proxy": proxy,
-        "timeout": timeout,
-        "max_retries": max_retries,
-    }
-    return {
-        **{name: value for name, value in options.items() if value is not None},
-        **extra,
-    }

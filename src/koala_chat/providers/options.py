@@ -29,7 +29,10 @@ __all__ = [
     "CHECKED_OPTIONS",
     "RequestOptions",
     "retry_wait",
+    "seconds",
+    "whole_number",
 ]
+
 
 @dataclass(frozen=True, slots=True)
 class RequestOptions:
@@ -65,10 +68,10 @@ class RequestOptions:
                 idle=kwargs.get("idle_timeout", defaults.IDLE_TIMEOUT),
                 total=kwargs.get("timeout", defaults.TOTAL_TIMEOUT),
             ),
-            max_retries=_count(kwargs, "max_retries", defaults.MAX_RETRIES),
-            retry_backoff=_seconds(kwargs, "retry_backoff", defaults.RETRY_BACKOFF),
-            max_retry_wait=_seconds(kwargs, "max_retry_wait", defaults.MAX_RETRY_WAIT),
-            max_event_size=_count(
+            max_retries=whole_number(kwargs, "max_retries", defaults.MAX_RETRIES),
+            retry_backoff=seconds(kwargs, "retry_backoff", defaults.RETRY_BACKOFF),
+            max_retry_wait=seconds(kwargs, "max_retry_wait", defaults.MAX_RETRY_WAIT),
+            max_event_size=whole_number(
                 kwargs, "max_event_size", defaults.MAX_EVENT_SIZE, minimum=1
             ),
             extra={k: v for k, v in kwargs.items() if k not in CHECKED_OPTIONS},
@@ -90,9 +93,14 @@ CHECKED_OPTIONS: Final = frozenset(
 )
 
 
-def _count(
+def whole_number(
     kwargs: Mapping[str, Any], name: str, default: int, *, minimum: int = 0
 ) -> int:
+    """Return the option `name` of `kwargs` (else `default`), a count.
+
+    Raises:
+        UsageError: not a whole number of at least `minimum`.
+    """
     value = kwargs.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise UsageError(
@@ -101,7 +109,12 @@ def _count(
     return value
 
 
-def _seconds(kwargs: Mapping[str, Any], name: str, default: float) -> float:
+def seconds(kwargs: Mapping[str, Any], name: str, default: float) -> float:
+    """Return the option `name` of `kwargs` (else `default`), in seconds.
+
+    Raises:
+        UsageError: not a finite number of at least 0.
+    """
     value = kwargs.get(name, default)
     # `not value >= 0` also refuses NaN, which every comparison answers False;
     # the upper bound, an integer too large for a float.

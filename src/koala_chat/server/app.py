@@ -71,7 +71,7 @@ def create_app(
     add_cors(app, config.cors_origins)
     app.on_response_prepare.append(_no_sniffing)
     provider = provider or default_provider()
-    options = dict(config.provider_options)
+    options = config.provider_options
     capabilities = capabilities_of(provider, **options)
     app[STATE_KEY] = ServerState(config, provider, options, capabilities)
     add_format_routes(app)
@@ -128,11 +128,12 @@ async def _upstream_pool(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(
         limit=state.config.max_streams, socket_factory=_upstream_socket
     )
-    state.options["connector"] = connector
+    options = state.options
+    state.options = options.merged(connector=connector)
     try:
         yield
     finally:
-        del state.options["connector"]
+        state.options = options
         await connector.close()
 
 

@@ -351,6 +351,7 @@ def config_from_args(
     Raises:
         UsageError: a bad setting.
     """
+    from ..contract.options import ProviderOptions
     from .config import ServerConfig, upstream_key
 
     options = {
@@ -374,7 +375,7 @@ def config_from_args(
         head_timeout=args.head_timeout,
         body_timeout=args.body_timeout,
         max_connections=args.max_connections,
-        provider_options={k: v for k, v in options.items() if v is not None},
+        provider_options=ProviderOptions.parse(options),
         strict=args.strict,
         cors_origins=tuple(args.cors_origin),
         allowed_hosts=tuple(args.allowed_host),

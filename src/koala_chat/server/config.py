@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from .. import defaults
+from ..contract.options import ProviderOptions
 from ..contract.provider import ChatProvider
 from ..errors import UsageError
 from .hosts import ANY_HOST, check_allowed_host, is_loopback
@@ -91,8 +92,11 @@ class ServerConfig:
     max_streams: int = defaults.SERVER_MAX_STREAMS
     grace: float = defaults.SERVER_GRACE
     workers: int = defaults.SERVER_WORKERS
-    # Left out of the repr: it may hold a key of the provider's.
-    provider_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Left out of the repr: it may hold a key of the provider's. A mapping
+    # given here is parsed into `ProviderOptions` once, when the config is made.
+    provider_options: ProviderOptions = field(
+        default_factory=ProviderOptions, repr=False
+    )
     #: Seconds a client has to send a request head (and a kept-alive
     #: connection may stay idle); see `koala_chat.server.limits`.
     head_timeout: float = defaults.SERVER_HEAD_TIMEOUT
@@ -106,6 +110,9 @@ class ServerConfig:
     client_protocols: tuple[str, ...] = defaults.SERVER_CLIENT_PROTOCOLS
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "provider_options", ProviderOptions.parse(self.provider_options)
+        )
         for name in ("max_body", "max_streams", "workers", "max_connections"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

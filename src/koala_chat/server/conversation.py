@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
 from typing import Any, Final
 from urllib.parse import quote
@@ -90,7 +90,7 @@ async def _answer(request: web.Request, fmt: WireFormat[Any]) -> web.StreamRespo
             state, completion, fmt.model_for(completion.model, state.capabilities)
         )
         log.model = model
-        options = {**state.options, **chosen}
+        options = state.options.merged(**chosen)
         if completion.emulated:
             return await _emulated(
                 request, fmt, inbound, log, headers, options, (model, sent)
@@ -112,7 +112,7 @@ async def _reply(
     completion = inbound.request
     reply = Reply(completion, model[0])
     values = state.provider.create_async_generator(
-        model[1], completion.messages, **{**state.options, **chosen}
+        model[1], completion.messages, **state.options.merged(**chosen)
     )
     async with aclosing(values):
         try:
@@ -210,7 +210,7 @@ async def _emulated(
     inbound: Inbound[Any],
     log: RequestLog,
     headers: dict[str, str],
-    options: dict[str, Any],
+    options: Mapping[str, Any],
     model: tuple[str, str],
 ) -> web.StreamResponse:
     """Answer a request in JSON mode or with tools: read whole, then checked.

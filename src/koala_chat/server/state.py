@@ -11,6 +11,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from ..contract.capabilities import Capabilities
+from ..contract.options import ProviderOptions
 from ..contract.provider import ChatProvider
 from .config import ServerConfig
 from .failures import Failure, FailureError
@@ -27,7 +28,7 @@ class ServerState:
 
     config: ServerConfig
     provider: ChatProvider
-    options: dict[str, Any]
+    options: ProviderOptions
     #: What the provider declares it offers under `options`.
     capabilities: Capabilities
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 import aiohttp
+import jsonschema
 import openai
 import pydantic
 import pytest
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from koala_chat import Client, UsageError
 from koala_chat.contract.emulation import EmulationError
 from koala_chat.contract.jsonmode import (
+    RESPONSE_FORMAT_SCHEMA,
     extract_json,
     parse_response_format,
     validate,
@@ -305,3 +307,34 @@ def test_the_client_emulates_json_mode_too(sandbox: Sandbox) -> None:
             client.chat.completions.create(
                 model="", messages=HELLO, response_format={"type": "json_object"}
             )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"type": "text"},
+        {"type": "json_object"},
+        {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}},
+        {"type": "text", "json_schema": {"strict": "yes"}},
+        {"type": "text", "json_schema": None},
+        {"type": "json_object", "json_schema": {"name": 3}},
+        {"type": "json_object", "json_schema": {"schema": "object"}},
+        {"type": "text", "json_schema": {"strict": True, "name": "n"}},
+        {"type": "json_schema"},
+        {"type": "json_schema", "json_schema": {"strict": 1}},
+        {"type": "xml"},
+        {},
+    ],
+    ids=repr,
+)
+def test_the_code_accepts_what_the_documented_schema_accepts(
+    value: dict[str, Any],
+) -> None:
+    documented = jsonschema.Draft202012Validator(RESPONSE_FORMAT_SCHEMA)
+    try:
+        parse_response_format("response_format", value)
+    except UsageError:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted == documented.is_valid(value)

@@ -96,17 +96,23 @@ def parse_response_format(name: str, value: JSONValue) -> JSONFormat | None:
     if not isinstance(value, Mapping):
         raise UsageError(f"{name}: must be an object")
     kind = value.get("type")
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return JSONFormat()
-    if kind != "json_schema":
+    if kind not in ("text", "json_object", "json_schema"):
         raise UsageError(
             f"{name}.type: must be 'text', 'json_object' or 'json_schema', not {kind!r}"
         )
     spec = value.get("json_schema")
+    plain = None if kind == "text" else JSONFormat()
+    if kind != "json_schema" and "json_schema" not in value:
+        return plain
     if not isinstance(spec, Mapping):
         raise UsageError(f"{name}.json_schema: must be an object")
+    if kind != "json_schema":
+        # As RESPONSE_FORMAT_SCHEMA says: a `json_schema` beside another type
+        # is not used, but it must still have the shape of one.
+        _check_members(f"{name}.json_schema", spec)
+        if "schema" in spec and not isinstance(spec["schema"], dict | bool):
+            raise UsageError(f"{name}.json_schema.schema: must be an object")
+        return plain
     return json_schema_format(f"{name}.json_schema", spec)
 
 
@@ -120,10 +126,7 @@ def json_schema_format(name: str, spec: Mapping[str, JSONValue]) -> JSONFormat:
         UsageError: a member of the wrong type, or a schema that cannot be
             used (see `schemas.check_schema`).
     """
-    # As the schema above says: what is given has its type, null is absent.
-    for key, kind, label in _SPEC_FIELDS:
-        if spec.get(key) is not None and not isinstance(spec[key], kind):
-            raise UsageError(f"{name}.{key}: must be {label}")
+    _check_members(name, spec)
     try:
         checked = check_schema(spec.get("schema", {"type": "object"}))
     except SchemaProblem as exc:
@@ -133,6 +136,18 @@ def json_schema_format(name: str, spec: Mapping[str, JSONValue]) -> JSONFormat:
         schema=cast(Schema, checked.schema),
         description=spec.get("description") or "",
     )
+
+
+def _check_members(name: str, spec: Mapping[str, JSONValue]) -> None:
+    """Check the types of `spec`'s members (not its schema's content).
+
+    Raises:
+        UsageError: a member of the wrong type.
+    """
+    # As the schema above says: what is given has its type, null is absent.
+    for key, kind, label in _SPEC_FIELDS:
+        if spec.get(key) is not None and not isinstance(spec[key], kind):
+            raise UsageError(f"{name}.{key}: must be {label}")
 
 
 _SPEC_FIELDS: Final = (

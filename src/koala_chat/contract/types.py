@@ -161,7 +161,7 @@ class ChoiceDeltaToolCall(_OpenAIObject):
 class ChoiceDelta(_OpenAIObject, omit_defaults=True):
     """What one chunk adds to the reply: the role (first chunk), text or calls.
 
-    A member the chunk does not carry is left out (null as an attribute).
+    A member the chunk does not carry is left out.
     """
 
     content: str | None = None
@@ -170,12 +170,10 @@ class ChoiceDelta(_OpenAIObject, omit_defaults=True):
     tool_calls: list[ChoiceDeltaToolCall] | None = None
 
 
+# Keyword-only, as the OpenAI key order (`logprobs` before `finish_reason`)
+# is the field order. The docstrings are the OpenAPI descriptions too.
 class ChunkChoice(_OpenAIObject, kw_only=True):
-    """One choice of a streamed chunk (`choices[0]` of `ChatCompletionChunk`).
-
-    Keyword-only, as the OpenAI API's key order (`logprobs` before
-    `finish_reason`) is the field order.
-    """
+    """One choice of a streamed chunk (`choices[0]` of `ChatCompletionChunk`)."""
 
     index: _Count
     delta: ChoiceDelta
@@ -183,13 +181,14 @@ class ChunkChoice(_OpenAIObject, kw_only=True):
     finish_reason: FinishReason | None = None
 
 
+# Keyword-only, as the OpenAI key order puts `object` before `created`.
 class ChatCompletionChunk(_OpenAIObject, omit_defaults=True, kw_only=True):
     """One streamed piece, shaped like the OpenAI `chat.completion.chunk` object.
 
     A stream's first chunk carries the role, the following ones text, the last
     one with choices the finish reason; with `stream_options.include_usage` a
     last chunk without choices carries the usage estimate, which no other
-    chunk has. Keyword-only, as the OpenAI API's key order is the field order.
+    chunk has.
     """
 
     id: str

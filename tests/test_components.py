@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, ValidationError
 
+from koala_chat.contract.replies import Reply
 from koala_chat.contract.types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -30,10 +31,12 @@ from koala_chat.contract.types import (
     Model,
     ModelList,
 )
-from koala_chat.server.components import chat_components
+from koala_chat.server.formats import completions
 from koala_chat.server.formats.chat import ChunkEncoder
+from koala_chat.server.formats.completions import TextChoice, TextCompletion
+from koala_chat.server.openapi import openapi_document
 
-COMPONENTS = chat_components()
+COMPONENTS: dict[str, Any] = openapi_document()["components"]["schemas"]
 CALL = ChatCompletionMessageToolCall("call_1", Function("f", '{"a":1}'))
 USAGE = CompletionUsage(1, 2, 3)
 
@@ -59,6 +62,8 @@ LEAST = [
     ChatCompletionChunk(id="", created=0, model="", choices=[]),
     Model(""),
     ModelList([]),
+    TextChoice(text=""),
+    TextCompletion(id="", created=0, model="", choices=[]),
 ]
 
 
@@ -104,6 +109,20 @@ def test_every_chunk_the_encoder_sends_is_valid(
     chunk = validator("ChatCompletionChunk")
     for data in events(stream):
         chunk.validate(data)
+
+
+@given(text=st.text(), usage=st.booleans())
+def test_every_legacy_completion_the_server_sends_is_valid(
+    text: str, usage: bool
+) -> None:
+    body = {"model": "m", "prompt": "Hi", "stream_options": {"include_usage": usage}}
+    inbound = completions.FORMAT.parse(body, strict=False)
+    reply = Reply(inbound.request, "m")
+    encoder = completions.FORMAT.encoder(inbound, reply)
+    schema = validator("TextCompletion")
+    for data in events(encoder.text(text) + encoder.tail("length")):
+        schema.validate(data)
+    schema.validate(completions.FORMAT.whole(inbound, reply, text))
 
 
 def test_a_whole_reply_and_the_models_are_valid() -> None:

@@ -26,7 +26,8 @@ from koala_chat.contract.types import (
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 from koala_chat.server.__main__ import main as server_main
 from koala_chat.server.config import API_KEY_VARIABLE, ServerConfig, is_loopback
-from koala_chat.server.formats.chat import ChunkEncoder, event
+from koala_chat.server.formats.chat import ChunkEncoder
+from koala_chat.server.formats.framing import event
 from server_fixtures import AccessLog, ServerProcess, ServerThread
 
 HELLO = [{"role": "user", "content": "Hello"}]

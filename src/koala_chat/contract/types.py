@@ -31,10 +31,12 @@ __all__ = [
     "ChoiceDeltaToolCall",
     "ChunkChoice",
     "CompletionUsage",
+    "Count",
     "FinishReason",
     "Function",
     "Model",
     "ModelList",
+    "always_sent",
 ]
 
 #: Why a reply ended: the upstream finished ("stop", also when one of the
@@ -43,10 +45,10 @@ __all__ = [
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls"]
 
 #: A token count, or a choice's index: never negative.
-_Count: TypeAlias = Annotated[int, msgspec.Meta(ge=0)]
+Count: TypeAlias = Annotated[int, msgspec.Meta(ge=0)]
 
 
-def _sent(value: Any) -> Any:
+def always_sent(value: Any) -> Any:
     """Return a default that is sent even in a struct that omits defaults.
 
     `omit_defaults` leaves out a member equal to its plain default, never one
@@ -92,9 +94,9 @@ class CompletionUsage(_OpenAIObject):
     characters per token, never exact.
     """
 
-    prompt_tokens: _Count
-    completion_tokens: _Count
-    total_tokens: _Count
+    prompt_tokens: Count
+    completion_tokens: Count
+    total_tokens: Count
 
 
 class Function(_OpenAIObject):
@@ -120,15 +122,15 @@ class ChatCompletionMessage(_OpenAIObject, omit_defaults=True):
     """
 
     content: str | None
-    role: Literal["assistant"] = _sent("assistant")
-    refusal: str | None = _sent(None)
+    role: Literal["assistant"] = always_sent("assistant")
+    refusal: str | None = always_sent(None)
     tool_calls: list[ChatCompletionMessageToolCall] | None = None
 
 
 class Choice(_OpenAIObject):
     """One choice of a non-streaming completion (Koala gives exactly one)."""
 
-    index: _Count
+    index: Count
     message: ChatCompletionMessage
     finish_reason: FinishReason
     logprobs: None = None
@@ -152,7 +154,7 @@ class ChatCompletion(_OpenAIObject):
 class ChoiceDeltaToolCall(_OpenAIObject):
     """One tool call in a chunk; `index` says which call of the reply it is."""
 
-    index: _Count
+    index: Count
     id: str | None = None
     function: Function | None = None
     type: Literal["function"] | None = "function"
@@ -175,7 +177,7 @@ class ChoiceDelta(_OpenAIObject, omit_defaults=True):
 class ChunkChoice(_OpenAIObject, kw_only=True):
     """One choice of a streamed chunk (`choices[0]` of `ChatCompletionChunk`)."""
 
-    index: _Count
+    index: Count
     delta: ChoiceDelta
     logprobs: None = None
     finish_reason: FinishReason | None = None
@@ -192,10 +194,10 @@ class ChatCompletionChunk(_OpenAIObject, omit_defaults=True, kw_only=True):
     """
 
     id: str
-    object: Literal["chat.completion.chunk"] = _sent("chat.completion.chunk")
+    object: Literal["chat.completion.chunk"] = always_sent("chat.completion.chunk")
     created: int
     model: str
-    system_fingerprint: str | None = _sent(None)
+    system_fingerprint: str | None = always_sent(None)
     choices: Annotated[list[ChunkChoice], msgspec.Meta(max_length=1)]
     usage: CompletionUsage | None = None
 

@@ -9,9 +9,9 @@ ended by `data: [DONE]`, and errors are `{"error": {...}}` (`failures.py`).
 `msgspec.json.encode` of one `ChatCompletionChunk`. A content event is the
 server's hot path (`streaming.py`), so it is not built as a struct each time:
 the bytes around the text are cut once per stream from the encoding of a
-chunk, and an event costs one `msgspec.json.encode` of the text and one
-concatenation. tests/test_server.py proves that it is byte for byte the
-encoding of the struct.
+chunk (`framing.around_mark`), and an event costs one `msgspec.json.encode`
+of the text and one concatenation. tests/test_server.py proves that it is
+byte for byte the encoding of the struct.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-import msgspec
 from aiohttp import web
 
 from ...contract.params import parse_request
@@ -37,8 +36,9 @@ from ...messages import JSONValue
 from ..conversation import handler
 from ..failures import DONE_EVENT, Failure
 from .base import Inbound, WireFormat
+from .framing import MARK, around_mark, encode, event
 
-__all__ = ["FORMAT", "ChatCompletions", "ChunkEncoder", "event", "routes"]
+__all__ = ["FORMAT", "ChatCompletions", "ChunkEncoder", "routes"]
 
 
 class ChunkEncoder:
@@ -51,9 +51,7 @@ class ChunkEncoder:
         self._created = int(created)
         self._model = model
         self._reply: Reply | None = None
-        self._prefix, self._suffix = _around_content(
-            self._chunk(ChoiceDelta(content=_MARK))
-        )
+        self._prefix, self._suffix = around_mark(self._chunk(ChoiceDelta(content=MARK)))
 
     @classmethod
     def of(cls, reply: Reply) -> ChunkEncoder:
@@ -67,7 +65,7 @@ class ChunkEncoder:
 
         As `event(chunk(ChoiceDelta(content=text)))`, without building it.
         """
-        return self._prefix + _encode(text) + self._suffix
+        return self._prefix + encode(text) + self._suffix
 
     text = content
 
@@ -131,28 +129,6 @@ class ChunkEncoder:
             model=self._model,
             choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish_reason)],
         )
-
-
-_encode: Final = msgspec.json.Encoder().encode
-
-#: The text that marks where a content event's text goes.
-_MARK: Final = "\x00"
-
-
-def event(chunk: ChatCompletionChunk) -> bytes:
-    """Return the server-sent event that carries `chunk`."""
-    return b"data: " + _encode(chunk) + b"\n\n"
-
-
-def _around_content(chunk: ChatCompletionChunk) -> tuple[bytes, bytes]:
-    """Return the bytes of `chunk`'s event before and after its text, `_MARK`.
-
-    The text is the last string of the event (only constants follow it), so
-    the last occurrence of the mark is the text's, whatever the id and model.
-    """
-    before, mark, after = event(chunk).rpartition(_encode(_MARK))
-    assert mark, "a content chunk's event holds its text"
-    return before, after
 
 
 class ChatCompletions(WireFormat[None]):

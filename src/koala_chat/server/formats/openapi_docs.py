@@ -4,8 +4,9 @@
 `openapi_schemas()` to its components. Each request schema is generated from
 its format's parameter table (`responses_request.PARAMETERS`,
 `completions.PARAMETERS`), as chat completions' is from
-`koala_chat.contract.params`; the replies follow `responses.py` and
-`completions.py`, the errors `failures.py` (`ErrorResponse`).
+`koala_chat.contract.params`. The legacy completion's schema is generated
+from its struct (`completions.TextCompletion`); the Response's is written
+here, after `responses.py`; the errors are `failures.py`'s (`ErrorResponse`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from __future__ import annotations
 from typing import Final
 
 from ...messages import JSONValue
-from ..components import ERROR_REF, event_schema, ref, request_schema
+from ..components import (
+    ERROR_REF,
+    event_schema,
+    ref,
+    reply_components,
+    request_schema,
+)
 from . import completions, responses_request
 
 __all__ = ["openapi_paths", "openapi_schemas"]
@@ -133,15 +140,9 @@ def openapi_schemas() -> dict[str, JSONValue]:
             named=True,
         ),
         "CompletionRequest": request_schema(completions.PARAMETERS, unknown=_STRICT),
-        "TextCompletion": _text_completion(whole=True),
+        **reply_components(completions.TextCompletion),
         "TextCompletionEvent": event_schema(
-            {
-                "anyOf": [
-                    _text_completion(whole=False),
-                    ERROR_REF,
-                ]
-            },
-            named=False,
+            {"anyOf": [ref("TextCompletion"), ERROR_REF]}, named=False
         ),
     }
 
@@ -177,31 +178,4 @@ def _response() -> dict[str, JSONValue]:
             "usage": _usage("input_tokens", "output_tokens", "total_tokens"),
         },
         "required": ["id", "object", "created_at", "status", "model", "output"],
-    }
-
-
-def _text_completion(*, whole: bool) -> dict[str, JSONValue]:
-    choice = {
-        "type": "object",
-        "properties": {
-            "text": {"type": "string"},
-            "index": {"const": 0},
-            "logprobs": {"type": "null"},
-            "finish_reason": {"enum": ["stop", "length"] + ([] if whole else [None])},
-        },
-        "required": ["text", "index", "logprobs", "finish_reason"],
-    }
-    usage = _usage("prompt_tokens", "completion_tokens", "total_tokens")
-    return {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"const": "text_completion"},
-            "created": {"type": "integer"},
-            "model": {"type": "string"},
-            "choices": {"type": "array", "maxItems": 1, "items": choice},
-            "usage": usage,
-        },
-        "required": ["id", "object", "created", "model", "choices"]
-        + (["usage"] if whole else []),
     }

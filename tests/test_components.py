@@ -31,6 +31,7 @@ from koala_chat.contract.types import (
     Model,
     ModelList,
 )
+from koala_chat.server.failures import ErrorDetail, ErrorResponse, Failure
 from koala_chat.server.formats import completions
 from koala_chat.server.formats.chat import ChunkEncoder
 from koala_chat.server.formats.completions import TextChoice, TextCompletion
@@ -64,6 +65,8 @@ LEAST = [
     ModelList([]),
     TextChoice(text=""),
     TextCompletion(id="", created=0, model="", choices=[]),
+    ErrorDetail("", "", None, None),
+    ErrorResponse(ErrorDetail("", "", None, None)),
 ]
 
 
@@ -136,6 +139,9 @@ def test_a_whole_reply_and_the_models_are_valid() -> None:
         )
         validator("ChatCompletion").validate(completion.model_dump())
     validator("ModelList").validate(ModelList([Model("a"), Model("b")]).model_dump())
+    for code in ("invalid_request", None):
+        body = Failure(400, "invalid_request_error", code, "Bad.").body()
+        validator("ErrorResponse").validate(msgspec.json.decode(body))
 
 
 def test_a_delta_that_sends_null_content_is_invalid() -> None:

@@ -5,9 +5,9 @@ generated from its `msgspec.Struct` (`koala_chat.contract.types`, and the
 formats' own structs) by `msgspec.json.schema_components`, then corrected in
 one respect: `required` names the members that are always sent, as the
 encoding decides (docs/reply-shape.md). A request's schema is generated from
-its format's parameter table (`koala_chat.contract.params`). What stays
-written here is the frame around them: the event of a stream, and the error
-body of `failures.py`.
+its format's parameter table (`koala_chat.contract.params`); the error
+body's from `failures.ErrorResponse`. What stays written here is the frame
+around them: the event of a stream.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import msgspec
 from ..contract.params import PARAMETERS, Parameter, Treatment
 from ..contract.types import ChatCompletion, ChatCompletionChunk, ModelList
 from ..messages import JSONValue
+from .failures import ErrorResponse
 
 __all__ = [
     "ERROR_REF",
@@ -67,7 +68,7 @@ def chat_components() -> dict[str, JSONValue]:
                 "last one, `[DONE]`."
             ),
         ),
-        "ErrorResponse": _error_response(),
+        **reply_components(ErrorResponse),
     }
 
 
@@ -176,23 +177,3 @@ def event_schema(
     if description is not None:
         schema["description"] = description
     return schema
-
-
-def _error_response() -> dict[str, JSONValue]:
-    """Return the schema of `failures.Failure.body`."""
-    nullable_string = {"type": ["string", "null"]}
-    error = {
-        "type": "object",
-        "properties": {
-            "message": {"type": "string"},
-            "type": {"type": "string"},
-            "param": nullable_string,
-            "code": nullable_string,
-        },
-        "required": ["message", "type", "param", "code"],
-    }
-    return {
-        "type": "object",
-        "properties": {"error": error},
-        "required": ["error"],
-    }

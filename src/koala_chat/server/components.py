@@ -34,6 +34,8 @@ __all__ = [
 
 _JSON: Final = "application/json"
 _TEMPLATE: Final = "#/components/schemas/{name}"
+#: The class of every struct class (msgspec's metaclass).
+_STRUCT_CLASS: Final = type(msgspec.Struct)
 #: The default factories whose empty value `omit_defaults` leaves out.
 _EMPTY_FACTORIES: Final = (list, dict, set, frozenset, tuple, bytearray)
 
@@ -113,7 +115,7 @@ def _structs(types: tuple[type[msgspec.Struct], ...]) -> Iterator[type[msgspec.S
     pending: list[object] = list(types)
     while pending:
         kind = pending.pop()
-        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+        if isinstance(kind, _STRUCT_CLASS):
             if kind in seen:
                 continue
             seen.add(kind)

@@ -9,8 +9,13 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from koala_chat.contract.replies import Reply as ChatReply
 from koala_chat.sandbox import Reply, Sandbox, default_reply
+from koala_chat.server.formats.completions import FORMAT, TextChoice, TextCompletion
+from koala_chat.server.formats.framing import event
 from server_fixtures import ServerThread
 
 REPLY = "".join(default_reply({"input": "Hello", "model": "gpt-4o-mini"}))
@@ -174,3 +179,22 @@ async def test_replies_validate_as_the_sdks_own_types(
     )
     assert finish.choices[0].finish_reason == "stop"
     assert usage_chunk.usage is not None
+
+
+@given(model=st.text(), text=st.text())
+def test_a_text_event_is_the_encoding_of_its_struct(model: str, text: str) -> None:
+    # The encoder cuts a text event's bytes around the text once per stream;
+    # this proves them the struct's encoding, whatever the strings.
+    inbound = FORMAT.parse({"model": model, "prompt": "Hi"}, strict=False)
+    reply = ChatReply(inbound.request, model)
+    expected = TextCompletion(
+        id="cmpl-" + reply.id.removeprefix("chatcmpl-"),
+        created=reply.created,
+        model=model,
+        choices=[TextChoice(text=text)],
+    )
+    assert FORMAT.encoder(inbound, reply).text(text) == event(expected)
+    assert event(expected).startswith(
+        b'data: {"id":"cmpl-%s","object":"text_completion","created":%d,'
+        % (reply.id.removeprefix("chatcmpl-").encode(), reply.created)
+    )

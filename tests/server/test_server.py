@@ -17,11 +17,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from koala_chat import Koala, UsageError
-from koala_chat.contract.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
+from koala_chat.contract.types import (
+    ChatCompletionChunk,
+    ChoiceDelta,
+    ChunkChoice,
+    CompletionUsage,
+)
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 from koala_chat.server.__main__ import main as server_main
 from koala_chat.server.config import API_KEY_VARIABLE, ServerConfig, is_loopback
 from koala_chat.server.formats.chat import ChunkEncoder
+from koala_chat.server.formats.framing import event
 from server_fixtures import AccessLog, ServerProcess, ServerThread
 
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -522,21 +528,39 @@ def test_koala_serve_refuses_exposure_as_python_dash_m_does(
 # --- the chunk encoder ---------------------------------------------------------
 
 
-@given(text=st.text())
-def test_chunk_encoder_matches_the_typed_chunk(text: str) -> None:
-    encoder = ChunkEncoder("chatcmpl-x", 1700000000, 'model "quoted"')
-    event = encoder.content(text)
-    assert event.startswith(b"data: ")
-    assert event.endswith(b"\n\n")
-    expected = ChatCompletionChunk(
-        id="chatcmpl-x",
-        choices=[ChunkChoice(index=0, delta=ChoiceDelta(content=text))],
+@given(id_=st.text(), model=st.text(), text=st.text())
+def test_a_content_event_is_the_encoding_of_its_chunk(
+    id_: str, model: str, text: str
+) -> None:
+    # The encoder cuts a content event's bytes around the text once per
+    # stream; this proves them the struct's encoding, whatever the strings.
+    encoder = ChunkEncoder(id_, 1700000000, model)
+    chunk = ChatCompletionChunk(
+        id=id_,
         created=1700000000,
-        model='model "quoted"',
-    ).model_dump(exclude_none=True)
-    expected["system_fingerprint"] = None
-    expected["choices"][0].update(logprobs=None, finish_reason=None)
-    assert msgspec.json.decode(event[6:]) == expected
+        model=model,
+        choices=[ChunkChoice(index=0, delta=ChoiceDelta(content=text))],
+    )
+    assert encoder.content(text) == event(chunk)
+    assert event(chunk) == b"data: " + msgspec.json.encode(chunk) + b"\n\n"
+
+
+def test_chunk_events_have_the_openai_keys_in_the_openai_order() -> None:
+    encoder = ChunkEncoder("chatcmpl-x", 1700000000, 'model "quoted"')
+    head = b'data: {"id":"chatcmpl-x","object":"chat.completion.chunk",'
+    head += b'"created":1700000000,"model":"model \\"quoted\\"",'
+    head += b'"system_fingerprint":null,"choices":'
+    choice = b'[{"index":0,"delta":%s,"logprobs":null,"finish_reason":%s}]}\n\n'
+    assert encoder.role() == head + choice % (
+        b'{"content":"","role":"assistant"}',
+        b"null",
+    )
+    assert encoder.content("Hi") == head + choice % (b'{"content":"Hi"}', b"null")
+    assert encoder.finish("length") == head + choice % (b"{}", b'"length"')
+    usage = CompletionUsage(prompt_tokens=1, completion_tokens=2, total_tokens=3)
+    assert encoder.usage(usage) == head + (
+        b'[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}\n\n'
+    )
 
 
 # --- the process: graceful stop and workers ----------------------------------------

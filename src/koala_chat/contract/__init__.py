@@ -3,7 +3,8 @@
 One job per module, imported in this order (each only from those above it):
 
     capabilities.py  what a provider declares it offers (models by protocol)
-    types.py         the OpenAI-shaped objects (`ChatCompletion`, chunks, usage)
+    types.py         the OpenAI-shaped objects (`ChatCompletion`, chunks, usage),
+                     declared once as `msgspec.Struct`s: the wire shape
     usage.py         the token estimate and the usage object built from it
     cutting.py       `stop` and `max_tokens` applied on our side (`ReplyCutter`)
     neutral.py       the values of a refused parameter that ask for nothing

@@ -78,6 +78,8 @@ from ..errors import (
 __all__ = [
     "DONE_EVENT",
     "STATUSES",
+    "ErrorDetail",
+    "ErrorResponse",
     "Failure",
     "FailureError",
     "bad_request",
@@ -110,6 +112,21 @@ STATUSES: Mapping[type[BaseException], tuple[int, str, str]] = {
 }
 
 
+class ErrorDetail(msgspec.Struct):
+    """What went wrong: a message to show, OpenAI's error type, and a code."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(msgspec.Struct):
+    """An error reply, whole or as the event that ends a broken stream."""
+
+    error: ErrorDetail
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     """An error reply: status, OpenAI error type and code, message, headers."""
@@ -125,16 +142,8 @@ class Failure:
 
     def body(self) -> bytes:
         """Return the JSON body `{"error": {...}}`."""
-        return msgspec.json.encode(
-            {
-                "error": {
-                    "message": self.message,
-                    "type": self.type,
-                    "param": None,
-                    "code": self.code,
-                }
-            }
-        )
+        detail = ErrorDetail(self.message, self.type, None, self.code)
+        return msgspec.json.encode(ErrorResponse(detail))
 
     def response(self) -> web.Response:
         """Return the error as a JSON response."""

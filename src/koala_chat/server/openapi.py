@@ -1,11 +1,11 @@
 """The OpenAPI 3.1 description of `koala serve`, served at `GET /openapi.json`.
 
-The request schema is generated from the parameter table of
-`koala_chat.contract.params`, where each parameter is declared once with its
-treatment (honoured, emulated, accepted and ignored, refused unless neutral;
-`null` is absent for every optional one). The rest is written by hand to say what the
-code does: the replies follow `koala_chat.contract.types` and the errors
-`failures.py`.
+The component schemas are generated (`components.py`): the request's from
+the parameter table of `koala_chat.contract.params`, where each parameter is
+declared once with its treatment (honoured, emulated, accepted and ignored,
+refused unless neutral; `null` is absent for every optional one), the
+replies' from the structs of `koala_chat.contract.types`. The operations are
+written here, to say what the code does: its statuses follow `failures.py`.
 tests/test_openapi.py checks that every route is described and runs
 schemathesis against a live server to keep the two in step.
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Final
 
 from .. import __version__
-from ..contract.params import PARAMETERS, Treatment
 from ..messages import JSONValue
+from .components import ERROR_REF, chat_components
 from .formats.openapi_docs import openapi_paths as format_paths
 from .formats.openapi_docs import openapi_schemas as format_schemas
 from .imagespec import openapi_paths as image_paths
@@ -25,7 +25,6 @@ from .webpage import openapi_paths
 __all__ = ["openapi_document"]
 
 _JSON: Final = "application/json"
-_ERROR_REF: Final = {"$ref": "#/components/schemas/ErrorResponse"}
 
 
 def openapi_document() -> dict[str, JSONValue]:
@@ -65,7 +64,7 @@ def openapi_document() -> dict[str, JSONValue]:
                     "description": "The server's API key, when it has one.",
                 }
             },
-            "schemas": {**_schemas(), **format_schemas()},
+            "schemas": {**chat_components(), **format_schemas()},
         },
     }
 
@@ -236,7 +235,7 @@ def _ok(description: str, schema: dict[str, JSONValue]) -> dict[str, JSONValue]:
 def _error(
     description: str, headers: dict[str, JSONValue] | None = None
 ) -> dict[str, JSONValue]:
-    response = _ok(description, _ERROR_REF)
+    response = _ok(description, ERROR_REF)
     if headers:
         response["headers"] = headers
     return response
@@ -274,194 +273,3 @@ def _object(
     if not additional:
         schema["additionalProperties"] = False
     return schema
-
-
-def _request() -> dict[str, JSONValue]:
-    """Return the chat request schema, generated from the parameter table."""
-    properties: dict[str, JSONValue] = {
-        name: parameter.json_schema() for name, parameter in PARAMETERS.items()
-    }
-    required = tuple(name for name, p in PARAMETERS.items() if p.missing)
-    treatments = "; ".join(
-        f"{treatment.value}: "
-        + ", ".join(
-            f"`{p.name}`" for p in PARAMETERS.values() if p.treatment is treatment
-        )
-        for treatment in Treatment
-    )
-    return {
-        **_object(properties, required=required, additional=True),
-        "description": (
-            f"The parameters, by treatment ({treatments}). Any other parameter "
-            "is ignored and named in the X-Koala-Ignored-Params header, or "
-            "refused as unknown when the server runs with --strict (which "
-            "also refuses the ignored names that are not OpenAI's); null "
-            "counts as absent."
-        ),
-    }
-
-
-def _tool_call() -> dict[str, JSONValue]:
-    """Return the schema of an (emulated) tool call."""
-    return _object(
-        {
-            "id": {"type": "string"},
-            "type": {"const": "function"},
-            "function": _object(
-                {"name": {"type": "string"}, "arguments": {"type": "string"}}
-            ),
-        }
-    )
-
-
-def _schemas() -> dict[str, JSONValue]:
-    nullable_string = {"type": ["string", "null"]}
-    usage = _object(
-        {
-            name: {"type": "integer", "minimum": 0}
-            for name in ("prompt_tokens", "completion_tokens", "total_tokens")
-        }
-    )
-    return {
-        "ChatRequest": _request(),
-        "ChatCompletion": _object(
-            {
-                "id": {"type": "string"},
-                "choices": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 1,
-                    "items": _object(
-                        {
-                            "index": {"const": 0},
-                            "message": _object(
-                                {
-                                    "content": nullable_string,
-                                    "role": {"const": "assistant"},
-                                    "refusal": {"type": "null"},
-                                    "tool_calls": {
-                                        "type": "array",
-                                        "items": _tool_call(),
-                                    },
-                                },
-                                required=("content", "role", "refusal"),
-                            ),
-                            "finish_reason": {"enum": ["stop", "length", "tool_calls"]},
-                            "logprobs": {"type": "null"},
-                        }
-                    ),
-                },
-                "created": {"type": "integer"},
-                "model": {"type": "string"},
-                "usage": {
-                    **usage,
-                    "description": "Estimates: about four characters per token.",
-                },
-                "object": {"const": "chat.completion"},
-                "system_fingerprint": {"type": "null"},
-            }
-        ),
-        "ChunkEvent": _object(
-            {
-                "data": {
-                    "if": {"const": "[DONE]"},
-                    "then": True,
-                    "else": {
-                        "contentMediaType": _JSON,
-                        "contentSchema": {
-                            "anyOf": [
-                                {"$ref": "#/components/schemas/ChatCompletionChunk"},
-                                _ERROR_REF,
-                            ]
-                        },
-                    },
-                }
-            },
-            required=("data",),
-        )
-        | {
-            "description": (
-                "One event: a chunk, an error that ended the stream, or the "
-                "last one, `[DONE]`."
-            )
-        },
-        "ChatCompletionChunk": _object(
-            {
-                "id": {"type": "string"},
-                "object": {"const": "chat.completion.chunk"},
-                "created": {"type": "integer"},
-                "model": {"type": "string"},
-                "system_fingerprint": {"type": "null"},
-                "choices": {
-                    "type": "array",
-                    "maxItems": 1,
-                    "items": _object(
-                        {
-                            "index": {"const": 0},
-                            "delta": _object(
-                                {
-                                    "content": {"type": "string"},
-                                    "role": {"const": "assistant"},
-                                    "tool_calls": {
-                                        "type": "array",
-                                        "items": _tool_call()
-                                        | {
-                                            "properties": {
-                                                "index": {"type": "integer"},
-                                                **_tool_call()["properties"],
-                                            },
-                                            "required": ["index"],
-                                        },
-                                    },
-                                },
-                                required=(),
-                                additional=False,
-                            ),
-                            "logprobs": {"type": "null"},
-                            "finish_reason": {
-                                "enum": ["stop", "length", "tool_calls", None]
-                            },
-                        }
-                    ),
-                },
-                "usage": usage,
-            },
-            required=("id", "object", "created", "model", "choices"),
-        )
-        | {
-            "description": (
-                "The first chunk names the role, the last one with choices the "
-                "finish reason; with `stream_options.include_usage` a chunk "
-                "without choices carries the usage estimate."
-            )
-        },
-        "Model": _object(
-            {
-                "id": {"type": "string"},
-                "created": {"type": "integer"},
-                "owned_by": {"type": "string"},
-                "object": {"const": "model"},
-            }
-        ),
-        "ModelList": _object(
-            {
-                "data": {
-                    "type": "array",
-                    "items": {"$ref": "#/components/schemas/Model"},
-                },
-                "object": {"const": "list"},
-            }
-        ),
-        "ErrorResponse": _object(
-            {
-                "error": _object(
-                    {
-                        "message": {"type": "string"},
-                        "type": {"type": "string"},
-                        "param": nullable_string,
-                        "code": nullable_string,
-                    }
-                )
-            }
-        ),
-    }

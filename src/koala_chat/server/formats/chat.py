@@ -4,10 +4,14 @@ The request is the parameter table of `koala_chat.contract.params`; a reply
 is a `chat.completion` object or a stream of `chat.completion.chunk` events
 ended by `data: [DONE]`, and errors are `{"error": {...}}` (`failures.py`).
 
-`ChunkEncoder` renders the events of one stream: every event shares
-everything but its text, so the constant bytes are rendered once per stream
-and a content event costs one `msgspec.json.encode` of the text and one
-concatenation (the server's hot path, `streaming.py`).
+`ChunkEncoder` renders the events of one stream from the reply's structs
+(`koala_chat.contract.types`): each event is `data: ` and the
+`msgspec.json.encode` of one `ChatCompletionChunk`. A content event is the
+server's hot path (`streaming.py`), so it is not built as a struct each time:
+the bytes around the text are cut once per stream from the encoding of a
+chunk (`framing.around_mark`), and an event costs one `msgspec.json.encode`
+of the text and one concatenation. tests/test_server.py proves that it is
+byte for byte the encoding of the struct.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-import msgspec
 from aiohttp import web
 
 from ...contract.params import parse_request
@@ -25,6 +28,7 @@ from ...contract.types import (
     ChatCompletionMessageToolCall,
     ChoiceDelta,
     ChoiceDeltaToolCall,
+    ChunkChoice,
     CompletionUsage,
     FinishReason,
 )
@@ -32,35 +36,22 @@ from ...messages import JSONValue
 from ..conversation import handler
 from ..failures import DONE_EVENT, Failure
 from .base import Inbound, WireFormat
+from .framing import MARK, around_mark, encode, event
 
 __all__ = ["FORMAT", "ChatCompletions", "ChunkEncoder", "routes"]
 
 
 class ChunkEncoder:
-    """Render the `chat.completion.chunk` events of one stream as bytes.
+    """Render the `chat.completion.chunk` events of one stream as bytes."""
 
-    The JSON has the keys and order of the OpenAI API (and of
-    `koala_chat.contract.types.ChatCompletionChunk`).
-    """
-
-    __slots__ = ("_head", "_prefix", "_reply")
-
-    _SUFFIX: Final = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+    __slots__ = ("_created", "_id", "_model", "_prefix", "_reply", "_suffix")
 
     def __init__(self, completion_id: str, created: int, model: str) -> None:
-        self._head = b"".join(
-            (
-                b'data: {"id":',
-                msgspec.json.encode(completion_id),
-                b',"object":"chat.completion.chunk","created":',
-                str(int(created)).encode(),
-                b',"model":',
-                msgspec.json.encode(model),
-                b',"system_fingerprint":null,"choices":',
-            )
-        )
-        self._prefix = self._head + b'[{"index":0,"delta":{"content":'
+        self._id = completion_id
+        self._created = int(created)
+        self._model = model
         self._reply: Reply | None = None
+        self._prefix, self._suffix = around_mark(self._chunk(ChoiceDelta(content=MARK)))
 
     @classmethod
     def of(cls, reply: Reply) -> ChunkEncoder:
@@ -70,40 +61,33 @@ class ChunkEncoder:
         return encoder
 
     def content(self, text: str) -> bytes:
-        """Return the event that adds `text` to the reply."""
-        return self._prefix + msgspec.json.encode(text) + self._SUFFIX
+        """Return the event that adds `text` to the reply.
+
+        As `event(chunk(ChoiceDelta(content=text)))`, without building it.
+        """
+        return self._prefix + encode(text) + self._suffix
 
     text = content
 
     def role(self) -> bytes:
         """Return the first event, which names the role."""
-        return (
-            self._head
-            + b'[{"index":0,"delta":{"content":"","role":"assistant"}'
-            + self._SUFFIX[1:]
-        )
+        return event(self._chunk(ChoiceDelta(content="", role="assistant")))
 
     head = role
 
     def finish(self, reason: FinishReason) -> bytes:
         """Return the last event of the choice, with its finish reason."""
-        return b"".join(
-            (
-                self._head,
-                b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":"',
-                reason.encode(),
-                b'"}]}\n\n',
-            )
-        )
+        return event(self._chunk(ChoiceDelta(), reason))
 
     def usage(self, usage: CompletionUsage) -> bytes:
         """Return the usage event (no choices), sent when `include_usage` asks."""
-        return b"".join(
-            (
-                self._head,
-                b'[],"usage":',
-                msgspec.json.encode(usage.model_dump()),
-                b"}\n\n",
+        return event(
+            ChatCompletionChunk(
+                id=self._id,
+                created=self._created,
+                model=self._model,
+                choices=[],
+                usage=usage,
             )
         )
 
@@ -112,11 +96,9 @@ class ChunkEncoder:
 
         The first one names the role, as the OpenAI API's does.
         """
-        reply = self._reply
-        assert reply is not None  # only a reply's encoder (`of`) is asked
         return b"".join(
-            _event(
-                reply.chunk(
+            event(
+                self._chunk(
                     ChoiceDelta(
                         role="assistant" if index == 0 else None,
                         tool_calls=[ChoiceDeltaToolCall(index, call.id, call.function)],
@@ -138,20 +120,15 @@ class ChunkEncoder:
         """Return the error event and `[DONE]`, which the SDKs raise from."""
         return failure.event() + DONE_EVENT
 
-
-def _event(chunk: ChatCompletionChunk) -> bytes:
-    """Return the event of `chunk`, whose deltas name only what they carry.
-
-    As `ChunkEncoder`'s events: no `usage` member but on the usage chunk.
-    """
-    data = chunk.model_dump()
-    if data["usage"] is None:
-        del data["usage"]
-    for choice in data["choices"]:
-        choice["delta"] = {
-            key: value for key, value in choice["delta"].items() if value is not None
-        }
-    return b"data: " + msgspec.json.encode(data) + b"\n\n"
+    def _chunk(
+        self, delta: ChoiceDelta, finish_reason: FinishReason | None = None
+    ) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self._id,
+            created=self._created,
+            model=self._model,
+            choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish_reason)],
+        )
 
 
 class ChatCompletions(WireFormat[None]):

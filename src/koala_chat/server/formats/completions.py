@@ -10,14 +10,16 @@ completions' is. A reply is a `text_completion` object; a stream is
 reason, a usage chunk when `stream_options.include_usage` asks, and
 `data: [DONE]`. Errors are OpenAI's `{"error": {...}}`.
 
-`CompletionEncoder.text` is the hot path, built as chat's `ChunkEncoder`:
-the constant bytes rendered once, one `msgspec.json.encode` per piece.
+The replies are the `TextCompletion` struct, encoded; `CompletionEncoder.text`
+is the hot path, built as chat's `ChunkEncoder`: the bytes around the text
+cut once per stream from a struct's event (`framing.around_mark`), one
+`msgspec.json.encode` per piece.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Final, cast
+from typing import Annotated, Final, Literal, cast
 
 import msgspec
 from aiohttp import web
@@ -46,14 +48,29 @@ from ...contract.params import (
     refused,
 )
 from ...contract.replies import Reply
-from ...contract.types import ChatCompletionMessageToolCall, FinishReason
+from ...contract.types import (
+    ChatCompletionMessageToolCall,
+    CompletionUsage,
+    Count,
+    FinishReason,
+    always_sent,
+)
 from ...errors import UsageError
 from ...messages import JSONValue, replace_surrogates
 from ..conversation import handler
 from ..failures import DONE_EVENT, Failure
 from .base import Inbound, WireFormat
+from .framing import MARK, around_mark, encode, event
 
-__all__ = ["FORMAT", "PARAMETERS", "CompletionEncoder", "Completions", "routes"]
+__all__ = [
+    "FORMAT",
+    "PARAMETERS",
+    "CompletionEncoder",
+    "Completions",
+    "TextChoice",
+    "TextCompletion",
+    "routes",
+]
 
 _ID_PREFIX: Final = len("chatcmpl-")
 
@@ -74,35 +91,67 @@ def check_prompt(name: str, value: JSONValue) -> str:
     return replace_surrogates(value)
 
 
+class TextChoice(msgspec.Struct, kw_only=True):
+    """The one choice of a `text_completion`: its text and why it ended."""
+
+    text: str
+    index: Count = 0
+    logprobs: None = None
+    finish_reason: FinishReason | None = None
+
+
+# Keyword-only, as the OpenAI key order puts `object` before `created`. The
+# docstrings are the OpenAPI descriptions too.
+class TextCompletion(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A legacy completion, whole, or one chunk of a stream.
+
+    A stream's chunks carry the text, the last one with choices the finish
+    reason; with `stream_options.include_usage` a last chunk without choices
+    carries the usage estimate. A whole reply always has its usage.
+    """
+
+    id: str
+    object: Literal["text_completion"] = always_sent("text_completion")
+    created: int
+    model: str
+    system_fingerprint: str | None = always_sent(None)
+    choices: Annotated[list[TextChoice], msgspec.Meta(max_length=1)]
+    usage: CompletionUsage | None = None
+
+
+def _completion(
+    reply: Reply, choices: list[TextChoice], usage: CompletionUsage | None = None
+) -> TextCompletion:
+    return TextCompletion(
+        id="cmpl-" + reply.id[_ID_PREFIX:],
+        created=reply.created,
+        model=reply.model,
+        choices=choices,
+        usage=usage,
+    )
+
+
 class CompletionEncoder:
     """Render the `text_completion` chunks of one stream as bytes."""
 
-    __slots__ = ("_head", "_prefix", "_reply")
-
-    _SUFFIX: Final = b',"index":0,"logprobs":null,"finish_reason":null}]}\n\n'
+    __slots__ = ("_prefix", "_reply", "_suffix")
 
     def __init__(self, reply: Reply) -> None:
         self._reply = reply
-        self._head = b"".join(
-            (
-                b'data: {"id":',
-                _encode("cmpl-" + reply.id[_ID_PREFIX:]),
-                b',"object":"text_completion","created":',
-                b"%d" % reply.created,
-                b',"model":',
-                _encode(reply.model),
-                b',"system_fingerprint":null,"choices":',
-            )
+        self._prefix, self._suffix = around_mark(
+            _completion(reply, [TextChoice(text=MARK)])
         )
-        self._prefix = self._head + b'[{"text":'
 
     def head(self) -> bytes:
         """Return nothing: a legacy stream has no opening chunk."""
         return b""
 
     def text(self, piece: str) -> bytes:
-        """Return the chunk that adds `piece` to the reply."""
-        return self._prefix + _encode(piece) + self._SUFFIX
+        """Return the chunk that adds `piece` to the reply.
+
+        As the `event` of its `TextCompletion`, without building it.
+        """
+        return self._prefix + encode(piece) + self._suffix
 
     def tool_calls(self, calls: Sequence[ChatCompletionMessageToolCall]) -> bytes:
         """Never asked: legacy completions have no tools."""
@@ -111,25 +160,14 @@ class CompletionEncoder:
     def tail(self, reason: FinishReason) -> bytes:
         """Return the finish chunk, the usage chunk when asked, and `[DONE]`."""
         reply = self._reply
-        tail = b"".join(
-            (
-                self._prefix,
-                b'"","index":0,"logprobs":null,"finish_reason":"',
-                reason.encode(),
-                b'"}]}\n\n',
-            )
-        )
+        tail = event(_completion(reply, [TextChoice(text="", finish_reason=reason)]))
         if reply.request.include_usage:
-            usage = _encode(reply.usage().model_dump())
-            tail += self._head + b'[],"usage":' + usage + b"}\n\n"
+            tail += event(_completion(reply, [], reply.usage()))
         return tail + DONE_EVENT
 
     def failed(self, failure: Failure) -> bytes:
         """Return the error event and `[DONE]`, which the SDKs raise from."""
         return failure.event() + DONE_EVENT
-
-
-_encode: Final = msgspec.json.encode
 
 
 class Completions(WireFormat[None]):
@@ -164,22 +202,9 @@ class Completions(WireFormat[None]):
         content: str | None,
         tool_calls: Sequence[ChatCompletionMessageToolCall] | None = None,
     ) -> JSONValue:
-        return {
-            "id": "cmpl-" + reply.id[_ID_PREFIX:],
-            "object": "text_completion",
-            "created": reply.created,
-            "model": reply.model,
-            "system_fingerprint": None,
-            "choices": [
-                {
-                    "text": content or "",
-                    "index": 0,
-                    "logprobs": None,
-                    "finish_reason": reply.finish_reason,
-                }
-            ],
-            "usage": reply.usage().model_dump(),
-        }
+        choice = TextChoice(text=content or "", finish_reason=reply.finish_reason)
+        whole = _completion(reply, [choice], reply.usage())
+        return msgspec.to_builtins(whole)
 
 
 _SAMPLING: Final = "Tunes sampling; Koala has no such control."

@@ -4,23 +4,29 @@
 `openapi_schemas()` to its components. Each request schema is generated from
 its format's parameter table (`responses_request.PARAMETERS`,
 `completions.PARAMETERS`), as chat completions' is from
-`koala_chat.contract.params`; the replies follow `responses.py` and
-`completions.py`, the errors `failures.py` (`ErrorResponse`).
+`koala_chat.contract.params`. The legacy completion's schema is generated
+from its struct (`completions.TextCompletion`); the Response's is written
+here, after `responses.py`; the errors are `failures.py`'s (`ErrorResponse`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Final
 
-from ...contract.params import Parameter, Treatment
 from ...messages import JSONValue
+from ..components import (
+    ERROR_REF,
+    event_schema,
+    ref,
+    reply_components,
+    request_schema,
+)
 from . import completions, responses_request
 
 __all__ = ["openapi_paths", "openapi_schemas"]
 
 _JSON: Final = "application/json"
-_ERROR_REF: Final = {"$ref": "#/components/schemas/ErrorResponse"}
+_STRICT: Final = "refused as unknown with --strict"
 _ERRORS: Final = {
     "400": "A malformed request, or an option Koala cannot honour; the message "
     "names the parameter as this API spells it (code invalid_request).",
@@ -84,7 +90,7 @@ def _operation(
     errors: dict[str, JSONValue] = {
         status: {
             "description": description,
-            "content": {_JSON: {"schema": _ERROR_REF}},
+            "content": {_JSON: {"schema": ERROR_REF}},
         }
         for status, description in _ERRORS.items()
     }
@@ -93,7 +99,7 @@ def _operation(
         "summary": summary,
         "requestBody": {
             "required": True,
-            "content": {_JSON: {"schema": _ref(request)}},
+            "content": {_JSON: {"schema": ref(request)}},
         },
         "responses": {
             "200": {
@@ -106,8 +112,8 @@ def _operation(
                     }
                 },
                 "content": {
-                    _JSON: {"schema": _ref(whole)},
-                    "text/event-stream": {"schema": _ref(event)},
+                    _JSON: {"schema": ref(whole)},
+                    "text/event-stream": {"schema": ref(event)},
                 },
             },
             **errors,
@@ -118,9 +124,11 @@ def _operation(
 def openapi_schemas() -> dict[str, JSONValue]:
     """Return the component schemas that `openapi_paths` refers to."""
     return {
-        "ResponsesRequest": _request(responses_request.PARAMETERS),
+        "ResponsesRequest": request_schema(
+            responses_request.PARAMETERS, unknown=_STRICT
+        ),
         "Response": _response(),
-        "ResponseEvent": _event(
+        "ResponseEvent": event_schema(
             {
                 "type": "object",
                 "properties": {
@@ -131,54 +139,11 @@ def openapi_schemas() -> dict[str, JSONValue]:
             },
             named=True,
         ),
-        "CompletionRequest": _request(completions.PARAMETERS),
-        "TextCompletion": _text_completion(whole=True),
-        "TextCompletionEvent": _event(
-            {
-                "anyOf": [
-                    _text_completion(whole=False),
-                    _ERROR_REF,
-                ]
-            },
-            named=False,
+        "CompletionRequest": request_schema(completions.PARAMETERS, unknown=_STRICT),
+        **reply_components(completions.TextCompletion),
+        "TextCompletionEvent": event_schema(
+            {"anyOf": [ref("TextCompletion"), ERROR_REF]}, named=False
         ),
-    }
-
-
-def _ref(name: str) -> dict[str, JSONValue]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _request(table: Mapping[str, Parameter]) -> dict[str, JSONValue]:
-    treatments = "; ".join(
-        f"{treatment.value}: "
-        + ", ".join(f"`{p.name}`" for p in table.values() if p.treatment is treatment)
-        for treatment in Treatment
-        if any(p.treatment is treatment for p in table.values())
-    )
-    return {
-        "type": "object",
-        "properties": {name: p.json_schema() for name, p in table.items()},
-        "required": [name for name, p in table.items() if p.missing],
-        "description": (
-            f"The parameters, by treatment ({treatments}). Any other parameter "
-            "is ignored and named in the X-Koala-Ignored-Params header, or "
-            "refused as unknown with --strict; null counts as absent."
-        ),
-    }
-
-
-def _event(data: JSONValue, *, named: bool) -> dict[str, JSONValue]:
-    content: JSONValue = {"contentMediaType": _JSON, "contentSchema": data}
-    if not named:
-        content = {"if": {"const": "[DONE]"}, "then": True, "else": content}
-    properties: dict[str, JSONValue] = {"data": content}
-    if named:
-        properties["event"] = {"type": "string"}
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties),
     }
 
 
@@ -213,31 +178,4 @@ def _response() -> dict[str, JSONValue]:
             "usage": _usage("input_tokens", "output_tokens", "total_tokens"),
         },
         "required": ["id", "object", "created_at", "status", "model", "output"],
-    }
-
-
-def _text_completion(*, whole: bool) -> dict[str, JSONValue]:
-    choice = {
-        "type": "object",
-        "properties": {
-            "text": {"type": "string"},
-            "index": {"const": 0},
-            "logprobs": {"type": "null"},
-            "finish_reason": {"enum": ["stop", "length"] + ([] if whole else [None])},
-        },
-        "required": ["text", "index", "logprobs", "finish_reason"],
-    }
-    usage = _usage("prompt_tokens", "completion_tokens", "total_tokens")
-    return {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"const": "text_completion"},
-            "created": {"type": "integer"},
-            "model": {"type": "string"},
-            "choices": {"type": "array", "maxItems": 1, "items": choice},
-            "usage": usage,
-        },
-        "required": ["id", "object", "created", "model", "choices"]
-        + (["usage"] if whole else []),
     }

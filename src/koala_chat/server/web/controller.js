@@ -3,7 +3,8 @@
 // server's dialect, the reply in progress), answers the controls, and asks
 // the store to keep and the view to draw. Every listener is wired in `bind`.
 
-import { ApiError, apiKey, fetchModels, setApiKey, streamChat } from "./api.js";
+import { ApiError, apiKey, fetchModels, sentence, setApiKey, streamChat } from "./api.js";
+import { checkConnection, checkedConnection, renderConnections } from "./settings.js";
 import { cleanTitle, exportJSON, openAIMessages, parseImport, titleFor } from "./store.js";
 import {
   button,
@@ -46,6 +47,8 @@ export class Controller {
     this.models = [];
     /** @type {string | null} the server's own dialect, once its model list said so */
     this.serverProtocol = null;
+    /** @type {string[]} the dialects a conversation may choose */
+    this.offered = [];
     /** @type {Turn | null} */
     this.turn = null;
     /** @type {Promise<boolean> | null} the question for the API key on screen */
@@ -92,8 +95,7 @@ export class Controller {
     document.title = `${conversation.title} · Koala chat`;
     ui.system.value = conversation.system;
     this.renderModelPicker();
-    ui.protocol.value =
-      conversation.protocol ?? this.serverProtocol ?? ui.protocol.options[0]?.value ?? "";
+    this.renderConnection();
     ui.webSearch.checked = Boolean(conversation.webSearch);
     this.renderMessages();
   }
@@ -102,6 +104,9 @@ export class Controller {
     const { ui, turn } = this;
     const messages = this.store.current.messages;
     const lastUser = messages.findLastIndex((m) => m.role === "user");
+    // An empty conversation shows the welcome in the same place instead.
+    ui.empty.hidden = messages.length > 0;
+    ui.messages.hidden = messages.length === 0;
     ui.messages.replaceChildren(
       ...messages.map((message, index) => {
         const actions = [];
@@ -119,7 +124,14 @@ export class Controller {
     );
     scrollToBottom(ui.messages);
     ui.stop.hidden = !turn;
-    ui.send.disabled = Boolean(turn);
+    ui.send.hidden = Boolean(turn);
+  }
+
+  /** Checks the conversation's connection: its own, else the server's, else the first. */
+  renderConnection() {
+    const { ui } = this;
+    const chosen = this.store.current.protocol ?? this.serverProtocol ?? this.offered[0];
+    checkConnection(ui.connection, chosen ?? "");
   }
 
   renderModelPicker() {
@@ -153,26 +165,27 @@ export class Controller {
       this.models = found.models;
       this.showSwitches(found.koala);
     } catch (error) {
-      this.showNotice(`Cannot list the models: ${messageOf(error)}`);
+      this.showNotice(`The page cannot list the models. ${sentence(messageOf(error))}`);
     }
     this.renderModelPicker();
   }
 
   /**
-   * Shows the dialect and web-search switches only where the server says it
-   * has them (a `koala` member of its model list).
+   * Shows the Connection choices and the web-search switch only where the
+   * server says it has them (a `koala` member of its model list).
    *
    * @param {Record<string, unknown> | null} koala
    */
   showSwitches(koala) {
     const { ui } = this;
     const protocols = Array.isArray(koala?.protocols) ? koala.protocols.map(String) : [];
-    ui.protocolField.hidden = protocols.length === 0;
-    fillOptions(ui.protocol, protocols);
+    ui.connectionField.hidden = protocols.length === 0;
     // The server's own setting is what a conversation uses until it picks one.
     const configured = String(koala?.protocol);
     this.serverProtocol = protocols.includes(configured) ? configured : null;
-    ui.protocol.value = this.store.current.protocol ?? this.serverProtocol ?? protocols[0] ?? "";
+    this.offered = protocols;
+    renderConnections(ui.connection, protocols, this.serverProtocol);
+    this.renderConnection();
     ui.webSearchField.hidden = koala?.web_search !== true;
   }
 
@@ -271,7 +284,7 @@ export class Controller {
     } catch (error) {
       if (error instanceof DOMException && error.name === "AbortError") message.stopped = true;
       else if (error instanceof ApiError) message.error = error.message;
-      else message.error = `The reply failed: ${messageOf(error)}`;
+      else message.error = `The reply failed. ${sentence(messageOf(error))}`;
     } finally {
       delete message.pending;
       this.turn = null;
@@ -383,7 +396,7 @@ export class Controller {
       }
     });
     document.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && this.turn && !ui.keyDialog.open) {
+      if (event.key === "Escape" && this.turn && !ui.keyDialog.open && !ui.settings.open) {
         event.preventDefault();
         this.stop();
       }
@@ -394,9 +407,18 @@ export class Controller {
       store.current.model = ui.model.value;
       this.changed(store.current);
     });
-    ui.protocol.addEventListener("change", () => {
-      store.current.protocol = ui.protocol.value;
+    ui.connection.addEventListener("change", () => {
+      store.current.protocol = checkedConnection(ui.connection) || null;
       this.changed(store.current);
+    });
+    ui.openSettings.addEventListener("click", () => ui.settings.showModal());
+    ui.settings.addEventListener("click", (event) => {
+      // A click on the backdrop (the dialog itself, outside its form) closes it.
+      if (event.target === ui.settings) ui.settings.close();
+    });
+    ui.suggestions.addEventListener("click", (event) => {
+      const chosen = event.target instanceof Element && event.target.closest("button");
+      if (chosen) this.send(chosen.textContent ?? "");
     });
     ui.webSearch.addEventListener("change", () => {
       store.current.webSearch = ui.webSearch.checked;

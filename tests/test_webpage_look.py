@@ -3,7 +3,8 @@
 In headless Chromium against `koala serve` in front of the scripted sandbox,
 by role and accessible name: the empty state and its suggested prompts, the
 one-row header and the settings sheet at 390 px, no layout shift while a
-reply starts (the Layout Instability API), and errors as sentences.
+reply starts (the Layout Instability API), errors as sentences, and the image
+mode of a server with the upstream key.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from collections.abc import Callable
 from playwright.sync_api import Page, expect
 
 from browser import close_settings, open_chat, open_settings, replies, say
+from koala_chat.defaults import IMAGES_PATH
+from koala_chat.providers.dialects import ApiKey
 from koala_chat.sandbox import Reply, Sandbox
-from server_fixtures import ServerThread
+from server_fixtures import ServerThread, fetch
 
 # --- the empty state -----------------------------------------------------------
 
@@ -187,7 +190,7 @@ def test_errors_read_as_sentences_that_say_a_thing_once(
     )
 
     open_chat(page, start_server())
-    seen = []
+    seen: list[str] = []
     for reply in (
         Reply(status=500, body=b"upstream broke"),
         Reply(status=429, headers={"Retry-After": "1"}, body=b"slow"),
@@ -234,3 +237,53 @@ def test_errors_read_as_sentences_that_say_a_thing_once(
     )
     assert made[3] == "The server refused the request: messages must be a list."
     assert made[5] == "The server refused the request: status 403."
+
+
+# --- images --------------------------------------------------------------------
+
+
+def test_a_server_with_the_upstream_key_draws_images_from_the_sandbox(
+    page: Page, sandbox: Sandbox, start_server: Callable[..., ServerThread]
+) -> None:
+    server = start_server(provider_options={"api_key": ApiKey(sandbox.api_key)})
+    policy = fetch(server.url + "/")[1]["Content-Security-Policy"]
+    # Images only from this server's origin and from blob: URLs the page's
+    # own script makes: never from the image host itself.
+    assert "img-src 'self' blob:;" in policy
+    page.goto(server.url + "/")
+    expect(page.get_by_text("/image and a description make a picture")).to_be_visible()
+
+    say(page, "/image a koala in a eucalyptus tree")
+    image = replies(page).get_by_role("img")
+    expect(image).to_have_attribute(
+        "alt", "Sandbox image 1 of 1: a koala in a eucalyptus tree"
+    )
+    expect(image).to_have_js_property("naturalWidth", 16)  # the sandbox's PNG
+    assert (image.get_attribute("src") or "").startswith("blob:")
+    (upstream,) = [r for r in sandbox.requests if r.path == IMAGES_PATH]
+    assert upstream.json is not None
+    assert upstream.json["prompt"] == "a koala in a eucalyptus tree"
+    # The image turn is no chat: the next question goes without it.
+    with page.expect_request("**/v1/chat/completions") as asked:
+        say(page, "Hello")
+    assert asked.value.post_data_json["messages"] == [
+        {"role": "user", "content": "Hello"}
+    ]
+    expect(replies(page).last).to_contain_text('You said: "Hello"')
+
+    # A reload keeps the turn and its alt text, not the image's bytes.
+    page.reload()
+    expect(replies(page).first).to_contain_text("The image is gone")
+    expect(replies(page).first).to_contain_text("a koala in a eucalyptus tree")
+    expect(page.get_by_role("img")).to_have_count(0)
+
+
+def test_without_the_upstream_key_there_is_no_image_mode(
+    page: Page, sandbox: Sandbox, koala_server: ServerThread
+) -> None:
+    open_chat(page, koala_server)
+    expect(page.get_by_text("Enter sends, Shift+Enter adds a line.")).to_be_visible()
+    say(page, "/image a koala")
+    expect(replies(page)).to_contain_text('You said: "/image a koala"')
+    assert all(r.path != IMAGES_PATH for r in sandbox.requests)
+    expect(page.get_by_role("img")).to_have_count(0)

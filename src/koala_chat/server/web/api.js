@@ -1,6 +1,7 @@
 // @ts-check
-// The server's public API, and nothing else: GET /v1/models and a streamed
-// POST /v1/chat/completions. Errors come back as ApiError with plain words.
+// The server's public API, and nothing else: GET /v1/models, a streamed
+// POST /v1/chat/completions and POST /v1/images/generations. Errors come back
+// as ApiError with plain words.
 
 const KEY_STORAGE = "koala-chat.api-key";
 
@@ -74,6 +75,52 @@ export async function fetchModels() {
     : [];
   const koala = body.koala && typeof body.koala === "object" ? body.koala : null;
   return { models, koala };
+}
+
+/** @typedef {{blob: Blob, alt: string}} GeneratedImage */
+
+// Asks for images of `prompt` as bytes (b64_json): the server fetches them
+// from the image host, so the page shows them from blob: URLs of its own and
+// never loads anything from elsewhere (see the server's webpage module).
+/**
+ * @param {string} prompt
+ * @param {{signal: AbortSignal}} options
+ * @returns {Promise<GeneratedImage[]>}
+ */
+export async function generateImages(prompt, { signal }) {
+  const response = await send("/v1/images/generations", {
+    method: "POST",
+    headers: headers({ "Content-Type": "application/json" }),
+    body: JSON.stringify({ prompt, n: 1, response_format: "b64_json" }),
+    signal,
+  });
+  if (!response.ok) throw await errorOf(response);
+  const body = await response.json().catch(() => null);
+  const data = Array.isArray(body?.data) ? body.data : [];
+  /** @type {GeneratedImage[]} */
+  const images = [];
+  for (const item of data) {
+    if (typeof item?.b64_json !== "string") continue;
+    const alt = typeof item.revised_prompt === "string" ? item.revised_prompt : "";
+    images.push({ blob: new Blob([bytesOf(item.b64_json)]), alt });
+  }
+  if (!images.length) throw new ApiError("The server sent no image.");
+  return images;
+}
+
+/**
+ * @param {string} base64
+ * @returns {Uint8Array<ArrayBuffer>} the bytes `base64` encodes
+ * @throws {ApiError} when it is not base64
+ */
+function bytesOf(base64) {
+  let text;
+  try {
+    text = atob(base64);
+  } catch {
+    throw new ApiError("The server sent an image that is not base64.");
+  }
+  return Uint8Array.from(text, (c) => c.charCodeAt(0));
 }
 
 // Streams a completion: calls onPiece(text) for every piece, in order, and

@@ -3,11 +3,28 @@
 // server's dialect, the reply in progress), answers the controls, and asks
 // the store to keep and the view to draw. Every listener is wired in `bind`.
 
-import { ApiError, apiKey, fetchModels, sentence, setApiKey, streamChat } from "./api.js";
+import {
+  ApiError,
+  apiKey,
+  fetchModels,
+  generateImages,
+  sentence,
+  setApiKey,
+  streamChat,
+} from "./api.js";
 import { checkConnection, checkedConnection, renderConnections } from "./settings.js";
-import { cleanTitle, exportJSON, openAIMessages, parseImport, titleFor } from "./store.js";
+import {
+  cleanTitle,
+  exportJSON,
+  imagePrompt,
+  openAIMessages,
+  parseImport,
+  titleFor,
+} from "./store.js";
 import {
   button,
+  copyCode,
+  download,
   fillOptions,
   LiveReply,
   renderConversationList,
@@ -31,6 +48,8 @@ import {
 const NOT_SAVED =
   "The browser refused to keep this conversation (its storage is full or blocked): " +
   "it will be lost on reload. Export it to keep it.";
+const TEXT_HINT = "Enter sends, Shift+Enter adds a line.";
+const IMAGE_HINT = "Enter sends, Shift+Enter adds a line; /image and a description make a picture.";
 const NO_STORAGE =
   "This browser keeps no data for this page: conversations are lost on reload. " +
   "Export one to keep it.";
@@ -49,6 +68,8 @@ export class Controller {
     this.serverProtocol = null;
     /** @type {string[]} the dialects a conversation may choose */
     this.offered = [];
+    /** whether the server can make images (it has the upstream key) */
+    this.images = false;
     /** @type {Turn | null} */
     this.turn = null;
     /** @type {Promise<boolean> | null} the question for the API key on screen */
@@ -187,6 +208,8 @@ export class Controller {
     renderConnections(ui.connection, protocols, this.serverProtocol);
     this.renderConnection();
     ui.webSearchField.hidden = koala?.web_search !== true;
+    this.images = koala?.images === true;
+    ui.hint.textContent = this.images ? IMAGE_HINT : TEXT_HINT;
   }
 
   /**
@@ -242,8 +265,12 @@ export class Controller {
     if (!conversation.messages.length && conversation.title === "New chat") {
       conversation.title = titleFor(text);
     }
-    conversation.messages.push({ role: "user", content: text });
-    conversation.messages.push({ role: "assistant", content: "" });
+    /** @type {Message} */
+    const question = { role: "user", content: text };
+    /** @type {Message} */
+    const answer = { role: "assistant", content: "" };
+    if (this.images && imagePrompt(text) !== null) question.image = answer.image = true;
+    conversation.messages.push(question, answer);
     this.render();
     this.reply(conversation);
   }
@@ -257,11 +284,36 @@ export class Controller {
     const message = conversation.messages.at(-1);
     if (!message) return;
     Object.assign(message, { content: "", pending: true, error: null, stopped: false });
+    delete message.images;
     const controller = new AbortController();
     const live = new LiveReply(message);
     this.turn = { conversation, message, controller, live };
     this.changed(conversation);
     this.renderMessages();
+    try {
+      if (message.image) await this.drawImages(conversation, message, controller.signal);
+      else await this.streamReply(conversation, message, controller.signal, live);
+    } catch (error) {
+      if (error instanceof DOMException && error.name === "AbortError") message.stopped = true;
+      else if (error instanceof ApiError) message.error = error.message;
+      else message.error = `The reply failed. ${sentence(messageOf(error))}`;
+    } finally {
+      delete message.pending;
+      this.turn = null;
+      this.changed(conversation);
+      if (this.store.current === conversation) this.renderMessages();
+    }
+  }
+
+  /**
+   * Streams the chat reply to `conversation` into `message`, its last.
+   *
+   * @param {Conversation} conversation
+   * @param {Message} message
+   * @param {AbortSignal} signal
+   * @param {LiveReply} live
+   */
+  async streamReply(conversation, message, signal, live) {
     /** @type {Record<string, unknown>} */
     const body = {
       model: conversation.model || this.ui.model.value,
@@ -275,22 +327,25 @@ export class Controller {
       message.content += text;
       live.changed();
     };
-    try {
-      await this.withKey(() => {
-        message.content = "";
-        return streamChat(body, { signal: controller.signal, onPiece });
-      });
-      if (!message.content) message.error = "Koala sent an empty reply. Try Regenerate.";
-    } catch (error) {
-      if (error instanceof DOMException && error.name === "AbortError") message.stopped = true;
-      else if (error instanceof ApiError) message.error = error.message;
-      else message.error = `The reply failed. ${sentence(messageOf(error))}`;
-    } finally {
-      delete message.pending;
-      this.turn = null;
-      this.changed(conversation);
-      if (this.store.current === conversation) this.renderMessages();
-    }
+    await this.withKey(() => {
+      message.content = "";
+      return streamChat(body, { signal, onPiece });
+    });
+    if (!message.content) message.error = "Koala sent an empty reply. Try Regenerate.";
+  }
+
+  /**
+   * Asks for the image the question before `message` describes, into `message`.
+   *
+   * @param {Conversation} conversation
+   * @param {Message} message
+   * @param {AbortSignal} signal
+   */
+  async drawImages(conversation, message, signal) {
+    const question = conversation.messages.at(-2)?.content ?? "";
+    const prompt = imagePrompt(question) ?? question;
+    const images = await this.withKey(() => generateImages(prompt, { signal }));
+    message.images = images.map(({ blob, alt }) => ({ alt, url: URL.createObjectURL(blob) }));
   }
 
   stop() {
@@ -323,16 +378,8 @@ export class Controller {
 
   exportCurrent() {
     const conversation = this.store.current;
-    const blob = new Blob([exportJSON(conversation)], { type: "application/json" });
-    const url = URL.createObjectURL(blob);
-    const a = document.createElement("a");
-    a.href = url;
     const name = conversation.title.replace(/[^\p{L}\p{N} _-]+/gu, "").trim();
-    a.download = `${name || "conversation"}.json`;
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 0);
+    download(`${name || "conversation"}.json`, exportJSON(conversation));
   }
 
   /** @param {File} file */
@@ -364,19 +411,6 @@ export class Controller {
     this.closeSidebar();
     this.render();
     this.ui.prompt.focus();
-  }
-
-  /** @param {HTMLButtonElement} copy a code block's copy button */
-  async copyCode(copy) {
-    try {
-      await navigator.clipboard.writeText(copy.dataset.code ?? "");
-      copy.textContent = "Copied";
-    } catch {
-      copy.textContent = "Copy failed";
-    }
-    setTimeout(() => {
-      copy.textContent = "Copy";
-    }, 1500);
   }
 
   /** Wires every control of the page to the controller, once. */
@@ -440,7 +474,7 @@ export class Controller {
     });
     ui.messages.addEventListener("click", (event) => {
       const copy = event.target instanceof Element && event.target.closest("button.copy");
-      if (copy instanceof HTMLButtonElement) this.copyCode(copy);
+      if (copy instanceof HTMLButtonElement) copyCode(copy);
     });
   }
 }

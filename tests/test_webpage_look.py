@@ -124,6 +124,20 @@ WATCH_SHIFTS = """() => {
     window.shiftObserver.observe({ type: "layout-shift" });
 }"""
 
+#: Every layout shift since the page loaded (the observer's buffered entries).
+SHIFTS_SINCE_LOAD = """() => new Promise((resolve) => {
+    const seen = [];
+    const observer = new PerformanceObserver((list) => seen.push(...list.getEntries()));
+    observer.observe({ type: "layout-shift", buffered: true });
+    requestAnimationFrame(() => setTimeout(() => {
+        seen.push(...observer.takeRecords());
+        resolve(seen.map((entry) => ({
+            value: entry.value,
+            nodes: entry.sources.map((s) => s.node?.id || s.node?.className || "?"),
+        })));
+    }));
+})"""
+
 SHIFTS = """() => {
     window.shiftObserver.takeRecords().forEach((entry) => window.shifts.push({
         value: entry.value, nodes: entry.sources.map((s) => s.node?.id || "?"),
@@ -132,12 +146,20 @@ SHIFTS = """() => {
 }"""
 
 
-def test_a_reply_starting_and_ending_shifts_no_layout(
+def test_loading_and_a_reply_starting_and_ending_shift_no_layout(
     page: Page, sandbox: Sandbox, koala_server: ServerThread
 ) -> None:
     open_chat(page, koala_server)
     say(page, "First")
     expect(replies(page)).to_contain_text('You said: "First"')
+    # Loading moves nothing either: the model picker has its width before
+    # the models arrive, the conversation takes the welcome's place.
+    for width in (1100, 390, 1100):
+        page.set_viewport_size({"width": width, "height": 720})
+        page.reload()
+        expect(page.get_by_label("Model", exact=True)).to_have_value("gpt-4o-mini")
+        expect(replies(page)).to_contain_text('You said: "First"')
+        assert page.evaluate(SHIFTS_SINCE_LOAD) == [], width
     slot = page.locator(".action-slot")
     composer = page.get_by_role("form", name="Send a message")
     before = (slot.bounding_box(), composer.bounding_box())
@@ -253,16 +275,18 @@ def test_a_server_with_the_upstream_key_draws_images_from_the_sandbox(
     page.goto(server.url + "/")
     expect(page.get_by_text("/image and a description make a picture")).to_be_visible()
 
-    say(page, "/image a koala in a eucalyptus tree")
+    suggestions = page.get_by_role("list", name="Suggested prompts")
+    expect(suggestions.get_by_role("button")).to_have_count(5)
+    suggestions.get_by_role("button", name="/image a koala asleep").click()
     image = replies(page).get_by_role("img")
     expect(image).to_have_attribute(
-        "alt", "Sandbox image 1 of 1: a koala in a eucalyptus tree"
+        "alt", "Sandbox image 1 of 1: a koala asleep in a eucalyptus tree"
     )
     expect(image).to_have_js_property("naturalWidth", 16)  # the sandbox's PNG
     assert (image.get_attribute("src") or "").startswith("blob:")
     (upstream,) = [r for r in sandbox.requests if r.path == IMAGES_PATH]
     assert upstream.json is not None
-    assert upstream.json["prompt"] == "a koala in a eucalyptus tree"
+    assert upstream.json["prompt"] == "a koala asleep in a eucalyptus tree"
     # The image turn is no chat: the next question goes without it.
     with page.expect_request("**/v1/chat/completions") as asked:
         say(page, "Hello")
@@ -274,7 +298,7 @@ def test_a_server_with_the_upstream_key_draws_images_from_the_sandbox(
     # A reload keeps the turn and its alt text, not the image's bytes.
     page.reload()
     expect(replies(page).first).to_contain_text("The image is gone")
-    expect(replies(page).first).to_contain_text("a koala in a eucalyptus tree")
+    expect(replies(page).first).to_contain_text("a koala asleep in a eucalyptus")
     expect(page.get_by_role("img")).to_have_count(0)
 
 
@@ -283,6 +307,8 @@ def test_without_the_upstream_key_there_is_no_image_mode(
 ) -> None:
     open_chat(page, koala_server)
     expect(page.get_by_text("Enter sends, Shift+Enter adds a line.")).to_be_visible()
+    suggestions = page.get_by_role("list", name="Suggested prompts")
+    expect(suggestions.get_by_role("button")).to_have_count(4)
     say(page, "/image a koala")
     expect(replies(page)).to_contain_text('You said: "/image a koala"')
     assert all(r.path != IMAGES_PATH for r in sandbox.requests)

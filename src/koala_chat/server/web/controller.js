@@ -210,6 +210,7 @@ export class Controller {
     ui.webSearchField.hidden = koala?.web_search !== true;
     this.images = koala?.images === true;
     ui.hint.textContent = this.images ? IMAGE_HINT : TEXT_HINT;
+    ui.imageSuggestion.hidden = !this.images;
   }
 
   /**

@@ -45,6 +45,7 @@ export function findControls(doc) {
     system: find(doc, "#system", HTMLTextAreaElement),
     empty: find(doc, "#empty", HTMLDivElement),
     suggestions: find(doc, "#suggestions", HTMLUListElement),
+    imageSuggestion: find(doc, "#image-suggestion", HTMLLIElement),
     messages: find(doc, "#messages", HTMLElement),
     notice: find(doc, "#notice", HTMLParagraphElement),
     composer: find(doc, "#composer", HTMLFormElement),

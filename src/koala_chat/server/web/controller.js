@@ -108,6 +108,10 @@ export class Controller {
       },
       remove: (id) => {
         if (this.turn?.conversation.id === id) this.turn.controller.abort();
+        // Its images' bytes are let go with it.
+        for (const message of store.find(id)?.messages ?? []) {
+          for (const { url } of message.images ?? []) if (url) URL.revokeObjectURL(url);
+        }
         store.remove(id);
         this.render();
       },

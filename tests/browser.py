@@ -149,3 +149,17 @@ def say(page: Page, text: str) -> None:
 def replies(page: Page) -> Locator:
     """Return Koala's messages on the page."""
     return page.get_by_role("article", name="Koala", exact=True)
+
+
+def open_settings(page: Page) -> Locator:
+    """Open the settings sheet with its button and return it."""
+    page.get_by_role("button", name="Settings", exact=True).click()
+    sheet = page.get_by_role("dialog", name="Settings")
+    expect(sheet).to_be_visible()
+    return sheet
+
+
+def close_settings(page: Page) -> None:
+    """Close the settings sheet with its button."""
+    page.get_by_role("button", name="Close settings").click()
+    expect(page.get_by_role("dialog", name="Settings")).to_be_hidden()

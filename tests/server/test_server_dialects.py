@@ -96,6 +96,7 @@ def test_the_model_list_says_the_dialect(start_server: StartServer) -> None:
         "protocols": ["auto", "history", "messages"],
         "protocol": "messages",
         "web_search": True,
+        "images": True,
     }
     assert listing["data"][0]["id"] == "gemini-3-flash"
     assert repr(server.config).count(SANDBOX_API_KEY) == 0

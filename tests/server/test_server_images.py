@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from koala_chat import KoalaImages
 from koala_chat.providers.dialects import ApiKey
 from koala_chat.sandbox import Reply, Sandbox
 from koala_chat.server.conversation import IGNORED_HEADER
-from server_fixtures import AccessLog, ServerThread, server_config
+from server_fixtures import AccessLog, ServerThread, fetch, server_config
 
 StartServer = Callable[..., ServerThread]
 
@@ -258,3 +259,14 @@ async def test_a_body_over_the_limit_is_413(
     ) as response:
         assert response.status == 413
     assert sandbox.requests == []
+
+
+def test_the_model_list_says_whether_images_can_be_made(
+    start_server: StartServer, sandbox: Sandbox
+) -> None:
+    # The chat page shows its image mode only when the server says so.
+    for changes, expected in (({}, False), (keyed(sandbox), True)):
+        server = start_server(**changes)
+        status, _, body = fetch(server.base_url + "/models")
+        assert status == 200
+        assert json.loads(body)["koala"]["images"] is expected

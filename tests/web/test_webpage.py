@@ -16,7 +16,15 @@ from pathlib import Path
 
 from playwright.sync_api import Page, Route, expect
 
-from browser import SCREENSHOTS, PageWatch, open_chat, replies, say
+from browser import (
+    SCREENSHOTS,
+    PageWatch,
+    close_settings,
+    open_chat,
+    open_settings,
+    replies,
+    say,
+)
 from koala_chat.cli.interactive import load_messages
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 from koala_chat.server.webpage import static_files
@@ -109,9 +117,11 @@ def test_a_reply_streams_stops_and_survives_a_reload(
     page: Page, sandbox: Sandbox, koala_server: ServerThread
 ) -> None:
     open_chat(page, koala_server)
-    # A Koala server offers both switches, the configured dialect first.
-    expect(page.get_by_label("Dialect")).to_have_value("auto")
-    expect(page.get_by_label("Web search")).to_be_visible()
+    # A Koala server offers both settings, the configured connection first.
+    settings = open_settings(page)
+    expect(settings.get_by_role("radio", name="Automatic")).to_be_checked()
+    expect(settings.get_by_role("switch", name="Search the web")).to_be_visible()
+    close_settings(page)
 
     # Shift+Enter is a new line; Enter sends.
     prompt = page.get_by_role("textbox", name="Message", exact=True)
@@ -129,7 +139,7 @@ def test_a_reply_streams_stops_and_survives_a_reload(
     assert sandbox.wait_stalled()
     expect(reply).not_to_contain_text("koalas sleep")
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
-    expect(page.get_by_role("button", name="Send")).to_be_disabled()
+    expect(page.get_by_role("button", name="Send")).to_be_hidden()
     screenshots(page)
     # Every control has a name a screen reader can say.
     controls = page.locator("button, input, select, textarea, summary")
@@ -191,8 +201,8 @@ def test_conversations_switch_rename_edit_export_and_import(
     page: Page, sandbox: Sandbox, koala_server: ServerThread, tmp_path: Path
 ) -> None:
     open_chat(page, koala_server)
-    page.get_by_text("System prompt").click()
-    page.get_by_label("System prompt").fill("Answer briefly.")
+    open_settings(page).get_by_label("System prompt").fill("Answer briefly.")
+    close_settings(page)
     say(page, "Hello koala")
     expect(page.get_by_role("button", name="Regenerate")).to_be_visible()
 
@@ -359,8 +369,10 @@ def test_switches_show_only_where_the_server_offers_them(
 
     page.route("**/v1/models", withhold)
     open_chat(page, koala_server)
-    expect(page.get_by_label("Dialect")).to_be_hidden()
-    expect(page.get_by_label("Web search")).to_be_hidden()
+    settings = open_settings(page)
+    expect(settings.get_by_role("group", name="Connection")).to_be_hidden()
+    expect(settings.get_by_label("Search the web")).to_be_hidden()
+    expect(settings.get_by_label("System prompt")).to_be_visible()
     page.unroute("**/v1/models")
 
     # A server configured with one dialect shows it as the conversation's.
@@ -372,19 +384,24 @@ def test_switches_show_only_where_the_server_offers_them(
 
     page.route("**/v1/models", configured)
     open_chat(page, koala_server)
-    expect(page.get_by_label("Dialect")).to_have_value("history")
+    settings = open_settings(page)
+    classic = settings.get_by_role("radio", name="Classic")
+    expect(classic).to_be_checked()
+    expect(classic).to_have_accessible_description(re.compile(r"server's default\.$"))
     page.unroute("**/v1/models")
 
     open_chat(page, koala_server)
-    dialect = page.get_by_label("Dialect")
-    expect(dialect).to_have_value("auto")
+    settings = open_settings(page)
+    expect(settings.get_by_role("radio", name="Automatic")).to_be_checked()
+    close_settings(page)
     with page.expect_request("**/v1/chat/completions") as untouched:
         say(page, "Hi")
     assert untouched.value.post_data_json.keys() == {"model", "messages", "stream"}
     expect(replies(page)).to_contain_text('You said: "Hi"')
 
-    dialect.select_option("messages")
-    page.get_by_label("Web search").check()
+    open_settings(page).get_by_role("radio", name="Chat page").check()
+    settings.get_by_role("switch", name="Search the web").check()
+    close_settings(page)
     with page.expect_request("**/v1/chat/completions") as changed:
         say(page, "Search")
     assert changed.value.post_data_json["protocol"] == "messages"

@@ -53,8 +53,10 @@ async def list_models(request: web.Request) -> web.Response:
 
     For Koala the list carries a member `koala`: the protocols a request may
     choose (the body's `protocol`: those of `--client-protocols` and the
-    configured one), the configured one, and that `web_search` can be
-    switched. The chat page shows its switches only when it is there.
+    configured one), the configured one, that `web_search` can be
+    switched, and `images`: whether the server has the upstream key that
+    `POST /v1/images/generations` needs. The chat page shows its switches,
+    and its image mode, only when it is there.
     """
     state = request.app[STATE_KEY]
     caps = state.capabilities
@@ -64,6 +66,7 @@ async def list_models(request: web.Request) -> web.Response:
             "protocols": state.offered(),
             "protocol": caps.protocol,
             "web_search": caps.web_search,
+            "images": state.options.get("api_key") is not None,
         }
     return _json(listing)
 

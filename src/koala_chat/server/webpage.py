@@ -12,10 +12,20 @@ after one round trip; the Content-Security-Policy allows exactly that style by
 its SHA-256 hash. Scripts come only from files of this origin (no inline
 script), requests go only to this origin, nothing is loaded from elsewhere.
 The page talks to the server's public API only (`/v1/models`,
-`/v1/chat/completions`), so API keys and CORS settings apply to it as to any
-other client. Responses carry an ETag and `Cache-Control: no-cache`: a browser
-keeps the files and asks whether they changed (304), so an upgraded package is
-seen at once.
+`/v1/chat/completions`, `/v1/images/generations`), so API keys and CORS
+settings apply to it as to any other client.
+
+Images: the page asks for them as bytes (`response_format: b64_json`), so
+this server fetches them from the image host and the browser never does; the
+page shows them from `blob:` URLs its own script makes of those bytes. So
+`img-src` is `'self' blob:`: no other origin, not even the image host's (its
+origin is not known in advance, and a page that loaded from it would tell it
+the reader's address). A `blob:` URL belongs to the origin that made it, so
+only this page's scripts can make one its images may show.
+
+Responses carry an ETag and `Cache-Control: no-cache`: a browser keeps the
+files and asks whether they changed (304), so an upgraded package is seen at
+once.
 """
 
 from __future__ import annotations
@@ -58,7 +68,7 @@ def content_security_policy(style_src: str = "'self'") -> str:
             "default-src 'none'",
             "script-src 'self'",
             f"style-src {style_src}",
-            "img-src 'self'",
+            "img-src 'self' blob:",
             "connect-src 'self'",
             "base-uri 'none'",
             "form-action 'none'",

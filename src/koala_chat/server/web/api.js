@@ -1,6 +1,7 @@
 // @ts-check
-// The server's public API, and nothing else: GET /v1/models and a streamed
-// POST /v1/chat/completions. Errors come back as ApiError with plain words.
+// The server's public API, and nothing else: GET /v1/models, a streamed
+// POST /v1/chat/completions and POST /v1/images/generations. Errors come back
+// as ApiError with plain words.
 
 const KEY_STORAGE = "koala-chat.api-key";
 
@@ -74,6 +75,52 @@ export async function fetchModels() {
     : [];
   const koala = body.koala && typeof body.koala === "object" ? body.koala : null;
   return { models, koala };
+}
+
+/** @typedef {{blob: Blob, alt: string}} GeneratedImage */
+
+// Asks for images of `prompt` as bytes (b64_json): the server fetches them
+// from the image host, so the page shows them from blob: URLs of its own and
+// never loads anything from elsewhere (see the server's webpage module).
+/**
+ * @param {string} prompt
+ * @param {{signal: AbortSignal}} options
+ * @returns {Promise<GeneratedImage[]>}
+ */
+export async function generateImages(prompt, { signal }) {
+  const response = await send("/v1/images/generations", {
+    method: "POST",
+    headers: headers({ "Content-Type": "application/json" }),
+    body: JSON.stringify({ prompt, n: 1, response_format: "b64_json" }),
+    signal,
+  });
+  if (!response.ok) throw await errorOf(response);
+  const body = await response.json().catch(() => null);
+  const data = Array.isArray(body?.data) ? body.data : [];
+  /** @type {GeneratedImage[]} */
+  const images = [];
+  for (const item of data) {
+    if (typeof item?.b64_json !== "string") continue;
+    const alt = typeof item.revised_prompt === "string" ? item.revised_prompt : "";
+    images.push({ blob: new Blob([bytesOf(item.b64_json)]), alt });
+  }
+  if (!images.length) throw new ApiError("The server sent no image.");
+  return images;
+}
+
+/**
+ * @param {string} base64
+ * @returns {Uint8Array<ArrayBuffer>} the bytes `base64` encodes
+ * @throws {ApiError} when it is not base64
+ */
+function bytesOf(base64) {
+  let text;
+  try {
+    text = atob(base64);
+  } catch {
+    throw new ApiError("The server sent an image that is not base64.");
+  }
+  return Uint8Array.from(text, (c) => c.charCodeAt(0));
 }
 
 // Streams a completion: calls onPiece(text) for every piece, in order, and
@@ -162,7 +209,25 @@ function seconds(n) {
   return n === 1 ? "1 second" : `${n} seconds`;
 }
 
-// The server's errors (see its failures module) in words a person can act on.
+/**
+ * The server's messages are clauses ("could not connect to ..."), as
+ * Python's are; the page shows sentences, as the command line does.
+ *
+ * @param {string} text
+ * @returns {string} `text` on one line, capitalised (when it starts with a
+ *   plain word, not a name such as `gpt-4o` or a path) and ended with a stop
+ */
+export function sentence(text) {
+  const line = text.trim().split(/\s+/).join(" ");
+  if (!line) return "";
+  const first = line.split(" ", 1)[0] ?? "";
+  const capital = /^\p{L}+[,:;]?$/u.test(first) ? line[0]?.toUpperCase() + line.slice(1) : line;
+  return /[.?!]$/.test(capital) ? capital : `${capital}.`;
+}
+
+// The server's errors (see its failures module) in words a person can act on:
+// our sentence first, then the server's own words as a sentence of their own
+// where they add something (never the same fact twice).
 /**
  * @param {number} status
  * @param {Record<string, unknown>} error the `error` member of the server's answer
@@ -171,34 +236,44 @@ function seconds(n) {
  */
 export function explain(status, error, retryAfter) {
   const code = typeof error.code === "string" ? error.code : null;
-  const said = typeof error.message === "string" ? error.message : "";
+  const words = typeof error.message === "string" ? error.message.trim() : "";
+  const said = sentence(words);
   const facts = { status, code, retryAfter };
   const wait = retryAfter === null ? "a moment" : seconds(retryAfter);
+  /** @param {...string} parts */
+  const failed = (...parts) => new ApiError(parts.filter(Boolean).join(" "), facts);
   if (status === 401) {
-    return new ApiError("The server needs an API key, and none (or a wrong one) was sent.", facts);
+    return failed("The server needs an API key, and none (or a wrong one) was sent.");
   }
   if (status === 429 || code === "rate_limit_exceeded") {
     const who =
       code === "too_many_streams" ? "The koala server is busy" : "Koala is rate limiting us";
-    return new ApiError(`${who}: try again in ${wait}.`, facts);
+    return failed(`${who}: try again in ${wait}.`);
   }
-  /** @type {Record<string, string>} */
+  /** @type {Record<string, string[]>} */
   const upstream = {
-    upstream_challenge:
-      "Koala is behind a Cloudflare challenge, so the server cannot reach it. " +
+    upstream_challenge: [
+      "Koala is behind a Cloudflare challenge, so the server cannot reach it.",
       "Try again later, or point the server at another endpoint.",
-    upstream_unreachable: `The server cannot reach Koala. ${said}`,
-    upstream_timeout: "Koala took too long to answer. Try again.",
-    upstream_protocol_error: `Koala answered with something that is not a chat reply. ${said}`,
-    upstream_error: `Koala answered with an error. ${said}`,
+    ],
+    // The server's words say the same ("could not connect"): left out.
+    upstream_unreachable: [
+      "The server cannot reach Koala.",
+      "Check its network and proxy; its log says more.",
+    ],
+    upstream_timeout: ["Koala took too long to answer.", "Try again."],
+    upstream_protocol_error: ["Koala answered with something that is not a chat reply.", said],
   };
-  if (code !== null && code in upstream) return new ApiError(upstream[code].trim(), facts);
-  if (status === 504) return new ApiError(upstream.upstream_timeout, facts);
-  if (status >= 500)
-    return new ApiError(`The koala server failed (status ${status}). ${said}`.trim(), facts);
-  if (status >= 400)
-    return new ApiError(`The server refused the request: ${said || `status ${status}`}`, facts);
-  return new ApiError(`The reply failed: ${said || "no reason given"}`, facts);
+  const known = code === null ? undefined : upstream[code];
+  if (known) return failed(...known);
+  // Any other upstream failure: the server's words name it best.
+  if (code?.startsWith("upstream_")) return failed(said || "Koala answered with an error.");
+  if (status === 504) return failed(...(upstream.upstream_timeout ?? []));
+  if (status >= 500) return failed(`The koala server failed (status ${status}).`, said);
+  if (status >= 400) {
+    return failed(sentence(`The server refused the request: ${words || `status ${status}`}`));
+  }
+  return failed("The reply failed.", said || "The server gave no reason.");
 }
 
 // Server-sent events (the HTML standard, "Parsing an event stream"): lines end

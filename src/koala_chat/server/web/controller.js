@@ -3,10 +3,28 @@
 // server's dialect, the reply in progress), answers the controls, and asks
 // the store to keep and the view to draw. Every listener is wired in `bind`.
 
-import { ApiError, apiKey, fetchModels, setApiKey, streamChat } from "./api.js";
-import { cleanTitle, exportJSON, openAIMessages, parseImport, titleFor } from "./store.js";
+import {
+  ApiError,
+  apiKey,
+  fetchModels,
+  generateImages,
+  sentence,
+  setApiKey,
+  streamChat,
+} from "./api.js";
+import { checkConnection, checkedConnection, renderConnections } from "./settings.js";
+import {
+  cleanTitle,
+  exportJSON,
+  imagePrompt,
+  openAIMessages,
+  parseImport,
+  titleFor,
+} from "./store.js";
 import {
   button,
+  copyCode,
+  download,
   fillOptions,
   LiveReply,
   renderConversationList,
@@ -30,6 +48,8 @@ import {
 const NOT_SAVED =
   "The browser refused to keep this conversation (its storage is full or blocked): " +
   "it will be lost on reload. Export it to keep it.";
+const TEXT_HINT = "Enter sends, Shift+Enter adds a line.";
+const IMAGE_HINT = "Enter sends, Shift+Enter adds a line; /image and a description make a picture.";
 const NO_STORAGE =
   "This browser keeps no data for this page: conversations are lost on reload. " +
   "Export one to keep it.";
@@ -46,6 +66,10 @@ export class Controller {
     this.models = [];
     /** @type {string | null} the server's own dialect, once its model list said so */
     this.serverProtocol = null;
+    /** @type {string[]} the dialects a conversation may choose */
+    this.offered = [];
+    /** whether the server can make images (it has the upstream key) */
+    this.images = false;
     /** @type {Turn | null} */
     this.turn = null;
     /** @type {Promise<boolean> | null} the question for the API key on screen */
@@ -84,6 +108,10 @@ export class Controller {
       },
       remove: (id) => {
         if (this.turn?.conversation.id === id) this.turn.controller.abort();
+        // Its images' bytes are let go with it.
+        for (const message of store.find(id)?.messages ?? []) {
+          for (const { url } of message.images ?? []) if (url) URL.revokeObjectURL(url);
+        }
         store.remove(id);
         this.render();
       },
@@ -92,8 +120,7 @@ export class Controller {
     document.title = `${conversation.title} · Koala chat`;
     ui.system.value = conversation.system;
     this.renderModelPicker();
-    ui.protocol.value =
-      conversation.protocol ?? this.serverProtocol ?? ui.protocol.options[0]?.value ?? "";
+    this.renderConnection();
     ui.webSearch.checked = Boolean(conversation.webSearch);
     this.renderMessages();
   }
@@ -102,6 +129,9 @@ export class Controller {
     const { ui, turn } = this;
     const messages = this.store.current.messages;
     const lastUser = messages.findLastIndex((m) => m.role === "user");
+    // An empty conversation shows the welcome in the same place instead.
+    ui.empty.hidden = messages.length > 0;
+    ui.messages.hidden = messages.length === 0;
     ui.messages.replaceChildren(
       ...messages.map((message, index) => {
         const actions = [];
@@ -119,7 +149,14 @@ export class Controller {
     );
     scrollToBottom(ui.messages);
     ui.stop.hidden = !turn;
-    ui.send.disabled = Boolean(turn);
+    ui.send.hidden = Boolean(turn);
+  }
+
+  /** Checks the conversation's connection: its own, else the server's, else the first. */
+  renderConnection() {
+    const { ui } = this;
+    const chosen = this.store.current.protocol ?? this.serverProtocol ?? this.offered[0];
+    checkConnection(ui.connection, chosen ?? "");
   }
 
   renderModelPicker() {
@@ -153,27 +190,31 @@ export class Controller {
       this.models = found.models;
       this.showSwitches(found.koala);
     } catch (error) {
-      this.showNotice(`Cannot list the models: ${messageOf(error)}`);
+      this.showNotice(`The page cannot list the models. ${sentence(messageOf(error))}`);
     }
     this.renderModelPicker();
   }
 
   /**
-   * Shows the dialect and web-search switches only where the server says it
-   * has them (a `koala` member of its model list).
+   * Shows the Connection choices and the web-search switch only where the
+   * server says it has them (a `koala` member of its model list).
    *
    * @param {Record<string, unknown> | null} koala
    */
   showSwitches(koala) {
     const { ui } = this;
     const protocols = Array.isArray(koala?.protocols) ? koala.protocols.map(String) : [];
-    ui.protocolField.hidden = protocols.length === 0;
-    fillOptions(ui.protocol, protocols);
+    ui.connectionField.hidden = protocols.length === 0;
     // The server's own setting is what a conversation uses until it picks one.
     const configured = String(koala?.protocol);
     this.serverProtocol = protocols.includes(configured) ? configured : null;
-    ui.protocol.value = this.store.current.protocol ?? this.serverProtocol ?? protocols[0] ?? "";
+    this.offered = protocols;
+    renderConnections(ui.connection, protocols, this.serverProtocol);
+    this.renderConnection();
     ui.webSearchField.hidden = koala?.web_search !== true;
+    this.images = koala?.images === true;
+    ui.hint.textContent = this.images ? IMAGE_HINT : TEXT_HINT;
+    ui.imageSuggestion.hidden = !this.images;
   }
 
   /**
@@ -229,8 +270,12 @@ export class Controller {
     if (!conversation.messages.length && conversation.title === "New chat") {
       conversation.title = titleFor(text);
     }
-    conversation.messages.push({ role: "user", content: text });
-    conversation.messages.push({ role: "assistant", content: "" });
+    /** @type {Message} */
+    const question = { role: "user", content: text };
+    /** @type {Message} */
+    const answer = { role: "assistant", content: "" };
+    if (this.images && imagePrompt(text) !== null) question.image = answer.image = true;
+    conversation.messages.push(question, answer);
     this.render();
     this.reply(conversation);
   }
@@ -244,11 +289,36 @@ export class Controller {
     const message = conversation.messages.at(-1);
     if (!message) return;
     Object.assign(message, { content: "", pending: true, error: null, stopped: false });
+    delete message.images;
     const controller = new AbortController();
     const live = new LiveReply(message);
     this.turn = { conversation, message, controller, live };
     this.changed(conversation);
     this.renderMessages();
+    try {
+      if (message.image) await this.drawImages(conversation, message, controller.signal);
+      else await this.streamReply(conversation, message, controller.signal, live);
+    } catch (error) {
+      if (error instanceof DOMException && error.name === "AbortError") message.stopped = true;
+      else if (error instanceof ApiError) message.error = error.message;
+      else message.error = `The reply failed. ${sentence(messageOf(error))}`;
+    } finally {
+      delete message.pending;
+      this.turn = null;
+      this.changed(conversation);
+      if (this.store.current === conversation) this.renderMessages();
+    }
+  }
+
+  /**
+   * Streams the chat reply to `conversation` into `message`, its last.
+   *
+   * @param {Conversation} conversation
+   * @param {Message} message
+   * @param {AbortSignal} signal
+   * @param {LiveReply} live
+   */
+  async streamReply(conversation, message, signal, live) {
     /** @type {Record<string, unknown>} */
     const body = {
       model: conversation.model || this.ui.model.value,
@@ -262,22 +332,25 @@ export class Controller {
       message.content += text;
       live.changed();
     };
-    try {
-      await this.withKey(() => {
-        message.content = "";
-        return streamChat(body, { signal: controller.signal, onPiece });
-      });
-      if (!message.content) message.error = "Koala sent an empty reply. Try Regenerate.";
-    } catch (error) {
-      if (error instanceof DOMException && error.name === "AbortError") message.stopped = true;
-      else if (error instanceof ApiError) message.error = error.message;
-      else message.error = `The reply failed: ${messageOf(error)}`;
-    } finally {
-      delete message.pending;
-      this.turn = null;
-      this.changed(conversation);
-      if (this.store.current === conversation) this.renderMessages();
-    }
+    await this.withKey(() => {
+      message.content = "";
+      return streamChat(body, { signal, onPiece });
+    });
+    if (!message.content) message.error = "Koala sent an empty reply. Try Regenerate.";
+  }
+
+  /**
+   * Asks for the image the question before `message` describes, into `message`.
+   *
+   * @param {Conversation} conversation
+   * @param {Message} message
+   * @param {AbortSignal} signal
+   */
+  async drawImages(conversation, message, signal) {
+    const question = conversation.messages.at(-2)?.content ?? "";
+    const prompt = imagePrompt(question) ?? question;
+    const images = await this.withKey(() => generateImages(prompt, { signal }));
+    message.images = images.map(({ blob, alt }) => ({ alt, url: URL.createObjectURL(blob) }));
   }
 
   stop() {
@@ -310,16 +383,8 @@ export class Controller {
 
   exportCurrent() {
     const conversation = this.store.current;
-    const blob = new Blob([exportJSON(conversation)], { type: "application/json" });
-    const url = URL.createObjectURL(blob);
-    const a = document.createElement("a");
-    a.href = url;
     const name = conversation.title.replace(/[^\p{L}\p{N} _-]+/gu, "").trim();
-    a.download = `${name || "conversation"}.json`;
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 0);
+    download(`${name || "conversation"}.json`, exportJSON(conversation));
   }
 
   /** @param {File} file */
@@ -353,19 +418,6 @@ export class Controller {
     this.ui.prompt.focus();
   }
 
-  /** @param {HTMLButtonElement} copy a code block's copy button */
-  async copyCode(copy) {
-    try {
-      await navigator.clipboard.writeText(copy.dataset.code ?? "");
-      copy.textContent = "Copied";
-    } catch {
-      copy.textContent = "Copy failed";
-    }
-    setTimeout(() => {
-      copy.textContent = "Copy";
-    }, 1500);
-  }
-
   /** Wires every control of the page to the controller, once. */
   bind() {
     const { ui, store } = this;
@@ -383,7 +435,7 @@ export class Controller {
       }
     });
     document.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && this.turn && !ui.keyDialog.open) {
+      if (event.key === "Escape" && this.turn && !ui.keyDialog.open && !ui.settings.open) {
         event.preventDefault();
         this.stop();
       }
@@ -394,9 +446,18 @@ export class Controller {
       store.current.model = ui.model.value;
       this.changed(store.current);
     });
-    ui.protocol.addEventListener("change", () => {
-      store.current.protocol = ui.protocol.value;
+    ui.connection.addEventListener("change", () => {
+      store.current.protocol = checkedConnection(ui.connection) || null;
       this.changed(store.current);
+    });
+    ui.openSettings.addEventListener("click", () => ui.settings.showModal());
+    ui.settings.addEventListener("click", (event) => {
+      // A click on the backdrop (the dialog itself, outside its form) closes it.
+      if (event.target === ui.settings) ui.settings.close();
+    });
+    ui.suggestions.addEventListener("click", (event) => {
+      const chosen = event.target instanceof Element && event.target.closest("button");
+      if (chosen) this.send(chosen.textContent ?? "");
     });
     ui.webSearch.addEventListener("change", () => {
       store.current.webSearch = ui.webSearch.checked;
@@ -418,7 +479,7 @@ export class Controller {
     });
     ui.messages.addEventListener("click", (event) => {
       const copy = event.target instanceof Element && event.target.closest("button.copy");
-      if (copy instanceof HTMLButtonElement) this.copyCode(copy);
+      if (copy instanceof HTMLButtonElement) copyCode(copy);
     });
   }
 }

@@ -16,6 +16,15 @@
  * @property {string | null} [error] why the reply failed, in words
  * @property {boolean} [stopped] the person stopped the reply
  * @property {boolean} [pending] the reply is still arriving
+ * @property {boolean} [image] a turn of the image mode: a "/image" question, or its images
+ * @property {Picture[]} [images] the images of an image reply
+ */
+
+/**
+ * An image on the page: its alt text, and a blob: URL while the page lasts
+ * (never kept: the bytes are not stored).
+ *
+ * @typedef {{alt: string, url?: string}} Picture
  */
 
 /**
@@ -233,6 +242,12 @@ function messageFrom(value) {
   if (typeof value.error === "string" && value.error) message.error = value.error;
   // A reply still arriving when the page closed was cut off there.
   if (value.stopped === true || value.pending === true) message.stopped = true;
+  if (value.image === true) message.image = true;
+  if (Array.isArray(value.images)) {
+    message.images = value.images
+      .filter(isRecord)
+      .map((picture) => ({ alt: typeof picture.alt === "string" ? picture.alt : "" }));
+  }
   return message;
 }
 
@@ -243,7 +258,7 @@ function newId() {
 /**
  * The messages a request or an export carries: the system prompt, then every
  * turn that has text (a failed turn with no text is left out, as the CLI
- * forgets it).
+ * forgets it). Turns of the image mode are left out: they are no chat.
  *
  * @param {Conversation} conversation
  * @param {Message[]} [messages]
@@ -254,7 +269,7 @@ export function openAIMessages(conversation, messages = conversation.messages) {
   const out = [];
   if (conversation.system.trim()) out.push({ role: "system", content: conversation.system });
   for (const message of messages) {
-    if (message.role === "assistant" && !message.content) continue;
+    if (message.image || (message.role === "assistant" && !message.content)) continue;
     out.push({ role: message.role, content: message.content });
   }
   return out;
@@ -327,4 +342,13 @@ export function titleFor(text) {
  */
 export function cleanTitle(title) {
   return title.trim().slice(0, TITLE_LIMIT) || NEW_TITLE;
+}
+
+/**
+ * @param {string} text what the person typed
+ * @returns {string | null} the words after "/image ", or null when it is no image request
+ */
+export function imagePrompt(text) {
+  const found = /^\/image\s+(\S[\s\S]*)$/.exec(text.trim());
+  return found?.[1] ? found[1].trim() : null;
 }

@@ -6,7 +6,7 @@
 
 import { renderMarkdown, stableEnd } from "./markdown.js";
 
-/** @import { Conversation, Message } from "./store.js" */
+/** @import { Conversation, Message, Picture } from "./store.js" */
 
 /** @type {Record<string, string>} */
 const SPEAKERS = { user: "You", assistant: "Koala" };
@@ -36,15 +36,21 @@ export function findControls(doc) {
     newChat: find(doc, "#new-chat", HTMLButtonElement),
     title: find(doc, "#title", HTMLHeadingElement),
     model: find(doc, "#model", HTMLSelectElement),
-    protocol: find(doc, "#protocol", HTMLSelectElement),
-    protocolField: find(doc, "#protocol-field", HTMLLabelElement),
+    openSettings: find(doc, "#open-settings", HTMLButtonElement),
+    settings: find(doc, "#settings", HTMLDialogElement),
+    connection: find(doc, "#connection", HTMLDivElement),
+    connectionField: find(doc, "#connection-field", HTMLFieldSetElement),
     webSearch: find(doc, "#web-search", HTMLInputElement),
-    webSearchField: find(doc, "#web-search-field", HTMLLabelElement),
+    webSearchField: find(doc, "#web-search-field", HTMLDivElement),
     system: find(doc, "#system", HTMLTextAreaElement),
+    empty: find(doc, "#empty", HTMLDivElement),
+    suggestions: find(doc, "#suggestions", HTMLUListElement),
+    imageSuggestion: find(doc, "#image-suggestion", HTMLLIElement),
     messages: find(doc, "#messages", HTMLElement),
     notice: find(doc, "#notice", HTMLParagraphElement),
     composer: find(doc, "#composer", HTMLFormElement),
     prompt: find(doc, "#prompt", HTMLTextAreaElement),
+    hint: find(doc, "#composer-hint", HTMLParagraphElement),
     send: find(doc, "#send", HTMLButtonElement),
     stop: find(doc, "#stop", HTMLButtonElement),
     exportButton: find(doc, "#export", HTMLButtonElement),
@@ -158,6 +164,7 @@ export function renderMessage(message, actions = []) {
   article.className = `message ${message.role}`;
   article.setAttribute("aria-label", SPEAKERS[message.role] ?? message.role);
   article.append(bodyFor(message));
+  if (message.images) article.append(...message.images.map(pictureOf));
   if (message.pending && !message.content) {
     const spinner = document.createElement("div");
     spinner.className = "spinner";
@@ -179,6 +186,31 @@ export function renderMessage(message, actions = []) {
     article.append(bar);
   }
   return article;
+}
+
+/**
+ * @param {Picture} picture
+ * @returns {HTMLElement} the <figure> of an image reply's image
+ */
+function pictureOf({ alt, url }) {
+  const figure = document.createElement("figure");
+  figure.className = "picture";
+  if (url) {
+    const img = document.createElement("img");
+    img.alt = alt;
+    img.src = url;
+    figure.append(img);
+  } else {
+    figure.append(note("The image is gone: images last as long as the page that made them."));
+  }
+  if (alt) {
+    const caption = document.createElement("figcaption");
+    caption.textContent = alt;
+    // Said once: a screen reader reads the image's alt text already.
+    if (url) caption.setAttribute("aria-hidden", "true");
+    figure.append(caption);
+  }
+  return figure;
 }
 
 /** @param {string} text */
@@ -319,4 +351,38 @@ export function nearBottom(scroller) {
 /** @param {HTMLElement | null} scroller */
 export function scrollToBottom(scroller) {
   if (scroller) scroller.scrollTop = scroller.scrollHeight;
+}
+
+/**
+ * Copies a code block's text, and says on its button whether that worked.
+ *
+ * @param {HTMLButtonElement} copy a code block's copy button
+ */
+export async function copyCode(copy) {
+  try {
+    await navigator.clipboard.writeText(copy.dataset.code ?? "");
+    copy.textContent = "Copied";
+  } catch {
+    copy.textContent = "Copy failed";
+  }
+  setTimeout(() => {
+    copy.textContent = "Copy";
+  }, 1500);
+}
+
+/**
+ * Saves `text` as a download named `name` (a JSON file).
+ *
+ * @param {string} name
+ * @param {string} text
+ */
+export function download(name, text) {
+  const url = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 0);
 }

@@ -22,7 +22,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from koala_chat import KoalaImages
 from koala_chat.contract.usage import estimate_tokens
+from koala_chat.providers.dialects import ApiKey
 from koala_chat.sandbox import Reply, Sandbox
 from koala_chat.server.outcomes import UPSTREAM_REASONS
 from server_fixtures import AccessLog, ServerProcess, ServerThread, fetch
@@ -149,6 +151,19 @@ def test_a_model_the_server_does_not_list_is_counted_as_other(
     assert b"made-up-model-7" not in body
     samples = scrape(koala_server.url)
     assert total(samples, "koala_requests_total", model="other", status="200") == 1
+
+
+def test_images_count_under_their_format_with_the_images_as_pieces(
+    start_server: StartServer, sandbox: Sandbox
+) -> None:
+    server = start_server(provider_options={"api_key": ApiKey(sandbox.api_key)})
+    with openai.OpenAI(base_url=server.base_url, api_key="-", max_retries=0) as sdk:
+        sdk.images.generate(prompt="a koala", n=3)
+    samples = scrape(server.url)
+    labels = {"format": "images", "model": KoalaImages.default_model}
+    assert total(samples, "koala_requests_total", status="200", **labels) == 1
+    assert total(samples, "koala_pieces_total", **labels) == 3
+    assert total(samples, "koala_first_piece_seconds_count") == 0
 
 
 # --- failures and refusals -----------------------------------------------------

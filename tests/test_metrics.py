@@ -19,6 +19,8 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from aiohttp import web
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -26,8 +28,10 @@ from koala_chat import KoalaImages
 from koala_chat.contract.usage import estimate_tokens
 from koala_chat.providers.dialects import ApiKey
 from koala_chat.sandbox import Reply, Sandbox
+from koala_chat.server.app import create_app, create_runner
+from koala_chat.server.metrics import METRICS_KEY
 from koala_chat.server.outcomes import UPSTREAM_REASONS
-from server_fixtures import AccessLog, ServerProcess, ServerThread, fetch
+from server_fixtures import AccessLog, ServerProcess, ServerThread, fetch, server_config
 
 StartServer = Callable[..., ServerThread]
 API_KEY = "metrics-test-key-4f1d"
@@ -286,6 +290,37 @@ async def test_too_many_streams_count_as_429s_while_the_gauge_shows_the_open_one
     assert total(after, "koala_rate_limited_total", **limited) == 1
     assert total(after, "koala_requests_total", status="429") == 1
     assert total(after, "koala_requests_total", status="200") == 1
+
+
+async def test_a_stream_whose_client_left_counts_as_499(
+    http: aiohttp.ClientSession, sandbox: Sandbox
+) -> None:
+    # On this test's loop: stopping the runner waits for the cancelled
+    # handler, and the count is read from the app's registry after that (a
+    # cancelled request writes no access-log line to wait for).
+    app = create_app(server_config(sandbox))
+    runner = create_runner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1/chat/completions"
+        body = {"model": "gpt-4o-mini", "messages": HI, "stream": True}
+        sandbox.push(Reply(values=["first ", "never"], stall_at=1))
+        async with http.post(url, json=body) as response:
+            await response.content.readuntil(b"first")
+            assert await sandbox.wait_stalled_async(5.0)
+            response.close()  # the client leaves mid-stream
+        assert await sandbox.wait_disconnect_async(5.0)
+    finally:
+        sandbox.release()
+        await runner.cleanup()
+    text = generate_latest(app[METRICS_KEY].registry).decode()
+    families = text_string_to_metric_families(text)
+    samples = [sample for family in families for sample in family.samples]
+    assert total(samples, "koala_requests_total", format="chat", status="499") == 1
+    assert total(samples, "koala_requests_total", status="200") == 0
+    assert total(samples, "koala_active_streams") == 0
 
 
 def test_the_upstreams_429_is_counted_under_a_cause_of_its_own(

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 )
 from opentelemetry.trace import SpanKind, StatusCode
 
+from koala_chat import KoalaImages
 from koala_chat.contract.usage import estimate_tokens
+from koala_chat.providers.dialects import ApiKey
 from koala_chat.sandbox import Reply, Sandbox
 from koala_chat.server.app import create_app, create_runner
 from koala_chat.server.tracing import OTLP_ENDPOINT_VARIABLE, SPANS_KEY, trace_with
@@ -45,7 +47,7 @@ class Traced:
 
     url: str
     exporter: InMemorySpanExporter
-    stop: Callable[[], Any]
+    stop: Callable[[], Awaitable[None]]
 
     async def spans(self) -> tuple[ReadableSpan, ...]:
         """Stop the server (its handlers end first); return its spans."""
@@ -59,31 +61,50 @@ class Traced:
 
 
 @pytest.fixture
-async def traced(sandbox: Sandbox) -> AsyncIterator[Traced]:
-    """A server whose spans go to an in-memory exporter."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = create_app(server_config(sandbox))
-    trace_with(app, provider)
-    runner = create_runner(app)
-    await runner.setup()
-    stopped = False
+async def start_traced(
+    sandbox: Sandbox,
+) -> AsyncIterator[Callable[..., Awaitable[Traced]]]:
+    """Return a function that starts a traced server: `await start(**changes)`.
 
-    async def stop() -> None:
-        nonlocal stopped
-        if not stopped:
-            stopped = True
-            await runner.cleanup()
+    `changes` are those of its config (`server_config`); every server is
+    stopped at the end.
+    """
+    stops: list[Callable[[], Awaitable[None]]] = []
 
-    try:
+    async def start(**changes: Any) -> Traced:
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        app = create_app(server_config(sandbox, **changes))
+        trace_with(app, provider)
+        runner = create_runner(app)
+        await runner.setup()
+        stopped = False
+
+        async def stop() -> None:
+            nonlocal stopped
+            if not stopped:
+                stopped = True
+                await runner.cleanup()
+                provider.shutdown()
+
+        stops.append(stop)
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]
-        yield Traced(f"http://127.0.0.1:{port}", exporter, stop)
+        return Traced(f"http://127.0.0.1:{port}", exporter, stop)
+
+    try:
+        yield start
     finally:
-        await stop()
-        provider.shutdown()
+        for stop in stops:
+            await stop()
+
+
+@pytest.fixture
+async def traced(start_traced: Callable[..., Awaitable[Traced]]) -> Traced:
+    """A server whose spans go to an in-memory exporter."""
+    return await start_traced()
 
 
 def attributes(span: ReadableSpan) -> dict[str, Any]:
@@ -187,6 +208,19 @@ async def test_routes_other_than_completions_make_no_span(traced: Traced) -> Non
     async with traced.client() as client:
         await client.models.list()
     assert await traced.spans() == ()
+
+
+async def test_an_image_request_is_a_generate_content_span(
+    start_traced: Callable[..., Awaitable[Traced]], sandbox: Sandbox
+) -> None:
+    traced = await start_traced(provider_options={"api_key": ApiKey(sandbox.api_key)})
+    async with traced.client() as client:
+        await client.images.generate(prompt=SECRET, n=2)
+    (span,) = await traced.spans()
+    assert span.name == f"generate_content {KoalaImages.default_model}"
+    assert attributes(span)["gen_ai.operation.name"] == "generate_content"
+    assert "gen_ai.usage.input_tokens" not in attributes(span)
+    assert not any(SECRET in str(value) for value in attributes(span).values())
 
 
 # --- from the environment ------------------------------------------------------

@@ -6,9 +6,10 @@ and `cli` offers the `serve` command. The modules, one job each: `config`
 (settings), `routes` (handlers), `streaming` (the hot path), `failures` (the
 OpenAI error shape), `middleware` (errors, the API key, the body), `crosssite`
 (web pages of other sites, DNS rebinding) with `hosts` (Host names), `cors`,
-`accesslog`, `runner`, `openapi` (the `/openapi.json` document) with
-`components` (its schemas, generated from the reply structs and the
-parameter tables).
+`accesslog`, `observe` (each request's end, for `metrics`, the Prometheus
+series, and `tracing`, its span; `outcomes` names upstream failures),
+`runner`, `openapi` (the `/openapi.json` document) with `components` (its
+schemas, generated from the reply structs and the parameter tables).
 
 The names are imported on first use, so that `koala --help`, which imports
 `koala_chat.server.cli`, does not import aiohttp.

@@ -42,9 +42,17 @@ def format_for(path: str) -> WireFormat[Any]:
     return FORMATS[0]
 
 
+#: Routes of no wire format that `/openapi.json` leaves out: the Prometheus
+#: scrape, whose format is Prometheus's own.
+_NOT_IN_OPENAPI: Final = frozenset({"/metrics"})
+
+
 def outside_openapi(path: str) -> bool:
-    """Tell whether `path` belongs to a format `/openapi.json` leaves out."""
-    return not format_for(path).in_openapi
+    """Tell whether `path` is a route `/openapi.json` leaves out.
+
+    Those of a format it leaves out, and the scrape of the metrics.
+    """
+    return path in _NOT_IN_OPENAPI or not format_for(path).in_openapi
 
 
 def add_format_routes(app: web.Application) -> None:

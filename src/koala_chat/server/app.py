@@ -31,9 +31,12 @@ from .cors import add_cors
 from .crosssite import crosssite_middleware
 from .images import add_image_routes
 from .limits import ServerRunner
+from .metrics import add_metrics, known_models
 from .middleware import auth_middleware, body_middleware, error_middleware
+from .observe import observe_middleware
 from .routes import routes, unprefixed_middleware
 from .state import STATE_KEY, ServerState
+from .tracing import add_tracing
 from .webpage import add_web_routes
 
 __all__ = ["ACCESS_LOGGER", "UPSTREAM_RCVBUF", "create_app", "create_runner"]
@@ -63,6 +66,7 @@ def create_app(
         error_middleware,
         crosssite_middleware(config.allowed_hosts, config.cors_origins),
         unprefixed_middleware,
+        observe_middleware,
     ]
     if config.api_key is not None:
         middlewares.append(auth_middleware(config.api_key))
@@ -78,6 +82,8 @@ def create_app(
     app.add_routes(routes)
     add_image_routes(app)
     add_web_routes(app)
+    add_metrics(app, known_models(capabilities))
+    add_tracing(app)
     app.cleanup_ctx.append(_upstream_pool)
     return app
 

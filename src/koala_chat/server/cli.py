@@ -77,6 +77,7 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/v1/models/ID", "one model"),
     ("GET", "/health", "is the server up? (no API key needed)"),
     ("GET", "/openapi.json", "the OpenAPI document of the routes"),
+    ("GET", "/metrics", "Prometheus metrics (behind --api-key when set)"),
     ("POST", "/api/chat", "Ollama's chat (for Open WebUI and Ollama clients)"),
     ("POST", "/api/generate", "Ollama's completion of a prompt"),
     ("GET", "/api/tags", "Ollama's list of models"),

@@ -27,6 +27,7 @@ from aiohttp import web
 from ..contract.emulation import emulate
 from ..contract.params import CompletionRequest
 from ..contract.replies import Reply, next_text, read_text
+from ..contract.usage import prompt_tokens
 from ..contract.worker import off_loop
 from ..errors import ModelNotFoundError, UsageError
 from ..jsonstream import replace_surrogates_in
@@ -35,6 +36,7 @@ from .accesslog import LOG_KEY
 from .failures import Failure, FailureError, bad_request, unavailable_choice
 from .formats.base import Inbound, WireFormat
 from .logtext import shortened
+from .metrics import active_stream
 from .state import STATE_KEY, ServerState
 from .streaming import RequestLog, send_events, stream_reply
 
@@ -81,9 +83,11 @@ async def _answer(request: web.Request, fmt: WireFormat[Any]) -> web.StreamRespo
     body = await read_object(request, state.config.max_body)
     # Admitted before the check: checking JSON Schemas takes time, and a flood
     # of them must meet the limit of requests at once like any other.
-    with state.admitted():
+    with state.admitted(), active_stream(request):
         inbound = await _parse(fmt, body, state.config.strict)
         completion = inbound.request
+        log.stream = completion.stream
+        log.input_tokens = prompt_tokens(completion.messages)
         headers = _ignored_headers(completion)
         chosen = _chosen(state, completion)
         model, sent = _model(
@@ -135,7 +139,8 @@ async def _reply(
                 request, values, first, reply, encoder, media_type, log, headers
             )
         text = (first or "") + await read_text(values, reply)
-        log.pieces = reply.pieces
+        log.pieces, log.chars = reply.pieces, reply.chars
+        log.finish_reason = reply.finish_reason
         return json_response(fmt.whole(inbound, reply, text), headers)
 
 
@@ -228,7 +233,8 @@ async def _emulated(
         raise FailureError(_misconfigured(exc)) from exc
     log.saw_first_piece()
     reply = outcome.reply
-    log.pieces = reply.pieces
+    log.pieces, log.chars = reply.pieces, reply.chars
+    log.finish_reason = "tool_calls" if outcome.tool_calls else reply.finish_reason
     if not completion.stream:
         return json_response(
             fmt.whole(inbound, reply, outcome.content, outcome.tool_calls), headers

@@ -33,6 +33,7 @@ from .conversation import IGNORED_HEADER, json_response, read_object
 from .failures import Failure, FailureError, bad_request
 from .imagespec import FORMATS, KNOWN, PATH, QUALITIES
 from .logtext import shortened
+from .metrics import active_stream
 from .state import STATE_KEY, ServerState
 from .streaming import RequestLog
 
@@ -67,7 +68,7 @@ async def generations(request: web.Request) -> web.Response:
                 f"{defaults.API_KEY_VARIABLE}",
             )
         )
-    with state.admitted():
+    with state.admitted(), active_stream(request):
         images = await _generate(state, options, key)
         log.saw_first_piece()
         log.pieces = len(images)

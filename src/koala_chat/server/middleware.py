@@ -81,8 +81,8 @@ async def error_middleware(
 
 
 #: The path prefixes behind the server's key: the OpenAI and Anthropic routes
-#: under `/v1`, the Ollama routes under `/api`.
-GUARDED: Final = ("/v1", "/api")
+#: under `/v1`, the Ollama routes under `/api`, the Prometheus scrape.
+GUARDED: Final = ("/v1", "/api", "/metrics")
 
 
 def guarded(path: str) -> bool:

@@ -36,6 +36,7 @@ from ..urls import check_endpoint, redact_url
 from .app import create_app, create_runner
 from .config import ServerConfig, default_provider
 from .limits import ResourceShortageLog
+from .metrics import shared_across_processes
 from .state import STATE_KEY
 
 __all__ = ["serve", "serve_async"]
@@ -67,7 +68,8 @@ def serve(config: ServerConfig, provider: ChatProvider | None = None) -> int:
         if config.workers == 1:
             asyncio.run(serve_async(config, provider))
             return 0
-        return _serve_workers(config, provider)
+        with shared_across_processes():
+            return _serve_workers(config, provider)
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise

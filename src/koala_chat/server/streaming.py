@@ -39,6 +39,7 @@ from ..messages import JSONValue
 from .coalesce import Coalescer
 from .failures import Failure, failure_for
 from .formats.base import Encoder
+from .outcomes import upstream_reason
 
 __all__ = ["RequestLog", "send_events", "stream_reply"]
 
@@ -67,7 +68,10 @@ _SSE_HEADERS: Final = {
 
 @dataclass(slots=True)
 class RequestLog:
-    """What the access log says about a completion request (nothing secret)."""
+    """What the access log, the metrics and the span say about a completion.
+
+    Nothing secret, and no text of the conversation: counts, names, times.
+    """
 
     started: float
     #: The wire format of the request (`WireFormat.name`).
@@ -75,6 +79,16 @@ class RequestLog:
     model: str | None = None
     first_piece: float | None = None
     pieces: int = 0
+    #: Whether the reply was asked for as a stream.
+    stream: bool = False
+    #: The estimated tokens of the request's messages (`contract.usage`).
+    input_tokens: int = 0
+    #: The characters of the reply let through (the output tokens' estimate).
+    chars: int = 0
+    #: How the reply ended ("stop", "length", "tool_calls"); None: it did not.
+    finish_reason: str | None = None
+    #: The reason the upstream failed (`outcomes.upstream_reason`), or None.
+    error: str | None = None
 
     def saw_first_piece(self) -> None:
         """Note the time of the first piece."""
@@ -110,7 +124,7 @@ async def stream_reply(
         # the loop less before the client sees the first piece.
         await response.write(head)
         async with Coalescer(response, request.writer) as out:
-            tail = await _rest(out, values, reply, encoder)
+            tail = await _rest(out, values, reply, encoder, log)
         # The last events ride with the end of the chunked body: one send.
         ending = True
         await response.write_eof(tail)
@@ -124,6 +138,7 @@ async def stream_reply(
         raise
     finally:
         log.pieces = reply.pieces
+        log.chars = reply.chars
     return response
 
 
@@ -177,12 +192,17 @@ async def _rest(
     values: AsyncGenerator[JSONValue, None],
     reply: Reply,
     encoder: Encoder,
+    log: RequestLog,
 ) -> bytes:
-    """Push the remaining pieces; return the closing events (or the failure's)."""
+    """Push the remaining pieces; return the closing events (or the failure's).
+
+    `log` learns how the reply ended, or why the upstream failed.
+    """
     try:
         if not reply.done:
             await _pump(out, values, reply, encoder)
     except KoalaError as exc:
+        log.error = upstream_reason(exc)
         # failure_for logs it.
         return encoder.failed(failure_for(exc))
     except ConnectionResetError:
@@ -190,6 +210,7 @@ async def _rest(
     except Exception as exc:
         logger.exception("unexpected error mid-stream")
         return encoder.failed(failure_for(exc))
+    log.finish_reason = reply.finish_reason
     return encoder.tail(reply.finish_reason)
 
 

@@ -35,6 +35,7 @@ from ..errors import UsageError
 from ..urls import check_endpoint, redact_url
 from .app import create_app, create_runner
 from .config import ServerConfig, default_provider
+from .gateway.gate import reload_on_hangup
 from .limits import ResourceShortageLog
 from .state import STATE_KEY
 
@@ -103,6 +104,7 @@ async def serve_async(
     with (
         ResourceShortageLog(loop),
         _signals_set(stop, state.cancel_all if escalate else None),
+        reload_on_hangup(state.gateway),
     ):
         try:
             site: web.BaseSite = (
@@ -180,13 +182,14 @@ def _log_start(config: ServerConfig, port: int) -> None:
     host = f"[{config.host}]" if ":" in config.host else config.host
     endpoint = config.provider_options.get("api_endpoint")
     logger.info(
-        "listening on http://%s:%d (OpenAI base URL http://%s:%d/v1)%s%s, pid %d",
+        "listening on http://%s:%d (OpenAI base URL http://%s:%d/v1)%s%s%s, pid %d",
         host,
         port,
         host,
         port,
         f", upstream {redact_url(endpoint)}" if endpoint else "",
         ", API key required" if config.api_key else "",
+        ", keys of --keys required" if config.keys_file else "",
         os.getpid(),
     )
     logger.info("the chat page: %s (open it in a browser)", page_url(config.host, port))
@@ -261,7 +264,16 @@ def _serve_workers(config: ServerConfig, provider: ChatProvider) -> int:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, sent)
 
+    def hang_up(signum: int, frame: FrameType | None) -> None:
+        # Each worker re-reads the keys file (`gateway.gate.reload_on_hangup`).
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGHUP)
+
     previous = {signum: signal.signal(signum, forward) for signum in _SIGNALS}
+    if config.keys_file is not None:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hang_up)
     try:
         for process in processes:
             process.join()

@@ -75,6 +75,8 @@ class RequestLog:
     model: str | None = None
     first_piece: float | None = None
     pieces: int = 0
+    #: The reply, once it started: the gateway's usage reads its size.
+    reply: Reply | None = None
 
     def saw_first_piece(self) -> None:
         """Note the time of the first piece."""

@@ -41,9 +41,14 @@ def add_parser(subparsers: Subparsers) -> None:
         formatter_class=HelpFormatter,
         help="manage the keys of a koala serve --keys gateway",
         description="Manage the named keys of a gateway shared by a team.",
+        epilog=EPILOG,
     )
     commands = parser.add_subparsers(
-        dest="keys_command", metavar="COMMAND", title="commands", required=True
+        dest="keys_command",
+        metavar="COMMAND",
+        title="commands",
+        required=True,
+        help="add: make a new key",
     )
     add = commands.add_parser(
         "add",

@@ -357,3 +357,28 @@ async def test_sighup_reloads_the_keys_and_a_broken_file_keeps_the_old_ones(
         assert key not in log
         assert hashlib.sha256(key.encode()).hexdigest() not in log
     assert digest[:20] not in log
+
+
+async def test_workers_share_one_sqlite_count_and_each_reloads_on_sighup(
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    server_process: Callable[..., ServerProcess],
+) -> None:
+    path = tmp_path / "keys.toml"
+    keys = make_keys(path, alice=Limits(requests_per_minute=4))
+    process = server_process(
+        *("--sandbox", "--workers", "2", "--keys", str(path)),
+        *("--state", str(tmp_path / "state.db")),
+    )
+    url = f"http://127.0.0.1:{await process.port()}"
+    answers = await asyncio.gather(*(post(http, url, keys["alice"]) for _ in range(12)))
+    assert sorted(status for status, _, _ in answers) == [200] * 4 + [429] * 8
+    keys |= make_keys(path, bob=Limits())
+    # The parent passes SIGHUP on to each worker, which reads the file again.
+    os.kill(process.process.pid, signal.SIGHUP)
+    for _ in range(2):
+        await process.wait_for(r"reloaded 2 keys")
+    statuses = [(await post(http, url, keys["bob"]))[0] for _ in range(6)]
+    assert statuses == [200] * 6
+    process.process.terminate()
+    assert await process.exit_code() == 0

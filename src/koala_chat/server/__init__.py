@@ -6,7 +6,8 @@ and `cli` offers the `serve` command. The modules, one job each: `config`
 (settings), `routes` (handlers), `streaming` (the hot path), `failures` (the
 OpenAI error shape), `middleware` (errors, the API key, the body), `crosssite`
 (web pages of other sites, DNS rebinding) with `hosts` (Host names), `cors`,
-`accesslog`, `runner`.
+`accesslog`, `runner`; `gateway/`, the named keys of `--keys` with their
+limits and usage.
 
 The names are imported on first use, so that `koala --help`, which imports
 `koala_chat.server.cli`, does not import aiohttp.

@@ -4,7 +4,8 @@ Admission is one Lua script (`ADMIT`): Redis runs a script whole before any
 other command, so there is no read-modify-write race between servers. The
 script reads the clock of Redis itself (`TIME`), not each server's, so
 servers whose clocks disagree still share one window. Scores are whole
-milliseconds, which a Lua number holds exactly.
+milliseconds, which a Lua number holds exactly (docs/gateway.md, "Redis:
+scripts, TIME, sorted sets").
 
     koala-chat:requests:NAME   sorted set: a request per member, score = when
     koala-chat:streams:NAME    sorted set: an open stream, score = lease's end

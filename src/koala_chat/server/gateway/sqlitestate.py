@@ -7,9 +7,10 @@ lock before it reads, so two processes never count the same free place. With
 `synchronous=NORMAL` a commit in WAL mode waits for no disk flush (a power cut
 may lose the last commits, never the file).
 
-Each connection runs on one thread of its own, off the event loop: a
-transaction that waits for another process's lock then waits there (up to
-`BUSY_TIMEOUT`), not in the loop.
+(docs/gateway.md, "SQLite: WAL mode and BEGIN IMMEDIATE".) Each connection
+runs on one thread of its own, off the event loop: a transaction that waits
+for another process's lock then waits there (up to `BUSY_TIMEOUT`), not in
+the loop.
 """
 
 from __future__ import annotations

@@ -72,6 +72,7 @@ async def test_redis_down_gets_503_then_service_resumes_by_itself(
     tmp_path: Path,
     redis_server: RedisServer,
     start_server: StartServer,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = tmp_path / "keys.toml"
     keys = make_keys(path, alice=Limits(requests_per_minute=100))
@@ -85,6 +86,16 @@ async def test_redis_down_gets_503_then_service_resumes_by_itself(
     assert "retry shortly" in body["error"]["message"]
     redis_server.start()
     assert (await post(http, server.url, keys["alice"]))[0] == 200
+    # The usage held while Redis was away is written once it is back (this
+    # Redis keeps nothing on disk: the first request's count is lost if it
+    # was written before the stop).
+    server.stop()
+    capsys.readouterr()
+    argv = ["usage", "--state", redis_server.url, "--json"]
+    assert await asyncio.to_thread(main, argv) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["requests"] in (2, 3)
+    assert (row["errors"], row["limited"]) == (1, 0)
 
 
 async def test_usage_in_redis_adds_up_across_servers(

@@ -32,9 +32,10 @@ __all__ = [
     "open_state",
 ]
 
-#: Seconds an open stream holds its place at most: longer than any request
-#: may take upstream (the provider's total time limit is 120 s by default).
-STREAM_LEASE: Final = 3600
+#: Seconds an open stream holds its place at most: five times the provider's
+#: default total time limit of an upstream request (120 s), and short enough
+#: that the places of a process that died come back soon.
+STREAM_LEASE: Final = 600
 
 #: The usage counts of (key name, day): counter name -> amount.
 Counts = Mapping[tuple[str, str], Mapping[str, int]]

@@ -73,6 +73,7 @@ class Gateway:
         self._state: StateBackend | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._unreachable = False
+        self._usage_held = False
 
     def reload(self) -> bool:
         """Read the keys file again; keep the old keys if it is broken.
@@ -231,7 +232,13 @@ class Gateway:
             await state.add_usage(counts)
         except StateUnavailableError as exc:
             self.usage.give_back(counts)
-            logger.warning("usage not written yet: %s", exc)
+            if not self._usage_held:
+                self._usage_held = True
+                logger.warning("usage held until the state is back: %s", exc)
+            return
+        if self._usage_held:
+            self._usage_held = False
+            logger.info("the usage held is written")
 
     async def _flush_every(self, interval: float) -> None:
         while True:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import signal
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -382,3 +383,28 @@ async def test_workers_share_one_sqlite_count_and_each_reloads_on_sighup(
     assert statuses == [200] * 6
     process.process.terminate()
     assert await process.exit_code() == 0
+
+
+async def test_an_admission_waits_off_the_loop_while_another_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    from koala_chat.server.gateway.sqlitestate import SqliteState
+
+    path = str(tmp_path / "state.db")
+    state = SqliteState(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        waiting = asyncio.create_task(
+            state.admit("alice", Limits(requests_per_minute=1), "one")
+        )
+        await asyncio.sleep(0)  # one turn of the loop: the admission started
+        assert not waiting.done()  # ... and waits on the thread, not here
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(waiting, 5) is None
+        refusal = await state.admit("alice", Limits(requests_per_minute=1), "two")
+        assert refusal is not None
+        assert refusal.limit == "requests_per_minute"
+    finally:
+        other.close()
+        await state.close()

@@ -7,10 +7,14 @@ lock before it reads, so two processes never count the same free place. With
 `synchronous=NORMAL` a commit in WAL mode waits for no disk flush (a power cut
 may lose the last commits, never the file).
 
-(docs/gateway.md, "SQLite: WAL mode and BEGIN IMMEDIATE".) Each connection
-runs on one thread of its own, off the event loop: a transaction that waits
-for another process's lock then waits there (up to `BUSY_TIMEOUT`), not in
-the loop.
+(docs/gateway.md, "SQLite: WAL mode and BEGIN IMMEDIATE".) An admission
+runs on the event loop itself: it takes about 0.1 ms and waits for no disk
+(its connection never checkpoints), where a hop to a thread and back costs
+as much again, and under load far more, as the thread waits for the GIL
+behind the streams. Only when another process holds the write lock does the
+admission move to a thread, whose connection waits there for the lock (up
+to `BUSY_TIMEOUT`), never in the loop. That thread also writes the usage and
+checkpoints the WAL (`PASSIVE`: without blocking the admissions).
 """
 
 from __future__ import annotations
@@ -55,87 +59,83 @@ CREATE TABLE IF NOT EXISTS usage (
 """
 
 
-class _Lane:
-    """One connection to the file, used on one thread of its own."""
+def _connect(path: str, *, busy_timeout: int, checkpoints: bool) -> sqlite3.Connection:
+    """Return a connection to the file at `path` (created with its folder)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # The file holds no secret, but whose requests when: keep it private.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute(f"PRAGMA busy_timeout = {busy_timeout}")
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = NORMAL")
+    if not checkpoints:
+        connection.execute("PRAGMA wal_autocheckpoint = 0")
+    connection.executescript(_SCHEMA)
+    return connection
 
-    def __init__(self, path: str, name: str, *, checkpoints: bool) -> None:
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"koala-{name}")
-        self.connection: sqlite3.Connection | None = None
-        try:
-            self.executor.submit(self._open, path, checkpoints).result()
-        except BaseException:
-            self.executor.shutdown()
-            raise
 
-    def _open(self, path: str, checkpoints: bool) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # The file holds no secret, but whose requests when: keep it private.
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        connection = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False
-        )
-        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT}")
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA synchronous = NORMAL")
-        if not checkpoints:
-            connection.execute("PRAGMA wal_autocheckpoint = 0")
-        connection.executescript(_SCHEMA)
-        self.connection = connection
-
-    async def run(self, function: Callable[[sqlite3.Connection], _T]) -> _T:
-        connection = self.connection
-        if connection is None:
-            raise sqlite3.ProgrammingError("the state file is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, function, connection)
-
-    async def close(self) -> None:
-        connection, self.connection = self.connection, None
-        if connection is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                self.executor, connection.close
-            )
-        self.executor.shutdown(wait=False)
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Tell whether `exc` says another connection holds the lock."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or (
+        code is None and "locked" in str(exc)
+    )
 
 
 class SqliteState:
-    """The state in the SQLite file at `path` (created with its folder).
-
-    Two connections, each on a thread of its own: one admits requests and
-    never checkpoints the WAL (a checkpoint writes the pages back and waits
-    for the disk), the other writes the usage and checkpoints after it,
-    without blocking the admissions (`PASSIVE`).
-    """
+    """The state in the SQLite file at `path` (created with its folder)."""
 
     def __init__(self, path: str) -> None:
         self.where = path
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="koala-state")
         try:
-            self._admissions = _Lane(path, "admissions", checkpoints=False)
-            self._upkeep = _Lane(path, "upkeep", checkpoints=True)
+            # No wait on the loop: a lock held elsewhere sends the admission
+            # to the thread's connection instead.
+            self._direct: sqlite3.Connection | None = _connect(
+                path, busy_timeout=0, checkpoints=False
+            )
+            self._waiting: sqlite3.Connection | None = self._executor.submit(
+                _connect, path, busy_timeout=BUSY_TIMEOUT, checkpoints=True
+            ).result()
         except (OSError, sqlite3.Error) as exc:
+            self._executor.shutdown()
             raise UsageError(f"cannot open the state file {path}: {exc}") from None
 
-    async def _run(
-        self, lane: _Lane, function: Callable[[sqlite3.Connection], _T]
-    ) -> _T:
+    def _failed(self, exc: sqlite3.Error) -> StateUnavailableError:
+        return StateUnavailableError(f"the state file {self.where} failed: {exc}")
+
+    async def _on_thread(self, function: Callable[[sqlite3.Connection], _T]) -> _T:
+        connection = self._waiting
+        if connection is None:
+            raise StateUnavailableError(f"the state file {self.where} is closed")
+        loop = asyncio.get_running_loop()
         try:
-            return await lane.run(function)
+            return await loop.run_in_executor(self._executor, function, connection)
         except sqlite3.Error as exc:
-            raise StateUnavailableError(
-                f"the state file {self.where} failed: {exc}"
-            ) from exc
+            raise self._failed(exc) from exc
+
+    async def _write(self, function: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `function` on the loop's connection; on the thread's if locked."""
+        connection = self._direct
+        if connection is None:
+            raise StateUnavailableError(f"the state file {self.where} is closed")
+        try:
+            return function(connection)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise self._failed(exc) from exc
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+        return await self._on_thread(function)
 
     async def admit(self, name: str, limits: Limits, ticket: str) -> Refusal | None:
         """Count a request of `name` under `limits` or refuse it (one transaction)."""
-        return await self._run(
-            self._admissions, lambda db: _admit(db, name, limits, ticket)
-        )
+        return await self._write(lambda db: _admit(db, name, limits, ticket))
 
     async def release(self, name: str, ticket: str) -> None:
         """Give back the stream place `ticket`."""
-        await self._run(
-            self._admissions,
-            lambda db: db.execute("DELETE FROM streams WHERE ticket = ?", (ticket,)),
+        await self._write(
+            lambda db: db.execute("DELETE FROM streams WHERE ticket = ?", (ticket,))
         )
 
     async def add_usage(self, counts: Counts) -> None:
@@ -145,16 +145,23 @@ class SqliteState:
             for (key, day), values in counts.items()
             for counter, amount in values.items()
         ]
-        await self._run(self._upkeep, lambda db: _add_usage(db, rows))
+        await self._on_thread(lambda db: _add_usage(db, rows))
 
     async def usage(self, since: str | None) -> Counts:
         """Return the usage counts per key and day, from day `since` on."""
-        return await self._run(self._upkeep, lambda db: _usage(db, since or ""))
+        return await self._on_thread(lambda db: _usage(db, since or ""))
 
     async def close(self) -> None:
         """Close the file; harmless twice."""
-        await self._admissions.close()
-        await self._upkeep.close()
+        direct, self._direct = self._direct, None
+        if direct is not None:
+            direct.close()
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, waiting.close
+            )
+        self._executor.shutdown(wait=False)
 
 
 def _admit(

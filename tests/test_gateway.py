@@ -372,6 +372,7 @@ async def test_workers_share_one_sqlite_count_and_each_reloads_on_sighup(
         *("--state", str(tmp_path / "state.db")),
     )
     url = f"http://127.0.0.1:{await process.port()}"
+    await process.wait_for(r"listening on")  # the second worker, too
     answers = await asyncio.gather(*(post(http, url, keys["alice"]) for _ in range(12)))
     assert sorted(status for status, _, _ in answers) == [200] * 4 + [429] * 8
     keys |= make_keys(path, bob=Limits())

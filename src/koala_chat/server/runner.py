@@ -6,7 +6,9 @@ second Ctrl-C stops at once.
 
 With `workers` > 1 the parent binds the listening socket once and forks that
 many processes, which all accept from it; the server keeps no state a process
-would need to share. The parent forwards SIGTERM and Ctrl-C to them and waits.
+would need to share, but for the limits of `--keys`, which live in SQLite or
+Redis (`koala_chat.server.gateway`). The parent forwards SIGTERM and Ctrl-C
+to them and waits (and SIGHUP with `--keys`).
 The socket is bound without SO_REUSEPORT, so a port that anything else holds,
 another `koala serve` included, is refused at start instead of shared.
 """
@@ -287,6 +289,10 @@ def _worker(config: ServerConfig, provider: ChatProvider, sock: socket.socket) -
     """One worker process: serve until told to stop (signals never escalate)."""
     # Ctrl-C on a terminal reaches every process of the group; the parent also
     # forwards it. Either way each signal only asks for the graceful stop.
+    if config.keys_file is not None:
+        # The parent passes SIGHUP on: until the worker's loop takes it (and
+        # the worker has read the keys file), it must not end the worker.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     asyncio.run(serve_async(config, provider, escalate=False, sock=sock))
 
 

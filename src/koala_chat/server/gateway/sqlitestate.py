@@ -40,13 +40,13 @@ _T = TypeVar("_T")
 #: Milliseconds a transaction waits for another process's write lock.
 BUSY_TIMEOUT: Final = 5000
 
-#: `requests` holds a row per admitted request and window (`span`, in
+#: `windows` holds a row per admitted request and window (`span`, in
 #: seconds), `counts` the number of those rows: a window is counted without
 #: reading its rows, whatever a day's limit.
 _SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS requests (
+CREATE TABLE IF NOT EXISTS windows (
     key TEXT NOT NULL, span INTEGER NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS requests_by_window ON requests (key, span, at);
+CREATE INDEX IF NOT EXISTS windows_by_key ON windows (key, span, at);
 CREATE TABLE IF NOT EXISTS counts (
     key TEXT NOT NULL, span INTEGER NOT NULL, n INTEGER NOT NULL,
     PRIMARY KEY (key, span)) WITHOUT ROWID;
@@ -65,12 +65,15 @@ def _connect(path: str, *, busy_timeout: int, checkpoints: bool) -> sqlite3.Conn
     # The file holds no secret, but whose requests when: keep it private.
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute(f"PRAGMA busy_timeout = {busy_timeout}")
+    # Workers starting together create the tables together: the setup waits
+    # for the lock whatever the connection's own timeout is afterwards.
+    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT}")
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA synchronous = NORMAL")
     if not checkpoints:
         connection.execute("PRAGMA wal_autocheckpoint = 0")
     connection.executescript(_SCHEMA)
+    connection.execute(f"PRAGMA busy_timeout = {busy_timeout}")
     return connection
 
 
@@ -176,7 +179,7 @@ def _admit(
             refusal = _check_windows(db, name, limits, now, counts)
         if refusal is None:
             for span in counts:
-                db.execute("INSERT INTO requests VALUES (?, ?, ?)", (name, span, now))
+                db.execute("INSERT INTO windows VALUES (?, ?, ?)", (name, span, now))
                 counts[span] += 1
             if limits.max_streams is not None:
                 db.execute(
@@ -215,7 +218,7 @@ def _counts(
     counts = {}
     for span, _ in limits.windows:
         removed = db.execute(
-            "DELETE FROM requests WHERE key = ? AND span = ? AND at <= ?",
+            "DELETE FROM windows WHERE key = ? AND span = ? AND at <= ?",
             (name, span, now - span),
         ).rowcount
         row = db.execute(
@@ -238,7 +241,7 @@ def _check_windows(
             # The window has room once the request `count - most` places
             # after its oldest leaves it.
             (at,) = db.execute(
-                "SELECT at FROM requests WHERE key = ? AND span = ? "
+                "SELECT at FROM windows WHERE key = ? AND span = ? "
                 "ORDER BY at LIMIT 1 OFFSET ?",
                 (name, span, count - most),
             ).fetchone()

@@ -374,7 +374,8 @@ async def test_workers_share_one_sqlite_count_and_each_reloads_on_sighup(
     url = f"http://127.0.0.1:{await process.port()}"
     await process.wait_for(r"listening on")  # the second worker, too
     answers = await asyncio.gather(*(post(http, url, keys["alice"]) for _ in range(12)))
-    assert sorted(status for status, _, _ in answers) == [200] * 4 + [429] * 8
+    statuses = sorted(status for status, _, _ in answers)
+    assert statuses == [200] * 4 + [429] * 8, answers
     keys |= make_keys(path, bob=Limits())
     # The parent passes SIGHUP on to each worker, which reads the file again.
     os.kill(process.process.pid, signal.SIGHUP)

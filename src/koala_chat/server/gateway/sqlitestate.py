@@ -78,11 +78,15 @@ def _connect(path: str, *, busy_timeout: int, checkpoints: bool) -> sqlite3.Conn
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    """Tell whether `exc` says another connection holds the lock."""
+    """Tell whether `exc` says another connection holds the lock.
+
+    The code is an extended one (`SQLITE_BUSY_SNAPSHOT`, ...): its low byte
+    is the primary code.
+    """
     code = getattr(exc, "sqlite_errorcode", None)
-    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or (
-        code is None and "locked" in str(exc)
-    )
+    if code is None:
+        return "locked" in str(exc) or "busy" in str(exc)
+    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 class SqliteState:

@@ -16,6 +16,12 @@ paid; the CPU time counts only the timed part.
         [--format chat,responses]   # the wire formats, one after another:
                                     # chat (the default), responses,
                                     # completions, messages, ollama
+        [--gateway none,sqlite,redis]   # without --keys (the default), or
+                                    # with --keys and that --state (a key
+                                    # whose limits are never met, so every
+                                    # request pays the whole admission)
+
+`--gateway redis` starts a `redis-server` of its own on a free port.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -126,15 +134,15 @@ async def one_stream(
     overhead: int,
     result: Result,
     separator: bytes = b"\n\n",
+    headers: dict[str, str] | None = None,
 ) -> None:
     started = time.perf_counter()
     first = None
     events = 0
     previous_lf = False
     try:
-        async with session.post(
-            url, data=body, headers={"Content-Type": "application/json"}
-        ) as response:
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        async with session.post(url, data=body, headers=sent) as response:
             if response.status != 200:
                 await response.read()
                 result.errors += 1
@@ -167,6 +175,7 @@ async def load(
     seconds: float,
     cpu: Callable[[], float] = lambda: 0.0,
     separator: bytes = b"\n\n",
+    headers: dict[str, str] | None = None,
 ) -> Result:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=120)
@@ -175,7 +184,7 @@ async def load(
         warm = Result()
         await asyncio.gather(
             *(
-                one_stream(session, url, body, overhead, warm, separator)
+                one_stream(session, url, body, overhead, warm, separator, headers)
                 for _ in range(clients)
             )
         )
@@ -184,7 +193,9 @@ async def load(
 
         async def client() -> None:
             while time.perf_counter() < deadline:
-                await one_stream(session, url, body, overhead, result, separator)
+                await one_stream(
+                    session, url, body, overhead, result, separator, headers
+                )
 
         cpu_before = cpu()
         started = time.perf_counter()
@@ -248,8 +259,60 @@ def process(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
             child.stderr.close()
 
 
+@dataclass(frozen=True)
+class Gateway:
+    """What `koala serve` is started with for one `--gateway`, and the key."""
+
+    name: str
+    argv: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def gateway(name: str) -> Iterator[Gateway]:
+    """Set up `--gateway name`: a keys file, its state (and Redis), the key."""
+    if name == "none":
+        yield Gateway(name)
+        return
+    from koala_chat.server.gateway.keys import Limits, add_key
+
+    with tempfile.TemporaryDirectory() as folder:
+        keys = os.path.join(folder, "keys.toml")
+        never = 10**9
+        key = add_key(keys, "bench", Limits(never, never, never))
+        headers = {"Authorization": f"Bearer {key}"}
+        if name == "sqlite":
+            state = os.path.join(folder, "state.sqlite3")
+            yield Gateway(name, ["--keys", keys, "--state", state], headers)
+            return
+        with redis_server() as url:
+            yield Gateway(name, ["--keys", keys, "--state", url], headers)
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """Run a `redis-server` that keeps nothing on disk; yield its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("--gateway redis needs redis-server (apt-get install it)")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    try:
+        wait_listening(port, child)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        child.terminate()
+        child.wait(20)
+
+
 def run_pace(
-    interval: float, clients: list[int], seconds: float, workers: int, api: Served
+    interval: float,
+    clients: list[int],
+    seconds: float,
+    workers: int,
+    api: Served,
+    keys: Gateway,
 ) -> None:
     sandbox_port, server_port = free_port(), free_port()
     sandbox_argv = [
@@ -260,11 +323,15 @@ def run_pace(
         "-m", "koala_chat.server", "--port", str(server_port), "--quiet",
         "--endpoint", f"http://127.0.0.1:{sandbox_port}/api/gpt/",
         "--retries", "0", "--max-streams", "5000", "--workers", str(workers),
+        *keys.argv,
     ]  # fmt: skip
     floor_url = f"http://127.0.0.1:{sandbox_port}/api/gpt/"
     server_url = f"http://127.0.0.1:{server_port}{api.path}"
     pace = f"{interval * 1000:g} ms apart" if interval else "unpaced"
-    print(f"\n## {PIECES}-piece replies, {pace}, {seconds:g} s per cell")
+    print(
+        f"\n## {PIECES}-piece replies, {pace}, {seconds:g} s per cell, "
+        f"gateway {keys.name}"
+    )
     print(
         "   C | floor pieces/s  TTFP p50/p99 ms | serve pieces/s  TTFP p50/p99 ms"
         " | ratio | CPU us/piece | RSS MiB | errors"
@@ -285,6 +352,7 @@ def run_pace(
                     seconds,
                     lambda: sum(cpu_seconds(pid) for pid in pids),
                     api.separator,
+                    keys.headers,
                 )
             )
             per_piece = served.cpu / served.pieces * 1e6 if served.pieces else 0
@@ -317,7 +385,16 @@ def main() -> None:
         default="chat",
         help=f"the wire formats to load, comma-separated, from {', '.join(FORMATS)}",
     )
+    parser.add_argument(
+        "--gateway",
+        default="none",
+        help="koala serve without --keys (none), or with --keys and --state in "
+        "sqlite or redis; comma-separated, one after another",
+    )
     args = parser.parse_args()
+    gateways = args.gateway.split(",")
+    if unknown_state := set(gateways) - {"none", "sqlite", "redis"}:
+        parser.error(f"unknown --gateway {', '.join(sorted(unknown_state))}")
     clients = [int(c) for c in args.clients.split(",")]
     names = args.format.split(",")
     if unknown := set(names) - FORMATS.keys():
@@ -330,7 +407,9 @@ def main() -> None:
             f"format {name} ({wire.path})"
         )
         for interval in (float(p) for p in args.paces.split(",")):
-            run_pace(interval, clients, args.seconds, args.workers, wire)
+            for name_of_state in gateways:
+                with gateway(name_of_state) as keys:
+                    run_pace(interval, clients, args.seconds, args.workers, wire, keys)
 
 
 if __name__ == "__main__":

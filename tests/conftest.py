@@ -21,8 +21,8 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 # Fixtures of the hardening tests: real proxy servers and a leak check;
 # of the OpenAI-compatible server: `koala serve` on a thread; of the chat page:
-# headless Chromium.
-pytest_plugins = ["browser", "hardening", "proxies", "server_fixtures"]
+# headless Chromium; of the gateway: a real redis-server.
+pytest_plugins = ["browser", "hardening", "proxies", "redis_server", "server_fixtures"]
 
 
 @pytest.fixture(autouse=True)

@@ -258,8 +258,14 @@ class ServerProcess:
 
     def close(self) -> None:
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(15.0)
+            # Gracefully first: a server with --workers stops its workers,
+            # which would otherwise outlive it and hold its stderr open.
+            self.process.terminate()
+            try:
+                self.process.wait(15.0)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(15.0)
         self._reader.join(15.0)
         assert self.process.stderr is not None
         self.process.stderr.close()

@@ -24,7 +24,7 @@ from ..defaults import (
 )
 from ..sandbox import cli as sandbox_command
 from ..server import cli as serve_command
-from . import chat, check, image, models
+from . import chat, check, image, keys, models, usage
 from .exits import EXIT_CODES_HELP, ExitCode, exit_code_for
 from .options import connection_options
 from .provider import Provider, default_provider
@@ -84,6 +84,8 @@ def build_parser() -> Parser:
     image.add_parser(subparsers)
     sandbox_command.add_parser(subparsers)
     serve_command.add_parser(subparsers)
+    keys.add_parser(subparsers)
+    usage.add_parser(subparsers)
     return parser
 
 

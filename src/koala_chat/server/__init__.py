@@ -9,7 +9,8 @@ OpenAI error shape), `middleware` (errors, the API key, the body), `crosssite`
 `accesslog`, `observe` (each request's end, for `metrics`, the Prometheus
 series, and `tracing`, its span; `outcomes` names upstream failures),
 `runner`, `openapi` (the `/openapi.json` document) with `components` (its
-schemas, generated from the reply structs and the parameter tables).
+schemas, generated from the reply structs and the parameter tables);
+`gateway/`, the named keys of `--keys` with their limits and usage.
 
 The names are imported on first use, so that `koala --help`, which imports
 `koala_chat.server.cli`, does not import aiohttp.

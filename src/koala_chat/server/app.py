@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import aiohttp
 from aiohttp import web
@@ -38,6 +38,9 @@ from .routes import routes, unprefixed_middleware
 from .state import STATE_KEY, ServerState
 from .tracing import add_tracing
 from .webpage import add_web_routes
+
+if TYPE_CHECKING:
+    from .gateway.gate import Gateway
 
 __all__ = ["ACCESS_LOGGER", "UPSTREAM_RCVBUF", "create_app", "create_runner"]
 
@@ -62,7 +65,9 @@ def create_app(
 
     Host it with `create_runner`, which turns on what the app relies on.
     """
+    gateway = _gateway(config)
     middlewares: list[Middleware] = [
+        *([gateway.usage_middleware] if gateway else []),
         error_middleware,
         crosssite_middleware(config.allowed_hosts, config.cors_origins),
         unprefixed_middleware,
@@ -70,6 +75,8 @@ def create_app(
     ]
     if config.api_key is not None:
         middlewares.append(auth_middleware(config.api_key))
+    elif gateway is not None:
+        middlewares.append(gateway.key_middleware)
     middlewares.append(body_middleware(config.max_body, config.body_timeout))
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body)
     add_cors(app, config.cors_origins)
@@ -77,7 +84,9 @@ def create_app(
     provider = provider or default_provider()
     options = config.provider_options
     capabilities = capabilities_of(provider, **options)
-    app[STATE_KEY] = ServerState(config, provider, options, capabilities)
+    app[STATE_KEY] = ServerState(
+        config, provider, options, capabilities, gateway=gateway
+    )
     add_format_routes(app)
     app.add_routes(routes)
     add_image_routes(app)
@@ -85,7 +94,18 @@ def create_app(
     add_metrics(app, known_models(capabilities))
     add_tracing(app)
     app.cleanup_ctx.append(_upstream_pool)
+    if gateway is not None:
+        app.cleanup_ctx.append(gateway.lifetime)
     return app
+
+
+def _gateway(config: ServerConfig) -> Gateway | None:
+    """Return the gateway of `config.keys_file` (`--keys`); None without one."""
+    if config.keys_file is None:
+        return None
+    from .gateway.gate import Gateway
+
+    return Gateway(config.keys_file, config.gateway_state())
 
 
 def create_runner(app: web.Application) -> web.AppRunner:

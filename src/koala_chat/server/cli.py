@@ -172,6 +172,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default: ${SERVER_API_KEY_VARIABLE})",
     )
     listen.add_argument(
+        "--keys",
+        metavar="FILE",
+        help="a gateway for a team: take the named keys of this TOML file, "
+        "each with its own limits (`koala keys add`; SIGHUP re-reads it; "
+        "not with --api-key)",
+    )
+    listen.add_argument(
+        "--state",
+        metavar="URL",
+        help="where --keys counts: an SQLite file (default: "
+        "$XDG_STATE_HOME/koala-chat/gateway.sqlite3) or redis://HOST:PORT/DB "
+        "shared by several servers",
+    )
+    listen.add_argument(
         "--workers",
         type=positive_count,
         default=SERVER_WORKERS,
@@ -381,4 +395,6 @@ def config_from_args(
         cors_origins=tuple(args.cors_origin),
         allowed_hosts=tuple(args.allowed_host),
         client_protocols=args.client_protocols,
+        keys_file=args.keys,
+        state=args.state,
     )

@@ -108,6 +108,11 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     client_protocols: tuple[str, ...] = defaults.SERVER_CLIENT_PROTOCOLS
+    #: The keys file of a gateway shared by a team (`--keys`), instead of
+    #: one `api_key`; `state` is where it counts (`--state`: an SQLite file
+    #: or a redis:// URL; None: `gateway_state()`'s default file).
+    keys_file: str | None = None
+    state: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -134,6 +139,33 @@ class ServerConfig:
                 )
         self._check_hosts_and_protocols()
         self.check_dialect()
+        self._check_gateway()
+
+    def _check_gateway(self) -> None:
+        """Refuse --keys beside --api-key, and --state without --keys; read the keys.
+
+        Raises:
+            UsageError: both, or a keys file that is missing or broken.
+        """
+        if self.keys_file is None:
+            if self.state is not None:
+                raise UsageError("--state keeps the limits of --keys: give --keys too")
+            return
+        if self.api_key is not None:
+            raise UsageError(
+                "--keys and an API key (--api-key or "
+                f"{API_KEY_VARIABLE}) cannot be used together: the keys file "
+                "names every key the server takes"
+            )
+        from .gateway.keys import load_keys
+
+        load_keys(self.keys_file)
+
+    def gateway_state(self) -> str:
+        """Return where the gateway counts: `state`, else the default SQLite file."""
+        from .gateway.backends import default_state_path
+
+        return self.state or default_state_path()
 
     def _check_hosts_and_protocols(self) -> None:
         try:
@@ -173,7 +205,9 @@ class ServerConfig:
                 a key, which lets a web page in through DNS rebinding.
         """
         loopback = is_loopback(self.host)
-        if self.api_key is None and not loopback:
+        # The keys of a gateway guard it as the one API key does.
+        keyed = self.api_key is not None or self.keys_file is not None
+        if not keyed and not loopback:
             raise UsageError(
                 f"refusing to listen on {self.host} without an API key: anyone "
                 "who can reach the port could spend your Koala quota; set "
@@ -185,7 +219,7 @@ class ServerConfig:
                 "name or address clients reach the server by (or --allowed-host "
                 "'*' to take any Host, which the API key then guards)"
             )
-        if self.api_key is None and ANY_HOST in self.allowed_hosts:
+        if not keyed and ANY_HOST in self.allowed_hosts:
             raise UsageError(
                 "--allowed-host '*' without an API key lets any web page reach "
                 "this server through DNS rebinding: name the hosts, or set "

@@ -83,7 +83,7 @@ async def _answer(request: web.Request, fmt: WireFormat[Any]) -> web.StreamRespo
     body = await read_object(request, state.config.max_body)
     # Admitted before the check: checking JSON Schemas takes time, and a flood
     # of them must meet the limit of requests at once like any other.
-    with state.admitted(), active_stream(request):
+    async with state.admitted_for(request), active_stream(request):
         inbound = await _parse(fmt, body, state.config.strict)
         completion = inbound.request
         log.stream = completion.stream
@@ -114,7 +114,7 @@ async def _reply(
     """Answer a request piece by piece: `model` is the name shown and sent."""
     state = request.app[STATE_KEY]
     completion = inbound.request
-    reply = Reply(completion, model[0])
+    reply = log.reply = Reply(completion, model[0])
     values = state.provider.create_async_generator(
         model[1], completion.messages, **state.options.merged(**chosen)
     )
@@ -232,7 +232,7 @@ async def _emulated(
     except UsageError as exc:
         raise FailureError(_misconfigured(exc)) from exc
     log.saw_first_piece()
-    reply = outcome.reply
+    reply = log.reply = outcome.reply
     log.pieces, log.chars = reply.pieces, reply.chars
     log.finish_reason = "tool_calls" if outcome.tool_calls else reply.finish_reason
     if not completion.stream:

@@ -68,7 +68,7 @@ async def generations(request: web.Request) -> web.Response:
                 f"{defaults.API_KEY_VARIABLE}",
             )
         )
-    with state.admitted(), active_stream(request):
+    async with state.admitted_for(request), active_stream(request):
         images = await _generate(state, options, key)
         log.saw_first_piece()
         log.pieces = len(images)

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Final
 
 from aiohttp import web
@@ -181,9 +181,12 @@ def add_metrics(app: web.Application, models: Iterable[str]) -> Metrics:
     return metrics
 
 
-@contextmanager
-def active_stream(request: web.Request) -> Iterator[None]:
-    """Count `request` among the streams in progress while the block runs."""
+@asynccontextmanager
+async def active_stream(request: web.Request) -> AsyncIterator[None]:
+    """Count `request` among the streams in progress while the block runs.
+
+    Asynchronous, to sit beside the admission in one `async with`.
+    """
     gauge = request.app[METRICS_KEY].active
     gauge.inc()
     try:

@@ -92,7 +92,8 @@ def guarded(path: str) -> bool:
 
 #: Where a request keeps the name of the key it presented, once that key has
 #: been checked: the name, never the key, is what logs and metrics may show.
-KEY_NAME: Final = "koala_chat.key_name"
+#: A `RequestKey`: aiohttp warns when a request is given a plain string key.
+KEY_NAME: Final = web.RequestKey("koala_chat.key_name", str)
 
 
 def key_name(request: web.Request) -> str:

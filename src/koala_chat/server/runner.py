@@ -6,7 +6,9 @@ second Ctrl-C stops at once.
 
 With `workers` > 1 the parent binds the listening socket once and forks that
 many processes, which all accept from it; the server keeps no state a process
-would need to share. The parent forwards SIGTERM and Ctrl-C to them and waits.
+would need to share, but for the limits of `--keys`, which live in SQLite or
+Redis (`koala_chat.server.gateway`). The parent forwards SIGTERM and Ctrl-C
+to them and waits (and SIGHUP with `--keys`).
 The socket is bound without SO_REUSEPORT, so a port that anything else holds,
 another `koala serve` included, is refused at start instead of shared.
 """
@@ -35,6 +37,7 @@ from ..errors import UsageError
 from ..urls import check_endpoint, redact_url
 from .app import create_app, create_runner
 from .config import ServerConfig, default_provider
+from .gateway.gate import reload_on_hangup
 from .limits import ResourceShortageLog
 from .metrics import shared_across_processes
 from .state import STATE_KEY
@@ -105,6 +108,7 @@ async def serve_async(
     with (
         ResourceShortageLog(loop),
         _signals_set(stop, state.cancel_all if escalate else None),
+        reload_on_hangup(state.gateway),
     ):
         try:
             site: web.BaseSite = (
@@ -182,13 +186,14 @@ def _log_start(config: ServerConfig, port: int) -> None:
     host = f"[{config.host}]" if ":" in config.host else config.host
     endpoint = config.provider_options.get("api_endpoint")
     logger.info(
-        "listening on http://%s:%d (OpenAI base URL http://%s:%d/v1)%s%s, pid %d",
+        "listening on http://%s:%d (OpenAI base URL http://%s:%d/v1)%s%s%s, pid %d",
         host,
         port,
         host,
         port,
         f", upstream {redact_url(endpoint)}" if endpoint else "",
         ", API key required" if config.api_key else "",
+        ", keys of --keys required" if config.keys_file else "",
         os.getpid(),
     )
     logger.info("the chat page: %s (open it in a browser)", page_url(config.host, port))
@@ -263,7 +268,16 @@ def _serve_workers(config: ServerConfig, provider: ChatProvider) -> int:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, sent)
 
+    def hang_up(signum: int, frame: FrameType | None) -> None:
+        # Each worker re-reads the keys file (`gateway.gate.reload_on_hangup`).
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGHUP)
+
     previous = {signum: signal.signal(signum, forward) for signum in _SIGNALS}
+    if config.keys_file is not None:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hang_up)
     try:
         for process in processes:
             process.join()
@@ -277,6 +291,10 @@ def _worker(config: ServerConfig, provider: ChatProvider, sock: socket.socket) -
     """One worker process: serve until told to stop (signals never escalate)."""
     # Ctrl-C on a terminal reaches every process of the group; the parent also
     # forwards it. Either way each signal only asks for the graceful stop.
+    if config.keys_file is not None:
+        # The parent passes SIGHUP on: until the worker's loop takes it (and
+        # the worker has read the keys file), it must not end the worker.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     asyncio.run(serve_async(config, provider, escalate=False, sock=sock))
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
@@ -15,6 +15,9 @@ from ..contract.options import ProviderOptions
 from ..contract.provider import ChatProvider
 from .config import ServerConfig
 from .failures import Failure, FailureError
+
+if TYPE_CHECKING:
+    from .gateway.gate import Gateway
 
 __all__ = ["STATE_KEY", "ServerState"]
 
@@ -32,6 +35,8 @@ class ServerState:
     #: What the provider declares it offers under `options`.
     capabilities: Capabilities
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    #: The keys and their limits, with `--keys` (`koala_chat.server.gateway`).
+    gateway: Gateway | None = None
 
     def cancel_all(self) -> None:
         """Cancel every completion in progress (a second Ctrl-C)."""
@@ -66,6 +71,21 @@ class ServerState:
             yield
         finally:
             self.tasks.discard(task)
+
+    @asynccontextmanager
+    async def admitted_for(self, request: web.Request) -> AsyncIterator[None]:
+        """`admitted`, then within the limits of the request's key (`--keys`).
+
+        Raises:
+            FailureError: 429 at a limit; 503 when the gateway's state is
+                unreachable.
+        """
+        with self.admitted():
+            if self.gateway is None:
+                yield
+            else:
+                async with self.gateway.admitted(request):
+                    yield
 
     def offered(self) -> list[str]:
         """Return the protocols a client may choose, in the provider's order.

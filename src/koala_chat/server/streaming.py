@@ -89,6 +89,8 @@ class RequestLog:
     finish_reason: str | None = None
     #: The reason the upstream failed (`outcomes.upstream_reason`), or None.
     error: str | None = None
+    #: The reply, once it started: the gateway's usage reads its size.
+    reply: Reply | None = None
 
     def saw_first_piece(self) -> None:
         """Note the time of the first piece."""

@@ -68,13 +68,49 @@ def _connect(path: str, *, busy_timeout: int, checkpoints: bool) -> sqlite3.Conn
     # Workers starting together create the tables together: the setup waits
     # for the lock whatever the connection's own timeout is afterwards.
     connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT}")
-    connection.execute("PRAGMA journal_mode = WAL")
+    _until_free(lambda: connection.execute("PRAGMA journal_mode = WAL"))
     connection.execute("PRAGMA synchronous = NORMAL")
     if not checkpoints:
         connection.execute("PRAGMA wal_autocheckpoint = 0")
-    connection.executescript(_SCHEMA)
+    _until_free(lambda: _create_tables(connection))
     connection.execute(f"PRAGMA busy_timeout = {busy_timeout}")
     return connection
+
+
+def _create_tables(connection: sqlite3.Connection) -> None:
+    """Create the tables in one transaction that takes the write lock first.
+
+    Statement by statement, a connection reading the schema and then asking
+    to write would meet another doing the same: SQLite refuses one of them
+    at once, without waiting, rather than let both wait for ever.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                connection.execute(statement)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def _until_free(step: Callable[[], object]) -> None:
+    """Run `step` again while another process's setup holds the file (5 s).
+
+    Switching to WAL mode and a first write can be refused at once, without
+    the busy timeout's wait, when two processes start on a new file together
+    (docs/gateway.md, "SQLite: WAL mode and BEGIN IMMEDIATE").
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT / 1000
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from koala_chat.contract.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
+from koala_chat._contract.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
 from koala_chat.server.formats.chat import ChunkEncoder
 
 TEXT = "a piece of a reply, "

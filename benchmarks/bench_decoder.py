@@ -25,8 +25,8 @@ from typing import Any
 
 import msgspec
 
+from koala_chat._jsonstream import JSONValueDecoder
 from koala_chat.errors import KoalaError
-from koala_chat.jsonstream import JSONValueDecoder
 
 SEED = 20240611
 KIB = 1024

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from koala_chat.contract.schemas import SchemaProblem, check_schema
-from koala_chat.contract.validation import validate
+from koala_chat._contract.schemas import SchemaProblem, check_schema
+from koala_chat._contract.validation import validate
 from koala_chat.defaults import SCHEMA_MAX_STEPS, SCHEMA_MAX_SUBSCHEMAS
 
 #: As pydantic writes a model with a nested model and a list of them.

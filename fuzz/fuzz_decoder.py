@@ -1,8 +1,8 @@
 """Coverage-guided fuzz target for the event-stream decoder.
 
 Each input is cut into a size limit, split points and a byte stream. The stream
-goes through both layers of the decoder (`koala_chat.sse.SSEDecoder` and
-`koala_chat.jsonstream.JSONValueDecoder`, the core of `Koala._parse_event_stream`)
+goes through both layers of the decoder (`koala_chat._sse.SSEDecoder` and
+`koala_chat._jsonstream.JSONValueDecoder`, the core of `Koala._parse_event_stream`)
 once whole and once in the chunks the split points give. The target fails when
 
 - anything but a `ProtocolError` escapes the decoder, or
@@ -25,9 +25,9 @@ from collections.abc import Sequence
 import atheris
 
 with atheris.instrument_imports():
+    from koala_chat._jsonstream import JSONValueDecoder
+    from koala_chat._sse import SSEDecoder
     from koala_chat.errors import ProtocolError
-    from koala_chat.jsonstream import JSONValueDecoder
-    from koala_chat.sse import SSEDecoder
 
 # What one run of a decoder gives: its outputs in order, then the name of the
 # error that ended it (or None).

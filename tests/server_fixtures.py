@@ -29,7 +29,7 @@ import aiohttp
 import openai
 import pytest
 
-from koala_chat.contract.provider import ChatProvider
+from koala_chat._contract.provider import ChatProvider
 from koala_chat.providers import Koala
 from koala_chat.sandbox import Sandbox
 from koala_chat.server.app import ACCESS_LOGGER

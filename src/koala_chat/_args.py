@@ -1,6 +1,6 @@
 """The argparse pieces every command line of the package shares.
 
-`koala` (`koala_chat.cli`), `python -m koala_chat.server` and `python -m
+`koala` (`koala_chat._cli`), `python -m koala_chat.server` and `python -m
 koala_chat.sandbox` build their parsers from these, so an option is parsed and
 refused the same way whichever way a command is started. Standard library and
 our error tree only: `koala --help` loads this module.

@@ -1,4 +1,5 @@
-"""How a caller's value is shown in an error message: briefly, and never failing.
+"""A caller's value: shown in an error message briefly and never failing, and
+the checks of the numbers every option layer takes (counts, seconds).
 
 Python refuses to print an integer of over 4,300 digits (a ValueError raised
 while the message of our own error is built), and a long one tells the reader
@@ -7,9 +8,13 @@ nothing; an object's repr may be anything.
 
 from __future__ import annotations
 
-from typing import Final
+import sys
+from collections.abc import Mapping
+from typing import Any, Final
 
-__all__ = ["shown"]
+from .errors import UsageError
+
+__all__ = ["seconds", "shown", "whole_number"]
 
 _LONGEST: Final = 60
 
@@ -24,3 +29,37 @@ def shown(value: object) -> str:
         text = repr(value)
         return text if len(text) <= _LONGEST else text[: _LONGEST - 3] + "..."
     return f"a {type(value).__name__}"
+
+
+def whole_number(
+    kwargs: Mapping[str, Any], name: str, default: int, *, minimum: int = 0
+) -> int:
+    """Return the option `name` of `kwargs` (else `default`), a count.
+
+    Raises:
+        UsageError: not a whole number of at least `minimum`.
+    """
+    value = kwargs.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise UsageError(
+            f"{name} must be a whole number >= {minimum}, not {shown(value)}"
+        )
+    return value
+
+
+def seconds(kwargs: Mapping[str, Any], name: str, default: float) -> float:
+    """Return the option `name` of `kwargs` (else `default`), in seconds.
+
+    Raises:
+        UsageError: not a finite number of at least 0.
+    """
+    value = kwargs.get(name, default)
+    # `not value >= 0` also refuses NaN, which every comparison answers False;
+    # the upper bound, an integer too large for a float.
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0 <= value <= sys.float_info.max
+    ):
+        raise UsageError(f"{name} must be a number of seconds >= 0, not {shown(value)}")
+    return float(value)

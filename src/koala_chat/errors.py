@@ -26,7 +26,7 @@ Every error prints as one readable line and carries its facts in typed attribute
 Each takes its message as the only positional argument and everything else by
 keyword with a default, so the default exception pickling (`cls(*args)` followed by
 restoring `__dict__`) round-trips them. Messages never hold secrets: URLs are
-redacted before they reach an error (see `koala_chat.urls.redact_url`), and
+redacted before they reach an error (see `koala_chat._urls.redact_url`), and
 whatever an error quotes of a reply to a request that carried a key is
 scrubbed of the key in every spelling (`koala_chat._secrets`).
 """

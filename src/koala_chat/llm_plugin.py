@@ -24,8 +24,8 @@ import llm
 from llm.parts import TextPart
 from pydantic import Field
 
+from ._contract.options import ProviderOptions
 from .client import estimate_tokens
-from .contract.options import ProviderOptions
 from .defaults import PROTOCOLS, Protocol
 from .errors import UsageError
 from .messages import Message, Messages, Role

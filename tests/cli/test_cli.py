@@ -1,4 +1,4 @@
-"""The `koala` parser, help, exit codes and startup (koala_chat.cli.app, exits)."""
+"""The `koala` parser, help, exit codes and startup (koala_chat._cli.app, exits)."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ from koala_chat import (
     defaults,
     errors,
 )
-from koala_chat.cli import main
-from koala_chat.cli.app import build_parser
-from koala_chat.cli.exits import (
+from koala_chat._cli import main
+from koala_chat._cli.app import build_parser
+from koala_chat._cli.exits import (
     EXIT_CODES,
     FAILURES,
     ExitCode,
@@ -381,7 +381,7 @@ def test_exit_codes_survive_pickling_of_the_error() -> None:
 def test_help_imports_neither_aiohttp_nor_asyncio() -> None:
     code = (
         "import sys, io, contextlib\n"
-        "from koala_chat.cli import main\n"
+        "from koala_chat._cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    assert main(['--help']) == 0\n"
         "heavy = {'aiohttp', 'asyncio', 'msgspec', 'koala_chat.providers'}\n"
@@ -422,8 +422,8 @@ def test_imports_go_one_way() -> None:
     for package in ("server", "sandbox"):
         for path in (root / package).glob("*.py"):
             imported = imported_modules(path, f"koala_chat.{package}")
-            cli = {n for n in imported if n.split(".")[:2] == ["koala_chat", "cli"]}
+            cli = {n for n in imported if n.split(".")[:2] == ["koala_chat", "_cli"]}
             assert not cli, path
-    interactive = imported_modules(root / "cli" / "interactive.py", "koala_chat.cli")
-    assert "koala_chat.cli.chat" not in interactive
-    assert "koala_chat.cli.reply" in interactive
+    interactive = imported_modules(root / "_cli" / "interactive.py", "koala_chat._cli")
+    assert "koala_chat._cli.chat" not in interactive
+    assert "koala_chat._cli.reply" in interactive

@@ -11,9 +11,9 @@ import pytest
 
 from hardening import closed_port_url
 from koala_chat import AsyncGeneratorProvider, ProviderModelMixin
-from koala_chat.cli import main
-from koala_chat.cli.chat import SEED_CONVERSATION, read_prompt
-from koala_chat.cli.exits import ExitCode
+from koala_chat._cli import main
+from koala_chat._cli.chat import SEED_CONVERSATION, read_prompt
+from koala_chat._cli.exits import ExitCode
 from koala_chat.messages import JSONValue, Messages, text_of
 from koala_chat.sandbox import Reply, Sandbox
 

@@ -1,4 +1,4 @@
-"""`koala check` and `koala models` in-process (koala_chat.cli.check, models)."""
+"""`koala check` and `koala models` in-process (koala_chat._cli.check, models)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import socket
 import pytest
 
 from koala_chat import Koala
-from koala_chat.cli import main
-from koala_chat.cli.exits import ExitCode
+from koala_chat._cli import main
+from koala_chat._cli.exits import ExitCode
 from koala_chat.sandbox import Reply, Sandbox
 
 

@@ -1,6 +1,6 @@
 """The dialects from the command line: `--protocol`, `--web-search`, the key,
 `koala check --all`, `koala models --protocol` and `koala sandbox --protocol`
-(koala_chat.cli.options, survey; koala_chat.sandbox.cli).
+(koala_chat._cli.options, survey; koala_chat.sandbox.cli).
 
 Requests go over real TCP to sandboxes that accept one dialect each, as strictly
 as docs/protocol.md, "The sandbox's dialects" says.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from koala_chat.cli import main
-from koala_chat.cli.exits import ExitCode
+from koala_chat._cli import main
+from koala_chat._cli.exits import ExitCode
 from koala_chat.providers.dialects import API, DIALECTS, MESSAGES
 from koala_chat.sandbox import SANDBOX_API_KEY, Reply, Sandbox
 from koala_chat.sandbox import cli as sandbox_cli
@@ -520,7 +520,7 @@ def test_both_sandbox_commands_take_protocol_and_key_file(tmp_path: Path) -> Non
 def _koala_sandbox_parser() -> object:
     import argparse
 
-    from koala_chat.cli.app import build_parser
+    from koala_chat._cli.app import build_parser
 
     subparsers = next(
         action

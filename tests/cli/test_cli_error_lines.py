@@ -20,8 +20,8 @@ import openai
 import pytest
 
 from koala_chat import Koala
-from koala_chat.cli import main
-from koala_chat.cli.exits import ExitCode
+from koala_chat._cli import main
+from koala_chat._cli.exits import ExitCode
 from koala_chat.sandbox import Reply, Sandbox
 from server_fixtures import ServerThread
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from koala_chat.cli import main
-from koala_chat.cli.app import build_parser
-from koala_chat.cli.exits import ExitCode
+from koala_chat._cli import main
+from koala_chat._cli.app import build_parser
+from koala_chat._cli.exits import ExitCode
 from koala_chat.sandbox import cli as sandbox_cli
 from koala_chat.server import cli as serve_cli
 from koala_chat.server.app import create_app

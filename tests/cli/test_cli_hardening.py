@@ -1,9 +1,9 @@
 """The command line against a careless user and odd failures, in-process.
 
-Conversation files (koala_chat.cli.conversation) through the REPL's own
+Conversation files (koala_chat._cli.conversation) through the REPL's own
 `Session.handle`, `koala check --json` when something unexpected fails, and
 passwords of every shape kept out of every line the command prints
-(koala_chat.cli.redaction).
+(koala_chat._cli.redaction).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 
 from koala_chat import Koala
-from koala_chat.cli import main
-from koala_chat.cli.conversation import MAX_CONVERSATION_BYTES
-from koala_chat.cli.exits import ExitCode
-from koala_chat.cli.interactive import MAX_NOTE_CHARS, Session
-from koala_chat.cli.options import Connection
-from koala_chat.cli.output import Output
-from koala_chat.cli.redaction import Redactor
+from koala_chat._cli import main
+from koala_chat._cli.conversation import MAX_CONVERSATION_BYTES
+from koala_chat._cli.exits import ExitCode
+from koala_chat._cli.interactive import MAX_NOTE_CHARS, Session
+from koala_chat._cli.options import Connection
+from koala_chat._cli.output import Output
+from koala_chat._cli.redaction import Redactor
 from koala_chat.messages import Messages
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from koala_chat.cli import main
-from koala_chat.cli.exits import ExitCode
-from koala_chat.cli.image import file_name
+from koala_chat._cli import main
+from koala_chat._cli.exits import ExitCode
+from koala_chat._cli.image import file_name
 from koala_chat.sandbox import Reply, Sandbox
 
 Captured = tuple[int, str, str]

@@ -1,4 +1,4 @@
-"""The interactive session on a real pseudo-terminal (koala_chat.cli.interactive).
+"""The interactive session on a real pseudo-terminal (koala_chat._cli.interactive).
 
 Each test spawns `python -m koala_chat chat --endpoint URL` under pexpect
 against the sandbox and synchronises on the session's output only.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from koala_chat.cli.interactive import CUT_MARK
+from koala_chat._cli.interactive import CUT_MARK
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 
 PROMPT = "\r\n> "

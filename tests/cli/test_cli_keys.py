@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from koala_chat.cli import main
+from koala_chat._cli import main
 from koala_chat.server.gateway.keys import load_keys
 
 EXISTING = """\

@@ -1,4 +1,4 @@
-"""Text, JSON lines and the spinner (koala_chat.cli.output)."""
+"""Text, JSON lines and the spinner (koala_chat._cli.output)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import io
 
 import pytest
 
-from koala_chat.cli.output import Output, Spinner, is_terminal
-from koala_chat.cli.reply import spinner_wanted
+from koala_chat._cli.output import Output, Spinner, is_terminal
+from koala_chat._cli.reply import spinner_wanted
 
 
 class Recorder(io.StringIO):

@@ -17,8 +17,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from koala_chat.cli import main
-from koala_chat.cli.exits import ExitCode
+from koala_chat._cli import main
+from koala_chat._cli.exits import ExitCode
 from koala_chat.sandbox import Reply, Sandbox
 
 TIMEOUT = 20
@@ -254,7 +254,7 @@ SERVE_ANY_PROVIDER = textwrap.dedent(
     """
     import sys
     from koala_chat import AsyncGeneratorProvider, ProviderModelMixin
-    from koala_chat.cli import main
+    from koala_chat._cli import main
 
     class EchoProvider(AsyncGeneratorProvider, ProviderModelMixin):
         default_model = "echo-large"

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from koala_chat.cli import main
+from koala_chat._cli import main
 from server_fixtures import stand_in_browser
 
 

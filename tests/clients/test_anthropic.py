@@ -25,7 +25,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from koala_chat import UsageError
-from koala_chat.contract.usage import estimate_tokens
+from koala_chat._contract.usage import estimate_tokens
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 from koala_chat.server.conversation import IGNORED_HEADER
 from koala_chat.server.formats.messages_request import parse_messages

@@ -17,8 +17,8 @@ from click.testing import CliRunner, Result
 from llm.cli import cli
 
 from koala_chat import Koala
+from koala_chat._contract.options import ProviderOptions
 from koala_chat.client import estimate_tokens
-from koala_chat.contract.options import ProviderOptions
 from koala_chat.llm_plugin import KoalaModel, KoalaOptions
 from koala_chat.sandbox import Reply, Sandbox
 from proxies import PproxyServer

@@ -1,4 +1,4 @@
-"""Providers declare what they offer (koala_chat.contract.capabilities).
+"""Providers declare what they offer (koala_chat._contract.capabilities).
 
 Every layer reads a provider's models, dialects and switches from its declared
 capabilities; these tests hold the declarations to what the provider does.
@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 
 from koala_chat import AsyncGeneratorProvider, Koala, ProviderModelMixin, UsageError
-from koala_chat.contract.capabilities import (
+from koala_chat._contract.capabilities import (
     NO_PROTOCOL,
     Capabilities,
     ModelSet,
@@ -123,7 +123,7 @@ def test_a_class_that_declares_nothing_is_described_by_its_models() -> None:
 def test_the_declaration_is_what_the_command_line_lists(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from koala_chat.cli import main
+    from koala_chat._cli import main
 
     assert main(["models"], provider=Plain) == 0
     assert capsys.readouterr().out.split() == ["plain-1", "(default)", "plain-2"]

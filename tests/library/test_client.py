@@ -9,12 +9,12 @@ import pytest
 
 import koala_chat
 from koala_chat import AsyncClient, Client, RateLimitError, UsageError
+from koala_chat._contract.params import IGNORED
 from koala_chat.client import (
     ChatCompletion,
     ChatCompletionChunk,
     estimate_tokens,
 )
-from koala_chat.contract.params import IGNORED
 from koala_chat.errors import ModelNotFoundError
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 

@@ -29,12 +29,12 @@ def imported_modules(package: str) -> set[str]:
 
 def test_the_server_imports_nothing_of_the_client() -> None:
     imports = imported_modules("server")
-    assert "koala_chat.contract.replies" in imports  # the scan sees imports
+    assert "koala_chat._contract.replies" in imports  # the scan sees imports
     assert not {name for name in imports if name.startswith("koala_chat.client")}
 
 
 def test_the_contract_imports_neither_client_nor_server() -> None:
-    imports = imported_modules("contract")
+    imports = imported_modules("_contract")
     assert "koala_chat.messages" in imports
     assert not {
         name
@@ -44,7 +44,7 @@ def test_the_contract_imports_neither_client_nor_server() -> None:
 
 
 def test_importing_the_contract_does_not_import_aiohttp() -> None:
-    code = "import sys, koala_chat.contract.replies; print('aiohttp' in sys.modules)"
+    code = "import sys, koala_chat._contract.replies; print('aiohttp' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
     )
@@ -74,11 +74,11 @@ def names_imported(path: Path, package: str) -> set[str]:
 
 
 def test_only_the_server_config_names_the_default_provider() -> None:
-    # Capabilities are data the provider declares (contract/capabilities.py):
+    # Capabilities are data the provider declares (_contract/capabilities.py):
     # no layer above the providers asks for Koala by name or by class.
     offenders = []
     seen = set()
-    for package in ("server", "client", "contract"):
+    for package in ("server", "client", "_contract"):
         for path in (PACKAGE / package).glob("*.py"):
             names = names_imported(path, package)
             seen |= names
@@ -89,5 +89,5 @@ def test_only_the_server_config_names_the_default_provider() -> None:
                 offenders.append(f"{path.name}: imports Koala or a dialect module")
             if "issubclass(" in text:
                 offenders.append(f"{path.name}: asks issubclass")
-    assert "koala_chat.contract.capabilities.capabilities_of" in seen  # it scans
+    assert "koala_chat._contract.capabilities.capabilities_of" in seen  # it scans
     assert offenders == []

@@ -27,7 +27,7 @@ from koala_chat import (
     Koala,
     ProtocolError,
 )
-from koala_chat.jsonstream import JSONValueDecoder
+from koala_chat._jsonstream import JSONValueDecoder
 
 # What one decoding gives: the reprs of the values (NaN is not equal to itself)
 # and the type of the error that ended it, if any.

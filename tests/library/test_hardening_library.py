@@ -28,15 +28,15 @@ from koala_chat import (
     StatusError,
     UsageError,
 )
+from koala_chat._contract.params import MAX_STOP_LENGTH, parse_request
 from koala_chat._http import parse_retry_after
 from koala_chat._http.status import MAX_RETRY_AFTER
+from koala_chat._jsonstream import JSONValueDecoder, loads
+from koala_chat._urls import redact_url
 from koala_chat._values import shown
 from koala_chat.client import AsyncClient, Client, ReplyCutter
-from koala_chat.contract.params import MAX_STOP_LENGTH, parse_request
-from koala_chat.jsonstream import JSONValueDecoder, loads
 from koala_chat.messages import normalize_messages, replace_surrogates
 from koala_chat.sandbox import Reply, Sandbox
-from koala_chat.urls import redact_url
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -233,7 +233,7 @@ def test_koala_chat_prints_upstream_surrogates_replaced(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from koala_chat.cli import main
+    from koala_chat._cli import main
 
     monkeypatch.setattr("sys.stdin", io.StringIO())
     sandbox.push(surrogate_reply())
@@ -558,7 +558,7 @@ def test_the_cli_refuses_a_bad_url_without_its_password(
     monkeypatch: pytest.MonkeyPatch,
     option: tuple[str, str],
 ) -> None:
-    from koala_chat.cli import main
+    from koala_chat._cli import main
 
     monkeypatch.setattr("sys.stdin", io.StringIO())
     code = main(["chat", *option, "Hi"])

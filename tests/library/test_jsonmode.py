@@ -19,14 +19,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from koala_chat import Client, UsageError
-from koala_chat.contract.emulation import EmulationError
-from koala_chat.contract.jsonmode import (
+from koala_chat._contract.emulation import EmulationError
+from koala_chat._contract.jsonmode import (
     RESPONSE_FORMAT_SCHEMA,
     extract_json,
     parse_response_format,
     validate,
 )
-from koala_chat.contract.params import parse_request
+from koala_chat._contract.params import parse_request
 from koala_chat.sandbox import Reply, Sandbox
 from server_fixtures import ServerThread
 

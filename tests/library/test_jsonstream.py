@@ -1,4 +1,4 @@
-"""Tests of koala_chat.jsonstream: from event-stream bytes to JSON values.
+"""Tests of koala_chat._jsonstream: from event-stream bytes to JSON values.
 
 Each case is fed as given, whole, one byte at a time and split in two at every
 byte; all must give the same values and the same error.
@@ -14,15 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from koala_chat._jsonstream import DONE_MARKER, JSONValueDecoder, loads
+from koala_chat._sse import DEFAULT_MAX_EVENT_SIZE
 from koala_chat.errors import (
     EventTooLargeError,
     IncompleteEventError,
     InvalidJSONError,
     ProtocolError,
 )
-from koala_chat.jsonstream import DONE_MARKER, JSONValueDecoder, loads
 from koala_chat.messages import JSONValue
-from koala_chat.sse import DEFAULT_MAX_EVENT_SIZE
 
 # One run: the values in order, whether [DONE] came, and the error (or None).
 Outcome = tuple[list[JSONValue], bool, ProtocolError | None]

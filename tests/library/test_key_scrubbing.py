@@ -43,9 +43,9 @@ from hypothesis import strategies as st
 
 from hardening import collect
 from koala_chat import KoalaError
+from koala_chat._cli import main
 from koala_chat._http.status import text_excerpt
 from koala_chat._secrets import MASK, Scrubber
-from koala_chat.cli import main
 from koala_chat.providers.dialects import ApiKey
 from koala_chat.server.logtext import loggable
 from server_fixtures import ServerThread, stand_in_browser

@@ -1,4 +1,4 @@
-"""The options of a provider call, parsed once (koala_chat.contract.options)."""
+"""The options of a provider call, parsed once (koala_chat._contract.options)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from koala_chat import UsageError
-from koala_chat.contract.options import ProviderOptions
+from koala_chat._contract.options import ProviderOptions
 from koala_chat.server.config import ServerConfig
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from koala_chat import UsageError
-from koala_chat.contract.params import (
+from koala_chat._contract.params import (
     IGNORED,
     PARAMETERS,
     Treatment,

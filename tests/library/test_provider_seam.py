@@ -23,7 +23,7 @@ import pytest
 from aiohttp import ClientResponse
 
 from koala_chat import AsyncClient, Client, RateLimitError
-from koala_chat.cli import main
+from koala_chat._cli import main
 from koala_chat.messages import JSONValue, Messages, NormalizedMessage
 from koala_chat.providers import HTTPProvider, HTTPRequest, RequestOptions
 from koala_chat.sandbox import RecordedRequest, Reply, Sandbox

@@ -28,9 +28,9 @@ from llm.cli import cli as llm_cli
 
 from hardening import collect
 from koala_chat import InvalidJSONError, JSONValue, Koala, text_of
-from koala_chat.cli import main
-from koala_chat.cli.exits import ExitCode
-from koala_chat.jsonstream import JSONValueDecoder, loads_or_text
+from koala_chat._cli import main
+from koala_chat._cli.exits import ExitCode
+from koala_chat._jsonstream import JSONValueDecoder, loads_or_text
 from koala_chat.sandbox import Reply, Sandbox, render
 from server_fixtures import ServerThread
 

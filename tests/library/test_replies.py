@@ -6,9 +6,9 @@ from collections.abc import AsyncGenerator
 
 import pytest
 
-from koala_chat.contract.params import CompletionRequest, parse_request
-from koala_chat.contract.replies import Reply, next_text, read_text
-from koala_chat.contract.types import ChoiceDelta
+from koala_chat._contract.params import CompletionRequest, parse_request
+from koala_chat._contract.replies import Reply, next_text, read_text
+from koala_chat._contract.types import ChoiceDelta
 from koala_chat.messages import JSONValue
 
 HELLO = [{"role": "user", "content": "Hello"}]

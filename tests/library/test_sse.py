@@ -1,4 +1,4 @@
-"""Tests of koala_chat.sse, the incremental Server-Sent Events decoder.
+"""Tests of koala_chat._sse, the incremental Server-Sent Events decoder.
 
 Cases are named after the examples of the HTML standard, section 9.2
 "Server-sent events" (9.2.5 parsing, 9.2.6 interpreting). Each case is fed as
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from koala_chat._sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
 from koala_chat.errors import EventTooLargeError, ProtocolError, UsageError
-from koala_chat.sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
 
 E = ServerSentEvent
 MiB = 1024 * 1024

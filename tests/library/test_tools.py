@@ -13,8 +13,8 @@ import openai
 import pytest
 
 from koala_chat import Client, UsageError
-from koala_chat.contract.params import parse_request
-from koala_chat.contract.tools import (
+from koala_chat._contract.params import parse_request
+from koala_chat._contract.tools import (
     ReplyProblem,
     ToolSet,
     parse_tools,

@@ -1,11 +1,11 @@
-"""`koala_chat.urls`: endpoints checked whole, URLs redacted whatever their shape."""
+"""`koala_chat._urls`: endpoints checked whole, URLs redacted whatever their shape."""
 
 from __future__ import annotations
 
 import pytest
 
 from koala_chat import UsageError
-from koala_chat.urls import check_endpoint, redact_url, url_problem
+from koala_chat._urls import check_endpoint, redact_url, url_problem
 
 
 @pytest.mark.parametrize(

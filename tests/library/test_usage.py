@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from koala_chat.client import estimate_tokens
-from koala_chat.contract.usage import (
+from koala_chat._contract.usage import (
     chars_for_tokens,
     completion_usage,
     prompt_tokens,
     tokens_for_length,
 )
+from koala_chat.client import estimate_tokens
 
 
 @pytest.mark.parametrize(

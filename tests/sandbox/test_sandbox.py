@@ -640,7 +640,7 @@ def test_both_entry_points_parse_alike(
     capsys: pytest.CaptureFixture[str], argv: list[str], says: str
 ) -> None:
     """`koala sandbox` and `python -m koala_chat.sandbox` share one parser."""
-    from koala_chat.cli import main as koala
+    from koala_chat._cli import main as koala
 
     assert main(argv) == 2
     alone = capsys.readouterr()

@@ -19,7 +19,7 @@ import pytest
 
 from hardening import collect
 from koala_chat import Koala
-from koala_chat.cli import main as koala
+from koala_chat._cli import main as koala
 from koala_chat.sandbox import Sandbox
 from koala_chat.sandbox.__main__ import main as sandbox_main
 from koala_chat.sandbox.cassette import load_cassette

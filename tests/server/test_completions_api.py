@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from koala_chat.contract.replies import Reply as ChatReply
+from koala_chat._contract.replies import Reply as ChatReply
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 from koala_chat.server.formats.completions import FORMAT, TextChoice, TextCompletion
 from koala_chat.server.formats.framing import event

@@ -1,7 +1,7 @@
 """The OpenAPI components generated from the reply structs say what is sent.
 
 `koala_chat.server.components` turns the structs of
-`koala_chat.contract.types` into schemas; these tests hold the schemas to the
+`koala_chat._contract.types` into schemas; these tests hold the schemas to the
 bytes the encoders send, so a field added to a struct is documented and a
 member left out is not required.
 """
@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, ValidationError
 
-from koala_chat.contract.replies import Reply
-from koala_chat.contract.types import (
+from koala_chat._contract.replies import Reply
+from koala_chat._contract.types import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionMessage,

@@ -23,7 +23,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from koala_chat.cli import main
+from koala_chat._cli import main
 from koala_chat.sandbox import Reply, Sandbox
 from koala_chat.server.gateway.keys import Limits, add_key
 from server_fixtures import ServerProcess, ServerThread

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from test_gateway import make_keys, post
 
-from koala_chat.cli import main
+from koala_chat._cli import main
 from koala_chat.server.gateway.keys import Limits
 from redis_server import RedisServer
 from server_fixtures import ServerProcess, ServerThread

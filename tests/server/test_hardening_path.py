@@ -16,8 +16,8 @@ import pytest
 
 from hardening import closed_port
 from koala_chat import defaults
+from koala_chat._contract.params import MAX_STOP_LENGTH
 from koala_chat._http.status import MAX_RETRY_AFTER
-from koala_chat.contract.params import MAX_STOP_LENGTH
 from koala_chat.sandbox import Reply, Sandbox
 from koala_chat.server.__main__ import main as server_main
 from koala_chat.server.app import create_app, create_runner

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from koala_chat import UsageError
-from koala_chat.contract.params import PARAMETERS, Parameter, Treatment
+from koala_chat._contract.params import PARAMETERS, Parameter, Treatment
 from koala_chat.sandbox import Reply, Sandbox
 from koala_chat.server.cli import build_parser
 from koala_chat.server.config import ServerConfig

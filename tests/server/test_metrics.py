@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from koala_chat import KoalaImages
-from koala_chat.contract.usage import estimate_tokens
+from koala_chat._contract.usage import estimate_tokens
 from koala_chat.providers.dialects import ApiKey
 from koala_chat.sandbox import Reply, Sandbox
 from koala_chat.server.app import create_app, create_runner

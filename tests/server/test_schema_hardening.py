@@ -22,7 +22,7 @@ import openai
 import pytest
 
 from koala_chat import Client, UsageError
-from koala_chat.contract.validation import validate
+from koala_chat._contract.validation import validate
 from koala_chat.defaults import (
     SCHEMA_MAX_BYTES,
     SCHEMA_MAX_STEPS,

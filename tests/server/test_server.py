@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from koala_chat import Koala, UsageError
-from koala_chat.contract.types import (
+from koala_chat._contract.types import (
     ChatCompletionChunk,
     ChoiceDelta,
     ChunkChoice,
@@ -503,7 +503,7 @@ def test_both_entry_points_parse_alike(
     capsys: pytest.CaptureFixture[str], argv: list[str], says: str
 ) -> None:
     """`koala serve` and `python -m koala_chat.server` share one parser."""
-    from koala_chat.cli import main as koala
+    from koala_chat._cli import main as koala
 
     assert server_main(argv) == 2
     alone = capsys.readouterr()
@@ -518,7 +518,7 @@ def test_both_entry_points_parse_alike(
 def test_koala_serve_refuses_exposure_as_python_dash_m_does(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from koala_chat.cli import main as koala
+    from koala_chat._cli import main as koala
 
     monkeypatch.delenv(API_KEY_VARIABLE, raising=False)
     assert koala(["serve", "--host", "0.0.0.0", "--port", "0", "--quiet"]) == 2

@@ -311,7 +311,7 @@ async def test_a_low_file_limit_logs_one_line_not_a_traceback_per_accept(
     code = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))\n"
-        "from koala_chat.cli.app import main\n"
+        "from koala_chat._cli.app import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
     process = subprocess.Popen(  # noqa: ASYNC220 (started once, read in a thread)
@@ -595,7 +595,7 @@ def test_an_api_key_no_client_can_send_is_refused_at_start(
 def test_koala_serve_refuses_a_key_with_a_newline(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from koala_chat.cli.app import main
+    from koala_chat._cli.app import main
 
     assert main(["serve", "--port", "0", "--api-key", "key\n"]) == 2
     error = capsys.readouterr().err

@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 from opentelemetry.trace import SpanKind, StatusCode
 
 from koala_chat import KoalaImages
-from koala_chat.contract.usage import estimate_tokens
+from koala_chat._contract.usage import estimate_tokens
 from koala_chat.providers.dialects import ApiKey
 from koala_chat.sandbox import Reply, Sandbox
 from koala_chat.server.app import create_app, create_runner

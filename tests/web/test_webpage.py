@@ -25,7 +25,7 @@ from browser import (
     replies,
     say,
 )
-from koala_chat.cli.interactive import load_messages
+from koala_chat._cli.interactive import load_messages
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 from koala_chat.server.webpage import static_files
 from server_fixtures import ServerThread, fetch

@@ -14,8 +14,8 @@ from urllib.parse import unquote, urlsplit
 import aiohttp_socks
 from aiohttp import BaseConnector
 
+from .._urls import redact_url, url_problem
 from ..errors import UsageError
-from ..urls import redact_url, url_problem
 
 __all__ = ["get_connector", "http_proxy", "proxy_scheme"]
 
@@ -32,7 +32,7 @@ _HTTP_SCHEMES: Final = frozenset(("http", "https"))
 def proxy_scheme(proxy: object) -> str:
     """Return the lower-case scheme of a proxy URL, checking that we support it.
 
-    The URL is checked whole (`koala_chat.urls.url_problem`): aiohttp and
+    The URL is checked whole (`koala_chat._urls.url_problem`): aiohttp and
     aiohttp-socks would otherwise refuse it later with the password in their
     message.
 

@@ -12,6 +12,7 @@ from typing import Final, TypedDict
 from aiohttp import ClientResponse
 
 from .._secrets import Scrubber
+from .._urls import redact_url
 from ..errors import (
     AuthenticationError,
     CloudflareChallengeError,
@@ -21,7 +22,6 @@ from ..errors import (
     ServerError,
     StatusError,
 )
-from ..urls import redact_url
 
 __all__ = [
     "MAX_RETRY_AFTER",

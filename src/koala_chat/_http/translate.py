@@ -22,6 +22,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from .._mro import lookup
 from .._secrets import Scrubber, scrub_error, sent_credentials
+from .._urls import redact_url
 from ..errors import (
     ConnectError,
     KoalaError,
@@ -29,7 +30,6 @@ from ..errors import (
     ProxyError,
     TransportError,
 )
-from ..urls import redact_url
 from .timeouts import Timeouts
 
 __all__ = ["FOREIGN_ERRORS", "safe_cause", "translate_error", "translate_errors"]

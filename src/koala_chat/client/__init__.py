@@ -2,12 +2,12 @@
 
 The client is only the call surface; what it shares with `koala serve` (the
 objects, the parameter table, stop cutting, the usage estimate) lives in
-`koala_chat.contract` and is re-exported here.
+`koala_chat._contract` and is re-exported here.
 """
 
-from ..contract.cutting import ReplyCutter, cut_reply
-from ..contract.params import CompletionRequest, parse_request
-from ..contract.types import (
+from .._contract.cutting import ReplyCutter, cut_reply
+from .._contract.params import CompletionRequest, parse_request
+from .._contract.types import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionMessage,
@@ -18,7 +18,7 @@ from ..contract.types import (
     Model,
     ModelList,
 )
-from ..contract.usage import estimate_tokens
+from .._contract.usage import estimate_tokens
 from .completions import AsyncClient, AsyncStream, Client, Stream
 
 __all__ = [

@@ -8,7 +8,7 @@
 `AsyncClient` is the same with `await` (a streaming call is awaited too and gives
 an async iterator, as in the openai SDK). Which OpenAI parameters are honoured,
 emulated (JSON mode, tool calls), ignored or refused is listed in
-`koala_chat.contract.params`; unlike `koala serve`, the client refuses unknown
+`koala_chat._contract.params`; unlike `koala serve`, the client refuses unknown
 names, so that a typo in a keyword fails at once.
 """
 
@@ -24,15 +24,15 @@ from collections.abc import (
 )
 from typing import Any, Generic, Literal, TypeVar, overload
 
+from .._contract.capabilities import capabilities_of
+from .._contract.emulation import complete_emulated, emulated_chunks
+from .._contract.options import ProviderOptions
+from .._contract.params import CompletionRequest, parse_request
+from .._contract.provider import ChatProvider
+from .._contract.replies import complete, stream_chunks
+from .._contract.types import ChatCompletion, ChatCompletionChunk, Model, ModelList
+from .._contract.worker import off_loop
 from .._sync import iterate_sync, run_sync
-from ..contract.capabilities import capabilities_of
-from ..contract.emulation import complete_emulated, emulated_chunks
-from ..contract.options import ProviderOptions
-from ..contract.params import CompletionRequest, parse_request
-from ..contract.provider import ChatProvider
-from ..contract.replies import complete, stream_chunks
-from ..contract.types import ChatCompletion, ChatCompletionChunk, Model, ModelList
-from ..contract.worker import off_loop
 from ..errors import ModelNotFoundError, UsageError
 from ..messages import JSONValue
 from ..providers import DEFAULT_PROVIDER
@@ -186,7 +186,7 @@ class Completions:
         """Send a conversation; return the completion, or a `Stream` of chunks.
 
         `params` are further OpenAI parameters (`stop`, `max_tokens`,
-        `temperature`, ...; see `koala_chat.contract.params`). `timeout` is the
+        `temperature`, ...; see `koala_chat._contract.params`). `timeout` is the
         total seconds for this request. The request runs on a private event loop
         (in a worker thread where this thread already runs one). A streaming
         call returns once the first piece of the reply has arrived.

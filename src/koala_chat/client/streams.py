@@ -3,14 +3,14 @@
 Like the openai SDK's, they are iterables that can also be closed, directly or
 by leaving a `with` block, which ends the request at once. The first chunk was
 already received when the stream is handed over (see `stream_chunks` in
-`koala_chat.contract.replies`).
+`koala_chat._contract.replies`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterator
 
-from ..contract.types import ChatCompletionChunk
+from .._contract.types import ChatCompletionChunk
 
 __all__ = ["AsyncStream", "Stream"]
 

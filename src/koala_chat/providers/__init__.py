@@ -5,8 +5,15 @@ says only what it sends (`build_request`) and how its reply reads
 (`read_reply`). `Koala.open_attempt(...)` shows one attempt's raw response
 beside its values (and `attempt.dialect`, the dialect it spoke).
 `KoalaImages` asks the image API of the same account for images.
+
+For a provider of one's own: `ChatProvider`, the one provider Protocol every
+layer uses; `Capabilities`, what a provider declares it offers; and
+`ProviderOptions`, the options of a call parsed once.
 """
 
+from .._contract.capabilities import Capabilities
+from .._contract.options import ProviderOptions
+from .._contract.provider import ChatProvider
 from .attempts import Attempt, HTTPRequest
 from .base import AsyncGeneratorProvider, ProviderModelMixin
 from .http import HTTPProvider
@@ -25,6 +32,8 @@ __all__ = [
     "PROTOCOL_VARIABLE",
     "AsyncGeneratorProvider",
     "Attempt",
+    "Capabilities",
+    "ChatProvider",
     "DialectSettings",
     "GeneratedImage",
     "HTTPProvider",
@@ -33,5 +42,6 @@ __all__ = [
     "Koala",
     "KoalaImages",
     "ProviderModelMixin",
+    "ProviderOptions",
     "RequestOptions",
 ]

@@ -33,9 +33,9 @@ from .._http import (
     remaining,
 )
 from .._http.mapping import ErrorTranslation
+from .._urls import redact_url
 from ..errors import ConnectError, KoalaError, KoalaTimeoutError, UsageError
 from ..messages import JSONValue
-from ..urls import redact_url
 from .options import RequestOptions, retry_wait
 
 __all__ = ["Attempt", "Call", "HTTPRequest", "ReplyReader"]

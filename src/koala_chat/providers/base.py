@@ -19,8 +19,8 @@ from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
 from contextlib import aclosing
 from typing import Any, ClassVar
 
+from .._contract.capabilities import NO_PROTOCOL, Capabilities, ModelSet
 from .._sync import iterate_sync
-from ..contract.capabilities import NO_PROTOCOL, Capabilities, ModelSet
 from ..errors import ModelNotFoundError, UsageError
 from ..messages import JSONValue, Messages, text_of
 

@@ -18,16 +18,16 @@ from typing import Any, Final
 from aiohttp import ClientResponse
 
 from .._http import read_excerpt, reply_scrubber, text_excerpt
+from .._jsonstream import DONE_MARKER, JSONValueDecoder, loads, loads_or_text
 from .._secrets import scrub_error
+from .._urls import redact_url
 from ..errors import (
     EventTooLargeError,
     InvalidJSONError,
     NotEventStreamError,
     UnexpectedReplyError,
 )
-from ..jsonstream import DONE_MARKER, JSONValueDecoder, loads, loads_or_text
 from ..messages import JSONValue
-from ..urls import redact_url
 
 __all__ = ["check_event_stream", "event_batches", "json_batches", "reply_batches"]
 

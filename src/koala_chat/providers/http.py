@@ -34,9 +34,9 @@ from typing import Any, ClassVar
 
 from aiohttp import BaseConnector, ClientResponse
 
-from ..contract.capabilities import Capabilities
+from .._contract.capabilities import Capabilities
+from .._urls import check_endpoint
 from ..messages import JSONValue, Messages, NormalizedMessage, normalize_messages
-from ..urls import check_endpoint
 from .attempts import Attempt, Call, HTTPRequest, ReplyReader
 from .base import AsyncGeneratorProvider, ProviderModelMixin, text_pieces
 from .eventstream import event_batches

@@ -14,10 +14,10 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from .. import defaults
+from .._urls import check_endpoint
 from .._values import shown
 from ..errors import ModelNotFoundError, UsageError
 from ..messages import JSONValue
-from ..urls import check_endpoint
 
 __all__ = ["GeneratedImage", "ImageOptions", "images_endpoint"]
 

@@ -34,6 +34,7 @@ from .._http import (
     text_excerpt,
 )
 from .._sync import run_sync
+from .._urls import check_endpoint
 from .._values import shown
 from ..errors import (
     AuthenticationError,
@@ -42,7 +43,6 @@ from ..errors import (
     UsageError,
 )
 from ..messages import JSONValue
-from ..urls import check_endpoint
 from .attempts import Call, HTTPRequest
 from .dialects import ApiKey
 from .imageoptions import GeneratedImage, ImageOptions, images_endpoint

@@ -20,7 +20,7 @@ from aiohttp import ClientResponse
 from aiohttp.compression_utils import HAS_BROTLI
 
 from .. import defaults
-from ..contract.capabilities import Capabilities, ModelSet
+from .._contract.capabilities import Capabilities, ModelSet
 from ..defaults import ENDPOINT_VARIABLE
 from ..errors import UsageError
 from ..helper import get_random_string

@@ -6,7 +6,6 @@ Everything here is checked before any request is sent ("Bad input").
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -14,7 +13,7 @@ from typing import Any, Final
 from .. import defaults
 from .._http import Timeouts
 from .._mro import lookup
-from .._values import shown
+from .._values import seconds, whole_number
 from ..errors import (
     CloudflareChallengeError,
     KoalaError,
@@ -29,8 +28,6 @@ __all__ = [
     "CHECKED_OPTIONS",
     "RequestOptions",
     "retry_wait",
-    "seconds",
-    "whole_number",
 ]
 
 
@@ -91,40 +88,6 @@ CHECKED_OPTIONS: Final = frozenset(
         "max_event_size",
     )
 )
-
-
-def whole_number(
-    kwargs: Mapping[str, Any], name: str, default: int, *, minimum: int = 0
-) -> int:
-    """Return the option `name` of `kwargs` (else `default`), a count.
-
-    Raises:
-        UsageError: not a whole number of at least `minimum`.
-    """
-    value = kwargs.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise UsageError(
-            f"{name} must be a whole number >= {minimum}, not {shown(value)}"
-        )
-    return value
-
-
-def seconds(kwargs: Mapping[str, Any], name: str, default: float) -> float:
-    """Return the option `name` of `kwargs` (else `default`), in seconds.
-
-    Raises:
-        UsageError: not a finite number of at least 0.
-    """
-    value = kwargs.get(name, default)
-    # `not value >= 0` also refuses NaN, which every comparison answers False;
-    # the upper bound, an integer too large for a float.
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not 0 <= value <= sys.float_info.max
-    ):
-        raise UsageError(f"{name} must be a number of seconds >= 0, not {shown(value)}")
-    return float(value)
 
 
 def retry_wait(

@@ -41,8 +41,8 @@ from .._http import (
     proxy_scheme,
     translate_errors,
 )
+from .._urls import check_endpoint, redact_url
 from ..errors import KoalaError, TransportError
-from ..urls import check_endpoint, redact_url
 from .app import STATE_KEY
 from .cassette import (
     CassetteResponse,

@@ -19,8 +19,8 @@ from typing import Any, Literal
 import msgspec
 from multidict import CIMultiDictProxy
 
+from .._jsonstream import loads_or_text
 from ..errors import UsageError
-from ..jsonstream import loads_or_text
 from ..messages import JSONValue
 from ..providers.dialects import DIALECTS, Dialect
 from .checks import InvalidRequestError, validate_body

@@ -21,9 +21,9 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from .._contract.capabilities import capabilities_of
+from .._contract.provider import ChatProvider
 from .._http import proxy_scheme
-from ..contract.capabilities import capabilities_of
-from ..contract.provider import ChatProvider
 from .accesslog import AccessLogger
 from .apis import add_format_routes
 from .config import ServerConfig, default_provider

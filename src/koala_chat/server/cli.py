@@ -366,7 +366,7 @@ def config_from_args(
     Raises:
         UsageError: a bad setting.
     """
-    from ..contract.options import ProviderOptions
+    from .._contract.options import ProviderOptions
     from .config import ServerConfig, upstream_key
 
     options = {

@@ -1,11 +1,11 @@
 """The OpenAPI components of `koala serve`, generated from their declarations.
 
 Nothing here is a second description of a shape. A reply's schema is
-generated from its `msgspec.Struct` (`koala_chat.contract.types`, and the
+generated from its `msgspec.Struct` (`koala_chat._contract.types`, and the
 formats' own structs) by `msgspec.json.schema_components`, then corrected in
 one respect: `required` names the members that are always sent, as the
 encoding decides (docs/reply-shape.md). A request's schema is generated from
-its format's parameter table (`koala_chat.contract.params`); the error
+its format's parameter table (`koala_chat._contract.params`); the error
 body's from `failures.ErrorResponse`. What stays written here is the frame
 around them: the event of a stream.
 """
@@ -18,8 +18,8 @@ from typing import Final
 
 import msgspec
 
-from ..contract.params import PARAMETERS, Parameter, Treatment
-from ..contract.types import ChatCompletion, ChatCompletionChunk, ModelList
+from .._contract.params import PARAMETERS, Parameter, Treatment
+from .._contract.types import ChatCompletion, ChatCompletionChunk, ModelList
 from ..messages import JSONValue
 from .failures import ErrorResponse
 

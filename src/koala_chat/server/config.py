@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from .. import defaults
-from ..contract.options import ProviderOptions
-from ..contract.provider import ChatProvider
+from .._contract.options import ProviderOptions
+from .._contract.provider import ChatProvider
 from ..errors import UsageError
 from .hosts import ANY_HOST, check_allowed_host, is_loopback
 

@@ -7,7 +7,7 @@ the model and the options, asks the provider, and awaits the first piece
 before the response starts, so that an early failure gets a real status in the
 format's own shape. The rest streams through `streaming.py` with the format's
 encoder, or is read whole and handed to the format's `whole`. Requests with
-JSON mode or tools are read whole, checked and retried (`contract.emulation`)
+JSON mode or tools are read whole, checked and retried (`_contract.emulation`)
 before the format renders them.
 """
 
@@ -24,13 +24,13 @@ from urllib.parse import quote
 import msgspec
 from aiohttp import web
 
-from ..contract.emulation import emulate
-from ..contract.params import CompletionRequest
-from ..contract.replies import Reply, next_text, read_text
-from ..contract.usage import prompt_tokens
-from ..contract.worker import off_loop
+from .._contract.emulation import emulate
+from .._contract.params import CompletionRequest
+from .._contract.replies import Reply, next_text, read_text
+from .._contract.usage import prompt_tokens
+from .._contract.worker import off_loop
+from .._jsonstream import replace_surrogates_in
 from ..errors import ModelNotFoundError, UsageError
-from ..jsonstream import replace_surrogates_in
 from ..messages import JSONValue
 from .accesslog import LOG_KEY
 from .failures import Failure, FailureError, bad_request, unavailable_choice

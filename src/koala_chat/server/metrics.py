@@ -33,8 +33,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, valu
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from ..contract.capabilities import Capabilities
-from ..contract.usage import tokens_for_length
+from .._contract.capabilities import Capabilities
+from .._contract.usage import tokens_for_length
 from ..defaults import IMAGE_MODELS
 from .streaming import RequestLog
 

@@ -1,10 +1,10 @@
 """The OpenAPI 3.1 description of `koala serve`, served at `GET /openapi.json`.
 
 The component schemas are generated (`components.py`): the request's from
-the parameter table of `koala_chat.contract.params`, where each parameter is
+the parameter table of `koala_chat._contract.params`, where each parameter is
 declared once with its treatment (honoured, emulated, accepted and ignored,
 refused unless neutral; `null` is absent for every optional one), the
-replies' from the structs of `koala_chat.contract.types`. The operations are
+replies' from the structs of `koala_chat._contract.types`. The operations are
 written here, to say what the code does: its statuses follow `failures.py`.
 tests/test_openapi.py checks that every route is described and runs
 schemathesis against a live server to keep the two in step.

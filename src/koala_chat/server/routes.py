@@ -19,7 +19,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..contract.types import Model, ModelList
+from .._contract.types import Model, ModelList
 from ..messages import JSONValue
 from .conversation import json_response
 from .failures import Failure, FailureError

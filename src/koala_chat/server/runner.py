@@ -31,10 +31,10 @@ from typing import Final
 
 from aiohttp import web
 
+from .._contract.provider import ChatProvider
 from .._http import proxy_scheme
-from ..contract.provider import ChatProvider
+from .._urls import check_endpoint, redact_url
 from ..errors import UsageError
-from ..urls import check_endpoint, redact_url
 from .app import create_app, create_runner
 from .config import ServerConfig, default_provider
 from .gateway.gate import reload_on_hangup

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from ..contract.capabilities import Capabilities
-from ..contract.options import ProviderOptions
-from ..contract.provider import ChatProvider
+from .._contract.capabilities import Capabilities
+from .._contract.options import ProviderOptions
+from .._contract.provider import ChatProvider
 from .config import ServerConfig
 from .failures import Failure, FailureError
 

@@ -33,7 +33,7 @@ from typing import Final
 
 from aiohttp import web
 
-from ..contract.replies import Reply
+from .._contract.replies import Reply
 from ..errors import KoalaError
 from ..messages import JSONValue
 from .coalesce import Coalescer
@@ -81,7 +81,7 @@ class RequestLog:
     pieces: int = 0
     #: Whether the reply was asked for as a stream.
     stream: bool = False
-    #: The estimated tokens of the request's messages (`contract.usage`).
+    #: The estimated tokens of the request's messages (`_contract.usage`).
     input_tokens: int = 0
     #: The characters of the reply let through (the output tokens' estimate).
     chars: int = 0
@@ -110,7 +110,7 @@ async def stream_reply(
     """Stream the reply whose first text piece is `first` (None: empty reply).
 
     `values` are the rest of the provider's values; `first` came out of
-    `reply` (`contract.replies.next_text`). `encoder` renders the events as
+    `reply` (`_contract.replies.next_text`). `encoder` renders the events as
     `media_type`. A failure after the response started ends the stream as the
     format ends a failed one. `headers` are added to the response's.
     """
@@ -224,7 +224,7 @@ async def _pump(
 ) -> None:
     """Push an event per text piece until the reply ends or is cut.
 
-    The loop of `contract.replies.next_text`, written out: the hot path of the
+    The loop of `_contract.replies.next_text`, written out: the hot path of the
     server, where an awaited call per piece would cost more than the rest.
     """
     push = out.push

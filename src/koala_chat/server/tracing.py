@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
-from ..contract.usage import tokens_for_length
+from .._contract.usage import tokens_for_length
 from .streaming import RequestLog
 
 if TYPE_CHECKING:

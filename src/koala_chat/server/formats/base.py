@@ -32,10 +32,10 @@ from typing import ClassVar, Generic, Protocol, TypeVar
 
 from aiohttp import web
 
-from ...contract.capabilities import Capabilities
-from ...contract.params import CompletionRequest
-from ...contract.replies import Reply
-from ...contract.types import ChatCompletionMessageToolCall, FinishReason
+from ..._contract.capabilities import Capabilities
+from ..._contract.params import CompletionRequest
+from ..._contract.replies import Reply
+from ..._contract.types import ChatCompletionMessageToolCall, FinishReason
 from ...messages import JSONValue
 from ..failures import Failure
 
@@ -102,7 +102,7 @@ class WireFormat(ABC, Generic[Context]):
     def needs_worker(self, body: Mapping[str, JSONValue]) -> bool:
         """Tell whether checking `body` may take long (it holds JSON Schemas).
 
-        Such a body is parsed on a thread of `koala_chat.contract.worker`.
+        Such a body is parsed on a thread of `koala_chat._contract.worker`.
         """
         return False
 

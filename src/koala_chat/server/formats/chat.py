@@ -1,11 +1,11 @@
 """OpenAI chat completions: `POST /v1/chat/completions`, the first adapter.
 
-The request is the parameter table of `koala_chat.contract.params`; a reply
+The request is the parameter table of `koala_chat._contract.params`; a reply
 is a `chat.completion` object or a stream of `chat.completion.chunk` events
 ended by `data: [DONE]`, and errors are `{"error": {...}}` (`failures.py`).
 
 `ChunkEncoder` renders the events of one stream from the reply's structs
-(`koala_chat.contract.types`): each event is `data: ` and the
+(`koala_chat._contract.types`): each event is `data: ` and the
 `msgspec.json.encode` of one `ChatCompletionChunk`. A content event is the
 server's hot path (`streaming.py`), so it is not built as a struct each time:
 the bytes around the text are cut once per stream from the encoding of a
@@ -21,9 +21,9 @@ from typing import Final
 
 from aiohttp import web
 
-from ...contract.params import parse_request
-from ...contract.replies import Reply
-from ...contract.types import (
+from ..._contract.params import parse_request
+from ..._contract.replies import Reply
+from ..._contract.types import (
     ChatCompletionChunk,
     ChatCompletionMessageToolCall,
     ChoiceDelta,
@@ -132,7 +132,7 @@ class ChunkEncoder:
 
 
 class ChatCompletions(WireFormat[None]):
-    """The OpenAI chat completions API, as `koala_chat.contract.params` reads it."""
+    """The OpenAI chat completions API, as `koala_chat._contract.params` reads it."""
 
     name = "chat"
 

@@ -24,7 +24,7 @@ from typing import Annotated, Final, Literal, cast
 import msgspec
 from aiohttp import web
 
-from ...contract.checks import (
+from ..._contract.checks import (
     BOOLEAN,
     OBJECT,
     POSITIVE,
@@ -38,8 +38,8 @@ from ...contract.checks import (
     number_between,
     stop_sequences,
 )
-from ...contract.neutral import only
-from ...contract.params import (
+from ..._contract.neutral import only
+from ..._contract.params import (
     CompletionRequest,
     Parameter,
     honoured,
@@ -47,8 +47,8 @@ from ...contract.params import (
     read_parameters,
     refused,
 )
-from ...contract.replies import Reply
-from ...contract.types import (
+from ..._contract.replies import Reply
+from ..._contract.types import (
     ChatCompletionMessageToolCall,
     CompletionUsage,
     Count,

@@ -21,7 +21,7 @@ Claude Code names Anthropic's models (`claude-sonnet-4-5`, ...), which Koala
 does not serve: a `claude-` name the provider does not list is answered by
 the provider's default model (`model_for`); any other name is resolved as the
 chat format resolves it. `count_tokens` answers the estimate koala-chat uses
-everywhere (`contract.usage`), not a tokenizer's count.
+everywhere (`_contract.usage`), not a tokenizer's count.
 
 `MessageEncoder` renders the events of one stream: a text piece costs one
 `msgspec.json.encode` of its text and one concatenation with constant bytes,
@@ -38,11 +38,11 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from ...contract.capabilities import Capabilities
-from ...contract.replies import Reply
-from ...contract.types import ChatCompletionMessageToolCall, FinishReason
-from ...contract.usage import prompt_tokens, tokens_for_length
-from ...contract.worker import off_loop
+from ..._contract.capabilities import Capabilities
+from ..._contract.replies import Reply
+from ..._contract.types import ChatCompletionMessageToolCall, FinishReason
+from ..._contract.usage import prompt_tokens, tokens_for_length
+from ..._contract.worker import off_loop
 from ...messages import JSONValue
 from ..accesslog import LOG_KEY
 from ..conversation import handler, json_response, read_object

@@ -5,7 +5,7 @@ and returns the `CompletionRequest` the driver serves. Every error is a
 `UsageError` whose message starts with the Anthropic parameter's name
 (`messages[2].content[0].tool_use_id`, `stop_sequences`, `tools[1].input_schema`),
 never the OpenAI name it is served as. The treatments, as the chat format's
-(`koala_chat.contract.params`):
+(`koala_chat._contract.params`):
 
 - honoured: `model`, `messages`, `system`, `max_tokens` (required, applied on
   our side on the estimate), `stop_sequences` (cut on our side), `stream`, and
@@ -19,7 +19,7 @@ never the OpenAI name it is served as. The treatments, as the chat format's
 Any other name is ignored (and named in `ignored`) unless `strict` refuses it.
 Tool calls and results in the history (`tool_use`, `tool_result` blocks) are
 written into the conversation as text, as the chat format's are
-(`contract.tools.render_history`); `thinking` blocks of earlier replies are
+(`_contract.tools.render_history`); `thinking` blocks of earlier replies are
 left out: they were never this server's. Pure: no I/O.
 """
 
@@ -29,8 +29,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Final, cast
 
-from ..._values import shown
-from ...contract.checks import (
+from ..._contract.checks import (
     BOOLEAN,
     OBJECT,
     PROTOCOL,
@@ -42,10 +41,11 @@ from ...contract.checks import (
     positive_whole,
     stop_sequences,
 )
-from ...contract.conversation import with_instructions
-from ...contract.jsonmode import JSONFormat, parse_response_format
-from ...contract.params import CompletionRequest
-from ...contract.tools import ChoiceMode, Tool, parse_tools, render_history, tool_set
+from ..._contract.conversation import with_instructions
+from ..._contract.jsonmode import JSONFormat, parse_response_format
+from ..._contract.params import CompletionRequest
+from ..._contract.tools import ChoiceMode, Tool, parse_tools, render_history, tool_set
+from ..._values import shown
 from ...errors import UsageError
 from ...messages import JSONValue, normalize_messages
 

@@ -29,9 +29,9 @@ import msgspec
 from aiohttp import web
 
 from ... import __version__
-from ...contract.params import CompletionRequest, parse_request
-from ...contract.replies import Reply
-from ...contract.types import ChatCompletionMessageToolCall, FinishReason
+from ..._contract.params import CompletionRequest, parse_request
+from ..._contract.replies import Reply
+from ..._contract.types import ChatCompletionMessageToolCall, FinishReason
 from ...errors import UsageError
 from ...messages import JSONValue
 from ..conversation import handler, json_response, read_object

@@ -4,7 +4,7 @@
 `openapi_schemas()` to its components. Each request schema is generated from
 its format's parameter table (`responses_request.PARAMETERS`,
 `completions.PARAMETERS`), as chat completions' is from
-`koala_chat.contract.params`. The legacy completion's schema is generated
+`koala_chat._contract.params`. The legacy completion's schema is generated
 from its struct (`completions.TextCompletion`); the Response's is written
 here, after `responses.py`; the errors are `failures.py`'s (`ErrorResponse`).
 """

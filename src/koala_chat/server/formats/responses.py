@@ -35,8 +35,8 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from ...contract.replies import Reply
-from ...contract.types import (
+from ..._contract.replies import Reply
+from ..._contract.types import (
     ChatCompletionMessageToolCall,
     CompletionUsage,
     FinishReason,

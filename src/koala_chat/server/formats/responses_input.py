@@ -5,7 +5,7 @@ string is one user message; a list holds `message` items (content as a string
 or `input_text` / `output_text` parts; `developer` is `system`) and the
 `function_call` and `function_call_output` items of emulated tools. They
 become chat completions' messages (an assistant's `tool_calls`, `tool`
-messages), which `contract.conversation.check_messages` writes into text.
+messages), which `_contract.conversation.check_messages` writes into text.
 Every error names the item as the client sent it (`input[2].content[0]`).
 Pure: no I/O.
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, cast
 
-from ...contract.checks import Schema, kind_of
-from ...contract.conversation import check_messages
+from ..._contract.checks import Schema, kind_of
+from ..._contract.conversation import check_messages
 from ...errors import UsageError
 from ...messages import JSONValue, NormalizedMessage, replace_surrogates
 

@@ -1,7 +1,7 @@
 """The request of the OpenAI Responses API, read into the inside request.
 
 `parse_responses` checks a `POST /v1/responses` body against `PARAMETERS`,
-a table in the shape of chat completions' (`koala_chat.contract.params`) with
+a table in the shape of chat completions' (`koala_chat._contract.params`) with
 the Responses API's own names, so that every error names the parameter as the
 client spelled it (`input[2].content[0]`, `text.format.schema`). The request
 becomes the inside one:
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, cast
 
-from ...contract.checks import (
+from ..._contract.checks import (
     BOOLEAN,
     OBJECT,
     POSITIVE,
@@ -37,10 +37,10 @@ from ...contract.checks import (
     model_name,
     number_between,
 )
-from ...contract.conversation import with_instructions
-from ...contract.jsonmode import JSONFormat, json_schema_format
-from ...contract.neutral import NONE, only
-from ...contract.params import (
+from ..._contract.conversation import with_instructions
+from ..._contract.jsonmode import JSONFormat, json_schema_format
+from ..._contract.neutral import NONE, only
+from ..._contract.params import (
     CompletionRequest,
     Parameter,
     emulated,
@@ -50,7 +50,7 @@ from ...contract.params import (
     read_parameters,
     refused,
 )
-from ...contract.tools import ChoiceMode, parse_tools, tool_set
+from ..._contract.tools import ChoiceMode, parse_tools, tool_set
 from ...errors import UsageError
 from ...messages import JSONValue, NormalizedMessage, replace_surrogates
 from .responses_input import INPUT_SCHEMA, check_input
@@ -177,7 +177,7 @@ def check_text(name: str, value: JSONValue) -> JSONFormat | None:
 
     Raises:
         UsageError: not an object, an unknown format type, or a JSON Schema
-            that cannot be used (`contract.schemas.check_schema`).
+            that cannot be used (`_contract.schemas.check_schema`).
     """
     if not isinstance(value, Mapping):
         raise UsageError(f"{name}: must be an object, not {kind_of(value)}")

@@ -30,7 +30,7 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ...contract.usage import prompt_tokens, tokens_for_length
+from ..._contract.usage import prompt_tokens, tokens_for_length
 from ...errors import UsageError
 from ..accesslog import LOG_KEY
 from ..failures import Failure, FailureError

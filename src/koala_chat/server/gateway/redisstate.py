@@ -26,7 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ...urls import redact_url
+from ..._urls import redact_url
 from .backends import STREAM_LEASE, Counts, Refusal, StateUnavailableError
 from .keys import Limits
 

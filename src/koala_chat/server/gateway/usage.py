@@ -3,7 +3,7 @@
 The backends keep plain counters per (key, day), which add up across
 processes and servers: requests, limited (429s), errors (other statuses of
 400 and up), pieces, and the estimated tokens in and out (the estimate of
-`koala_chat.contract.usage`: Koala counts no tokens). The time to first piece
+`koala_chat._contract.usage`: Koala counts no tokens). The time to first piece
 is kept as a histogram in the same counters, `ttfp:B` for bucket B, whose
 edges grow by 2 ** (1/8) (9 %): the median read from it is within 5 % of the
 true one, and the counts stay a few dozen per day whatever the traffic.

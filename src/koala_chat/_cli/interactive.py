@@ -258,7 +258,7 @@ class Session:
         return True
 
     def _where(self) -> str:
-        from ..urls import redact_url
+        from .._urls import redact_url
 
         protocol = self._protocol()
         model = model_for(self.provider, self.connection.model, protocol)

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from .. import defaults
 from .._args import Parser, add_debug, count, positive_seconds, read_key_file
+from .._urls import check_endpoint
 from ..errors import UsageError
-from ..urls import check_endpoint
 
 if TYPE_CHECKING:
-    from ..contract.options import ProviderOptions
+    from .._contract.options import ProviderOptions
     from ..providers.dialects import ApiKey
 
 __all__ = [
@@ -207,7 +207,7 @@ class Connection(NamedTuple):
             UsageError: the api dialect is asked for without a key.
         """
         # Imported here: `koala --help` must not load dataclasses.
-        from ..contract.options import ProviderOptions
+        from .._contract.options import ProviderOptions
 
         kwargs: dict[str, Any] = {
             "proxy": self.proxy,

@@ -1,10 +1,10 @@
 """What the command line needs of a provider, and the one it uses by default.
 
-`koala_chat.cli.main` takes the provider as one value and hands it to every
+`koala_chat._cli.main` takes the provider as one value and hands it to every
 command on `args.provider`; no command names a provider class itself. Any class
 with the gpt4free shape fits (`AsyncGeneratorProvider` plus
 `ProviderModelMixin`): `Koala` by default, a subclass in tests. What a provider
-offers is read from its declared capabilities (`contract.capabilities`), never
+offers is read from its declared capabilities (`_contract.capabilities`), never
 from its class or its signatures.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..contract.capabilities import capabilities_of
-from ..contract.provider import ChatProvider
+from .._contract.capabilities import capabilities_of
+from .._contract.provider import ChatProvider
 
 __all__ = [
     "Provider",

@@ -2,7 +2,7 @@
 
 Each event's data is one JSON value (docs/protocol.md, "Response"); `data: [DONE]`
 ends the stream. Event types are not looked at. The event-stream layer is
-`koala_chat.sse`.
+`koala_chat._sse`.
 
     >>> decoder = JSONValueDecoder()
     >>> decoder.feed(b'data: "Hello"\\n\\ndata: {"text": " world"}\\n\\n')
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import msgspec
 
+from ._sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
 from .errors import IncompleteEventError, InvalidJSONError, ProtocolError
 from .messages import JSONValue, replace_surrogates
-from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
 
 __all__ = [
     "DONE_MARKER",

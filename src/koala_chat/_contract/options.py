@@ -19,9 +19,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
+from .._urls import redact_url
+from .._values import seconds, whole_number
 from ..errors import UsageError
-from ..providers.options import seconds, whole_number
-from ..urls import redact_url
 
 __all__ = ["ProviderOptions"]
 

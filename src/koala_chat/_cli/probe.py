@@ -22,10 +22,11 @@ from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from typing import Any, Final, cast
 
+from .._jsonstream import PayloadForms, counting_payload_forms
 from .._sentences import sentence
+from .._urls import redact_url
 from ..defaults import ENDPOINT_VARIABLE
 from ..errors import KoalaError, UsageError
-from ..jsonstream import PayloadForms, counting_payload_forms
 from ..messages import text_of
 from ..providers import HTTPProvider
 from ..providers.dialects import (
@@ -34,7 +35,6 @@ from ..providers.dialects import (
     Dialect,
     resolve_model,
 )
-from ..urls import redact_url
 from .conversation import without_surrogates
 from .exits import ExitCode, exit_code_for, hint_for, reason_for
 from .hints import Situation

@@ -13,6 +13,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -437,3 +439,27 @@ async def test_the_metrics_name_each_key_and_count_its_429s(
     for key in keys.values():
         assert key not in text
         assert hashlib.sha256(key.encode()).hexdigest() not in text
+
+
+def test_a_worker_that_cannot_open_the_state_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "keys.toml"
+    make_keys(path, alice=Limits())
+    (tmp_path / "a-file").write_text("not a folder")
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "koala_chat.server", "--port", "0", "--sandbox"),
+            *("--workers", "2", "--keys", str(path)),
+            *("--state", str(tmp_path / "a-file" / "state.db")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if "could not serve" in line]
+    assert len(lines) == 2, done.stderr
+    assert "Give --state a file in a folder this user may write." in lines[0]

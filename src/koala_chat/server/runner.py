@@ -33,6 +33,7 @@ from aiohttp import web
 
 from .._contract.provider import ChatProvider
 from .._http import proxy_scheme
+from .._sentences import sentence
 from .._urls import check_endpoint, redact_url
 from ..errors import UsageError
 from .app import create_app, create_runner
@@ -295,7 +296,14 @@ def _worker(config: ServerConfig, provider: ChatProvider, sock: socket.socket) -
         # The parent passes SIGHUP on: until the worker's loop takes it (and
         # the worker has read the keys file), it must not end the worker.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    asyncio.run(serve_async(config, provider, escalate=False, sock=sock))
+    try:
+        asyncio.run(serve_async(config, provider, escalate=False, sock=sock))
+    except (UsageError, OSError) as exc:
+        # What the parent reports in one line (a state file it cannot open,
+        # say), a worker reports so too, not as a traceback; the parent then
+        # exits 1, as for any worker that failed.
+        logger.error("worker %d could not serve: %s", os.getpid(), sentence(str(exc)))
+        raise SystemExit(2 if isinstance(exc, UsageError) else 1) from None
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:

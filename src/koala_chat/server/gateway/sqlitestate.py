@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, TypeVar
 
+from ..._sentences import sentences
 from ...errors import UsageError
 from .backends import STREAM_LEASE, Counts, Refusal, StateUnavailableError
 from .keys import Limits
@@ -142,7 +143,12 @@ class SqliteState:
             ).result()
         except (OSError, sqlite3.Error) as exc:
             self._executor.shutdown()
-            raise UsageError(f"cannot open the state file {path}: {exc}") from None
+            raise UsageError(
+                sentences(
+                    f"cannot open the state file {path}: {exc}",
+                    "give --state a file in a folder this user may write",
+                )
+            ) from None
 
     def _failed(self, exc: sqlite3.Error) -> StateUnavailableError:
         return StateUnavailableError(f"the state file {self.where} failed: {exc}")

@@ -286,6 +286,26 @@ async def test_usage_counts_requests_limits_pieces_and_tokens_per_key_and_day(
     assert json.loads(capsys.readouterr().out) == []
 
 
+async def test_a_stream_that_breaks_after_its_start_counts_as_an_error(
+    http: aiohttp.ClientSession,
+    gateway: tuple[ServerThread, dict[str, str]],
+    sandbox: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server, keys = gateway
+    sandbox.push(Reply(values=["one ", "two ", "three"] * 50, cut_at=200))
+    status, _, body = await post(http, server.url, keys["bob"], completion(stream=True))
+    assert status == 200  # the stream had started when the upstream broke
+    assert "one" in body
+    server.stop()  # writes what it holds
+    capsys.readouterr()
+    state = ["usage", "--state", str(tmp_path / "state.db"), "--json"]
+    assert await asyncio.to_thread(main, state) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["key"], row["requests"], row["errors"]) == ("bob", 1, 1)
+
+
 def test_usage_of_a_state_that_does_not_exist_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

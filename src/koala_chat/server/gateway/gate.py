@@ -159,6 +159,7 @@ class Gateway:
             tokens_in=prompt_tokens(reply.request.messages) if reply else 0,
             tokens_out=tokens_for_length(reply.chars) if reply else 0,
             ttfp=ttfp,
+            failed=log.error is not None,
         )
         self.usage.note(entry.name, counts)
 

@@ -2,8 +2,9 @@
 
 The backends keep plain counters per (key, day), which add up across
 processes and servers: requests, limited (429s), errors (other statuses of
-400 and up), pieces, and the estimated tokens in and out (the estimate of
-`koala_chat._contract.usage`: Koala counts no tokens). The time to first piece
+400 and up, and replies that broke after they started), pieces, and the
+estimated tokens in and out (the estimate of `koala_chat._contract.usage`:
+Koala counts no tokens). The time to first piece
 is kept as a histogram in the same counters, `ttfp:B` for bucket B, whose
 edges grow by 2 ** (1/8) (9 %): the median read from it is within 5 % of the
 true one, and the counts stay a few dozen per day whatever the traffic.
@@ -69,12 +70,16 @@ def request_counts(
     tokens_in: int = 0,
     tokens_out: int = 0,
     ttfp: float | None = None,
+    failed: bool = False,
 ) -> dict[str, int]:
-    """Return what one finished request with `status` adds to its key's day."""
+    """Return what one finished request with `status` adds to its key's day.
+
+    `failed`: the reply broke after its start (the status was 200 by then).
+    """
     counts = {"requests": 1, "pieces": pieces}
     if status == 429:
         counts["limited"] = 1
-    elif status >= 400:
+    elif status >= 400 or failed:
         counts["errors"] = 1
     if tokens_in:
         counts["tokens_in"] = tokens_in

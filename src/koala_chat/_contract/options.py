@@ -15,7 +15,7 @@ call as `provider.create_async_generator(model, messages, **options)`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, KeysView, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
@@ -52,6 +52,9 @@ class ProviderOptions(Mapping[str, Any]):
     api_key: object | None = field(default=None, repr=False)
     web_search: bool | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    #: The options that are set, as the keywords of a call: made once, so that
+    #: spreading them (once per request on the server) costs what a dict does.
+    _set: dict[str, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in _TEXT:
@@ -72,6 +75,9 @@ class ProviderOptions(Mapping[str, Any]):
             )
         if self.api_key is not None and not self.api_key:
             object.__setattr__(self, "api_key", None)
+        typed = {name: getattr(self, name) for name in _NAMES}
+        given = {name: value for name, value in typed.items() if value is not None}
+        object.__setattr__(self, "_set", {**given, **self.extra})
 
     @classmethod
     def parse(cls, options: Mapping[str, Any] | None = None) -> ProviderOptions:
@@ -91,7 +97,9 @@ class ProviderOptions(Mapping[str, Any]):
     def merged(self, **changes: Any) -> ProviderOptions:
         """Return these options with `changes` on top (None values change nothing)."""
         changes = {name: value for name, value in changes.items() if value is not None}
-        return ProviderOptions.parse({**self, **changes})
+        if not changes:
+            return self
+        return ProviderOptions.parse({**self._set, **changes})
 
     @property
     def shown_proxy(self) -> str | None:
@@ -102,19 +110,17 @@ class ProviderOptions(Mapping[str, Any]):
         return {name: getattr(self, name) for name in _NAMES}
 
     def __getitem__(self, name: str) -> Any:
-        if name in _NAMES:
-            value = getattr(self, name)
-            if value is not None:
-                return value
-            raise KeyError(name)
-        return self.extra[name]
+        return self._set[name]
 
     def __iter__(self) -> Iterator[str]:
-        yield from (name for name in _NAMES if getattr(self, name) is not None)
-        yield from self.extra
+        return iter(self._set)
 
     def __len__(self) -> int:
-        return sum(1 for _ in self)
+        return len(self._set)
+
+    def keys(self) -> KeysView[str]:
+        """The names of the options that are set (what `**options` spreads)."""
+        return self._set.keys()
 
     def __repr__(self) -> str:
         shown = [
@@ -130,4 +136,6 @@ class ProviderOptions(Mapping[str, Any]):
 
 
 #: The typed options, in the order of the class.
-_NAMES: Final = tuple(f.name for f in fields(ProviderOptions) if f.name != "extra")
+_NAMES: Final = tuple(
+    f.name for f in fields(ProviderOptions) if f.name not in ("extra", "_set")
+)

@@ -63,21 +63,23 @@ class ProviderOptions(Mapping[str, Any]):
                 raise UsageError(
                     f"The option {name} must be text, not {type(value).__name__}."
                 )
+        given = {name: getattr(self, name) for name in _NAMES}
         for name in _SECONDS:
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, seconds(self._as_dict(), name, 0.0))
+            if given[name] is not None:
+                given[name] = seconds(given, name, 0.0)
+                object.__setattr__(self, name, given[name])
         if self.max_retries is not None:
-            whole_number(self._as_dict(), "max_retries", 0)
+            whole_number(given, "max_retries", 0)
         if self.web_search is not None and not isinstance(self.web_search, bool):
             raise UsageError(
                 "The option web_search must be true or false, not "
                 f"{type(self.web_search).__name__}."
             )
         if self.api_key is not None and not self.api_key:
+            given["api_key"] = None
             object.__setattr__(self, "api_key", None)
-        typed = {name: getattr(self, name) for name in _NAMES}
-        given = {name: value for name, value in typed.items() if value is not None}
-        object.__setattr__(self, "_set", {**given, **self.extra})
+        set_ = {name: value for name, value in given.items() if value is not None}
+        object.__setattr__(self, "_set", {**set_, **self.extra})
 
     @classmethod
     def parse(cls, options: Mapping[str, Any] | None = None) -> ProviderOptions:
@@ -105,9 +107,6 @@ class ProviderOptions(Mapping[str, Any]):
     def shown_proxy(self) -> str | None:
         """The proxy URL without its password, for messages and reprs."""
         return None if self.proxy is None else redact_url(self.proxy)
-
-    def _as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _NAMES}
 
     def __getitem__(self, name: str) -> Any:
         return self._set[name]

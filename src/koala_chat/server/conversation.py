@@ -99,7 +99,9 @@ async def _answer(request: web.Request, fmt: WireFormat[Any]) -> web.StreamRespo
             return await _emulated(
                 request, fmt, inbound, log, headers, options, (model, sent)
             )
-        return await _reply(request, fmt, inbound, log, headers, chosen, (model, sent))
+        return await _reply(
+            request, fmt, inbound, log, headers, (options, chosen), (model, sent)
+        )
 
 
 async def _reply(
@@ -108,15 +110,20 @@ async def _reply(
     inbound: Inbound[Any],
     log: RequestLog,
     headers: dict[str, str],
-    chosen: dict[str, Any],
+    options: tuple[Mapping[str, Any], dict[str, Any]],
     model: tuple[str, str],
 ) -> web.StreamResponse:
-    """Answer a request piece by piece: `model` is the name shown and sent."""
+    """Answer a request piece by piece: `model` is the name shown and sent.
+
+    `options` are the provider's for this request and those of them the
+    request chose itself.
+    """
     state = request.app[STATE_KEY]
     completion = inbound.request
+    provider_options, chosen = options
     reply = log.reply = Reply(completion, model[0])
     values = state.provider.create_async_generator(
-        model[1], completion.messages, **state.options.merged(**chosen)
+        model[1], completion.messages, **provider_options
     )
     async with aclosing(values):
         try:

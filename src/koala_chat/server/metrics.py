@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import Final
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Final, Generic, TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .._contract.capabilities import Capabilities
@@ -42,6 +43,7 @@ __all__ = [
     "METRICS_KEY",
     "MULTIPROCESS_VARIABLE",
     "PATH",
+    "ActiveStream",
     "Metrics",
     "active_stream",
     "add_metrics",
@@ -75,6 +77,32 @@ FIRST_PIECE_BUCKETS: Final = (
     30.0,
     60.0,
 )
+
+
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
+
+
+class _Children(Generic[_Metric]):
+    """The labelled series of one metric, each looked up once.
+
+    prometheus_client's `labels` checks and joins its arguments on every
+    call, most of what recording a request cost; the children it returns are
+    kept here by their labels. Their number is bounded as the labels are.
+    """
+
+    __slots__ = ("_made", "_metric")
+
+    def __init__(self, metric: _Metric) -> None:
+        self._metric = metric
+        self._made: dict[tuple[str, ...], _Metric] = {}
+
+    def __call__(self, *labels: str) -> _Metric:
+        """Return the series of `labels`."""
+        try:
+            return self._made[labels]
+        except KeyError:
+            child = self._made[labels] = self._metric.labels(*labels)
+            return child
 
 
 class Metrics:
@@ -128,6 +156,12 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self._requests = _Children(self.requests)
+        self._first_piece = _Children(self.first_piece)
+        self._pieces = _Children(self.pieces)
+        self._tokens = _Children(self.tokens)
+        self._upstream_failures = _Children(self.upstream_failures)
+        self._limited = _Children(self.limited)
 
     def model(self, name: str | None) -> str:
         """Return the label of the model `name` ("-" for none yet)."""
@@ -139,18 +173,22 @@ class Metrics:
         """Add one finished request, answered `status`, made with key `key`."""
         fmt = log.format
         model = self.model(log.model)
-        self.requests.labels(fmt, model, str(status), key).inc()
+        self._requests(fmt, model, str(status), key).inc()
         if log.stream and log.first_piece is not None:
-            self.first_piece.labels(fmt, model).observe(log.first_piece - log.started)
+            self._first_piece(fmt, model).observe(log.first_piece - log.started)
         if log.pieces:
-            self.pieces.labels(fmt, model, key).inc(log.pieces)
+            self._pieces(fmt, model, key).inc(log.pieces)
         if log.input_tokens:
-            self.tokens.labels(fmt, model, key, "input").inc(log.input_tokens)
+            self._tokens(fmt, model, key, "input").inc(log.input_tokens)
         if log.chars:
             output = tokens_for_length(log.chars)
-            self.tokens.labels(fmt, model, key, "output").inc(output)
+            self._tokens(fmt, model, key, "output").inc(output)
         if log.error is not None:
-            self.upstream_failures.labels(fmt, model, log.error).inc()
+            self._upstream_failures(fmt, model, log.error).inc()
+
+    def count_limited(self, cause: str, key: str) -> None:
+        """Count one 429 answer, for `cause`, to a request made with `key`."""
+        self._limited(cause, key).inc()
 
 
 #: Where an app keeps its `Metrics`.
@@ -181,18 +219,31 @@ def add_metrics(app: web.Application, models: Iterable[str]) -> Metrics:
     return metrics
 
 
-@asynccontextmanager
-async def active_stream(request: web.Request) -> AsyncIterator[None]:
-    """Count `request` among the streams in progress while the block runs.
+def active_stream(request: web.Request) -> ActiveStream:
+    """Count `request` among the streams in progress while a block runs.
 
-    Asynchronous, to sit beside the admission in one `async with`.
+    Use it as `async with active_stream(request):`, asynchronous to sit
+    beside the admission in one `async with`.
     """
-    gauge = request.app[METRICS_KEY].active
-    gauge.inc()
-    try:
-        yield
-    finally:
-        gauge.dec()
+    return ActiveStream(request.app[METRICS_KEY].active)
+
+
+class ActiveStream:
+    """The gauge of streams in progress, up while the block runs.
+
+    A class, not a generator: every request enters one.
+    """
+
+    __slots__ = ("_gauge",)
+
+    def __init__(self, gauge: Gauge) -> None:
+        self._gauge = gauge
+
+    async def __aenter__(self) -> None:
+        self._gauge.inc()
+
+    async def __aexit__(self, *_: object) -> None:
+        self._gauge.dec()
 
 
 @contextmanager

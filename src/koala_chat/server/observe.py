@@ -84,4 +84,4 @@ def count_limited(request: web.Request, cause: str) -> None:
     code (`too_many_streams`; `rate_limit_exceeded` for the upstream's own):
     call this only for one answered some other way.
     """
-    request.app[METRICS_KEY].limited.labels(cause, key_name(request)).inc()
+    request.app[METRICS_KEY].count_limited(cause, key_name(request))

@@ -209,6 +209,27 @@ async def test_max_streams_counts_the_streams_open_at_once_for_that_key(
     assert status == 200
 
 
+async def test_a_request_its_key_refuses_gives_back_its_place_on_the_server(
+    http: aiohttp.ClientSession, tmp_path: Path, start_server: StartServer
+) -> None:
+    # The server's own limit is met first, then the key's: a refusal by the
+    # key must not keep the one place of --max-streams 1.
+    keys = make_keys(
+        tmp_path / "keys.toml", alice=Limits(requests_per_day=1), bob=Limits()
+    )
+    server = start_server(
+        keys_file=str(tmp_path / "keys.toml"),
+        state=str(tmp_path / "state.db"),
+        max_streams=1,
+    )
+    assert (await post(http, server.url, keys["alice"]))[0] == 200
+    for _ in range(3):
+        status, _, body = await post(http, server.url, keys["alice"])
+        assert status == 429
+        assert "1 requests per day" in body["error"]["message"]
+    assert (await post(http, server.url, keys["bob"]))[0] == 200
+
+
 # --- state ----------------------------------------------------------------------
 
 

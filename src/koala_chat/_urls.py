@@ -12,6 +12,7 @@ are refused before any request.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
@@ -51,6 +52,7 @@ def redact_url(url: object) -> str:
     return f"{text[:start]}***{text[at:]}"
 
 
+@lru_cache(maxsize=256)
 def url_problem(url: str) -> str:
     """Return what keeps `url` from being a complete URL with a host, or "".
 
@@ -59,6 +61,9 @@ def url_problem(url: str) -> str:
     in a user name or password must be percent-encoded, or the URL would go
     somewhere else than it seems to (and show a piece of the password there).
     The scheme is the caller's to check.
+
+    The answers are kept for the last 256 URLs: a provider checks its
+    endpoint and proxy on every request, and they rarely change.
     """
     if not url.isprintable() or " " in url:
         return "it holds white space or a control character"

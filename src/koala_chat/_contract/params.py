@@ -72,8 +72,10 @@ from .tools import (
 from .usage import chars_for_tokens
 
 __all__ = [
+    "EXTENSIONS",
     "IGNORED",
     "PARAMETERS",
+    "SAMPLING",
     "CompletionRequest",
     "Parameter",
     "Treatment",
@@ -305,6 +307,23 @@ _FUNCTIONS: Final = "Koala has no function calling"
 _LOGPROBS: Final = "Koala reports no log-probabilities"
 _TEXT_ONLY: Final = "Koala answers in text only"
 
+#: Koala's own extensions, the same in every OpenAI-shaped format
+#: (docs/protocol.md, "Choosing a dialect").
+EXTENSIONS: Final = (
+    honoured("protocol", PROTOCOL, "Koala's dialect for this request only."),
+    honoured("web_search", BOOLEAN, "Koala's real-time data flag, on or off."),
+)
+
+#: The sampling controls, checked and ignored in every OpenAI-shaped format.
+SAMPLING: Final = (
+    ignored("temperature", number_between(0, 2), _SAMPLING),
+    ignored("top_p", number_between(0, 1), _SAMPLING),
+    ignored("presence_penalty", number_between(-2, 2), _SAMPLING),
+    ignored("frequency_penalty", number_between(-2, 2), _SAMPLING),
+    ignored("seed", WHOLE, _SAMPLING),
+    ignored("logit_bias", OBJECT, _SAMPLING),
+)
+
 _TABLE: Final = (
     honoured(
         "model",
@@ -340,15 +359,8 @@ _TABLE: Final = (
         POSITIVE,
         "As `max_tokens`; the smaller of the two applies.",
     ),
-    # Koala's own extensions (docs/protocol.md, "Choosing a dialect").
-    honoured("protocol", PROTOCOL, "Koala's dialect for this request only."),
-    honoured("web_search", BOOLEAN, "Koala's real-time data flag, on or off."),
-    ignored("temperature", number_between(0, 2), _SAMPLING),
-    ignored("top_p", number_between(0, 1), _SAMPLING),
-    ignored("presence_penalty", number_between(-2, 2), _SAMPLING),
-    ignored("frequency_penalty", number_between(-2, 2), _SAMPLING),
-    ignored("seed", WHOLE, _SAMPLING),
-    ignored("logit_bias", OBJECT, _SAMPLING),
+    *EXTENSIONS,
+    *SAMPLING,
     ignored("user", STRING, _BOOKKEEPING),
     ignored("metadata", OBJECT, _BOOKKEEPING),
     ignored("store", BOOLEAN, _BOOKKEEPING),

@@ -24,29 +24,18 @@ from typing import Annotated, Final, Literal, cast
 import msgspec
 from aiohttp import web
 
-from ..._contract.checks import (
-    BOOLEAN,
-    OBJECT,
-    POSITIVE,
-    PROTOCOL,
-    STOP_SCHEMA,
-    STREAM_OPTIONS_SCHEMA,
-    STRING,
-    WHOLE,
-    include_usage_of,
-    model_name,
-    number_between,
-    stop_sequences,
-)
+from ..._contract.checks import BOOLEAN, POSITIVE, STOP_SCHEMA, stop_sequences
 from ..._contract.neutral import only
 from ..._contract.params import (
+    EXTENSIONS,
+    SAMPLING,
     CompletionRequest,
     Parameter,
     honoured,
-    ignored,
     read_parameters,
     refused,
 )
+from ..._contract.params import PARAMETERS as CHAT_PARAMETERS
 from ..._contract.replies import Reply
 from ..._contract.types import (
     ChatCompletionMessageToolCall,
@@ -207,15 +196,8 @@ class Completions(WireFormat[None]):
         return msgspec.to_builtins(whole)
 
 
-_SAMPLING: Final = "Tunes sampling; Koala has no such control."
-
 _TABLE: Final = (
-    honoured(
-        "model",
-        (model_name, {"type": "string"}),
-        'A model id; "" asks for the default model.',
-        "name a model (see /v1/models)",
-    ),
+    CHAT_PARAMETERS["model"],
     honoured(
         "prompt",
         (
@@ -236,11 +218,7 @@ _TABLE: Final = (
         "send the prompt as a string",
     ),
     honoured("stream", BOOLEAN, "Stream the reply as text_completion chunks."),
-    honoured(
-        "stream_options",
-        (include_usage_of, STREAM_OPTIONS_SCHEMA),
-        "`include_usage` adds a last chunk with the usage estimate.",
-    ),
+    CHAT_PARAMETERS["stream_options"],
     honoured(
         "stop",
         (stop_sequences, STOP_SCHEMA),
@@ -252,16 +230,10 @@ _TABLE: Final = (
         "Applied on our side on the estimate: at most 4 x N characters (no "
         "default of 16).",
     ),
-    honoured("protocol", PROTOCOL, "Koala's dialect for this request only."),
-    honoured("web_search", BOOLEAN, "Koala's real-time data flag, on or off."),
-    ignored("temperature", number_between(0, 2), _SAMPLING),
-    ignored("top_p", number_between(0, 1), _SAMPLING),
-    ignored("presence_penalty", number_between(-2, 2), _SAMPLING),
-    ignored("frequency_penalty", number_between(-2, 2), _SAMPLING),
-    ignored("seed", WHOLE, _SAMPLING),
-    ignored("logit_bias", OBJECT, _SAMPLING),
-    ignored("user", STRING, "Bookkeeping for OpenAI's own service; Koala has none."),
-    refused("n", "Koala gives one choice per request", only(1)),
+    *EXTENSIONS,
+    *SAMPLING,
+    CHAT_PARAMETERS["user"],
+    CHAT_PARAMETERS["n"],
     refused("best_of", "Koala gives one choice per request", only(1)),
     refused("echo", "Koala does not repeat the prompt", only(False)),
     refused("logprobs", "Koala reports no log-probabilities", only(0)),

@@ -67,7 +67,8 @@ class Admission:
     """One request's place among those at once and within its key's limits.
 
     An `async with` block; a class, not a generator, because every request
-    enters one (`contextlib`'s wrappers cost a tenth of a request's own work).
+    enters one: `contextlib`'s wrappers around two generators cost more than
+    the checks themselves (benchmarks/README.md, "Found: per-request costs").
 
     Raises (on entering):
         FailureError: 429 `too_many_streams` at the server's limit

@@ -28,19 +28,17 @@ from ..._contract.checks import (
     BOOLEAN,
     OBJECT,
     POSITIVE,
-    PROTOCOL,
     STRING,
     WHOLE,
     Check,
     Schema,
     kind_of,
-    model_name,
-    number_between,
 )
 from ..._contract.conversation import with_instructions
 from ..._contract.jsonmode import JSONFormat, json_schema_format
 from ..._contract.neutral import NONE, only
 from ..._contract.params import (
+    EXTENSIONS,
     CompletionRequest,
     Parameter,
     emulated,
@@ -50,6 +48,7 @@ from ..._contract.params import (
     read_parameters,
     refused,
 )
+from ..._contract.params import PARAMETERS as CHAT_PARAMETERS
 from ..._contract.tools import ChoiceMode, parse_tools, tool_set
 from ...errors import UsageError
 from ...messages import JSONValue, NormalizedMessage, replace_surrogates
@@ -204,8 +203,6 @@ def check_text(name: str, value: JSONValue) -> JSONFormat | None:
 
 # The table --------------------------------------------------------------------
 
-_SAMPLING: Final = "Tunes sampling; Koala has no such control."
-_BOOKKEEPING: Final = "Bookkeeping for OpenAI's own service; Koala has none."
 _STATELESS: Final = (
     "this server keeps no responses or conversations: send the whole "
     "conversation in `input`"
@@ -281,12 +278,7 @@ def _kept(name: str, value: JSONValue) -> JSONValue:
 
 
 _TABLE: Final = (
-    honoured(
-        "model",
-        (model_name, {"type": "string"}),
-        'A model id; "" asks for the default model.',
-        "name a model (see /v1/models)",
-    ),
+    CHAT_PARAMETERS["model"],
     honoured(
         "input",
         _checked(check_input, INPUT_SCHEMA),
@@ -302,8 +294,7 @@ _TABLE: Final = (
         "Applied on our side on the estimate: at most 4 x N characters; the "
         "response is then `incomplete`.",
     ),
-    honoured("protocol", PROTOCOL, "Koala's dialect for this request only."),
-    honoured("web_search", BOOLEAN, "Koala's real-time data flag, on or off."),
+    *EXTENSIONS,
     emulated(
         "tools",
         _list,
@@ -324,14 +315,14 @@ _TABLE: Final = (
         "`format` json_object or json_schema: JSON mode, emulated and "
         "validated as chat completions' `response_format`.",
     ),
-    ignored("temperature", number_between(0, 2), _SAMPLING),
-    ignored("top_p", number_between(0, 1), _SAMPLING),
+    CHAT_PARAMETERS["temperature"],
+    CHAT_PARAMETERS["top_p"],
     ignored("store", BOOLEAN, "Nothing is stored: every response is `store: false`."),
-    ignored("metadata", OBJECT, _BOOKKEEPING),
-    ignored("user", STRING, _BOOKKEEPING),
-    ignored("service_tier", STRING, _BOOKKEEPING),
-    ignored("prompt_cache_key", STRING, _BOOKKEEPING),
-    ignored("safety_identifier", STRING, _BOOKKEEPING),
+    CHAT_PARAMETERS["metadata"],
+    CHAT_PARAMETERS["user"],
+    CHAT_PARAMETERS["service_tier"],
+    CHAT_PARAMETERS["prompt_cache_key"],
+    CHAT_PARAMETERS["safety_identifier"],
     ignored(
         "include",
         (_kept, {"type": "array"}),

@@ -40,16 +40,60 @@ _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 15.0
 
 
-class ServerThread:
-    """`koala serve` on a thread of its own; `url` once started."""
+class ThreadedServer:
+    """A server of the tests on a thread and event loop of its own.
 
-    def __init__(self, config: ServerConfig, provider: ChatProvider = Koala) -> None:
-        self.config = config
-        self.provider = provider
+    Subclasses write `serve`; `start` returns once it listens (its port in
+    `port`), `stop` ends it and joins the thread (harmless twice).
+    """
+
+    def __init__(self) -> None:
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
+
+    async def serve(self, stop: asyncio.Event, started: Callable[[int], None]) -> None:
+        """Listen, call `started` with the port, return once `stop` is set."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start serving; return once the server listens."""
+        ready: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._run(ready),), daemon=True
+        )
+        self._thread.start()
+        self.port = ready.result(_START_TIMEOUT)
+
+    async def _run(self, ready: concurrent.futures.Future[int]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            await self.serve(self._stop, ready.set_result)
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    def stop(self) -> None:
+        """Stop and join the thread; harmless twice."""
+        if self._thread is None:
+            return
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(_STOP_TIMEOUT)
+        assert not self._thread.is_alive(), "the server thread did not stop"
+        self._thread = None
+
+
+class ServerThread(ThreadedServer):
+    """`koala serve` on a thread of its own; `url` once started."""
+
+    def __init__(self, config: ServerConfig, provider: ChatProvider = Koala) -> None:
+        super().__init__()
+        self.config = config
+        self.provider = provider
 
     @property
     def url(self) -> str:
@@ -61,36 +105,8 @@ class ServerThread:
         """The OpenAI base URL, `url + "/v1"`."""
         return self.url + "/v1"
 
-    def start(self) -> None:
-        """Start serving; return once the server listens."""
-        ready: concurrent.futures.Future[int] = concurrent.futures.Future()
-        self._thread = threading.Thread(
-            target=asyncio.run, args=(self._serve(ready),), daemon=True
-        )
-        self._thread.start()
-        self.port = ready.result(_START_TIMEOUT)
-
-    async def _serve(self, ready: concurrent.futures.Future[int]) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            await serve_async(
-                self.config, self.provider, stop=self._stop, started=ready.set_result
-            )
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
-            raise
-
-    def stop(self) -> None:
-        """Stop gracefully and join the thread; harmless twice."""
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(_STOP_TIMEOUT)
-        assert not self._thread.is_alive(), "the server thread did not stop"
-        self._thread = None
+    async def serve(self, stop: asyncio.Event, started: Callable[[int], None]) -> None:
+        await serve_async(self.config, self.provider, stop=stop, started=started)
 
 
 def server_config(sandbox: Sandbox, **changes: Any) -> ServerConfig:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import concurrent.futures
 import contextlib
 import html
 import itertools
@@ -31,7 +30,6 @@ import logging
 import pathlib
 import pickle
 import re
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote_plus, unquote, unquote_plus
@@ -48,7 +46,7 @@ from koala_chat._http.status import text_excerpt
 from koala_chat._secrets import MASK, Scrubber
 from koala_chat.providers.dialects import ApiKey
 from koala_chat.server.logtext import loggable
-from server_fixtures import ServerThread, stand_in_browser
+from server_fixtures import ServerThread, ThreadedServer, stand_in_browser
 
 #: The key of the servers in these tests: every character class a key may hold.
 KEY = "Sk-Koala_Echo.Key~4711/xy+z="
@@ -259,7 +257,7 @@ def http_reply(
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-class EchoUpstream:
+class EchoUpstream(ThreadedServer):
     """A raw HTTP server on 127.0.0.1 that answers `reply(authorization)`.
 
     It runs on its own thread and event loop (koala serve and the openai SDK
@@ -267,40 +265,20 @@ class EchoUpstream:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.reply: Callable[[str], bytes] = lambda auth: http_reply(
             500, "Echo", [], auth.encode()
         )
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/gpt/"
 
-    def start(self) -> None:
-        ready: concurrent.futures.Future[int] = concurrent.futures.Future()
-        self._thread = threading.Thread(
-            target=asyncio.run, args=(self._serve(ready),), daemon=True
-        )
-        self._thread.start()
-        self.port = ready.result(_TIMEOUT)
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(_TIMEOUT)
-            assert not self._thread.is_alive()
-
-    async def _serve(self, ready: concurrent.futures.Future[int]) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def serve(self, stop: asyncio.Event, started: Callable[[int], None]) -> None:
         server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         async with server:
-            ready.set_result(server.sockets[0].getsockname()[1])
-            await self._stop.wait()
+            started(server.sockets[0].getsockname()[1])
+            await stop.wait()
 
     async def _handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -109,9 +109,7 @@ export class Controller {
       remove: (id) => {
         if (this.turn?.conversation.id === id) this.turn.controller.abort();
         // Its images' bytes are let go with it.
-        for (const message of store.find(id)?.messages ?? []) {
-          for (const { url } of message.images ?? []) if (url) URL.revokeObjectURL(url);
-        }
+        for (const message of store.find(id)?.messages ?? []) releaseImages(message);
         store.remove(id);
         this.render();
       },
@@ -289,7 +287,7 @@ export class Controller {
     const message = conversation.messages.at(-1);
     if (!message) return;
     Object.assign(message, { content: "", pending: true, error: null, stopped: false });
-    delete message.images;
+    releaseImages(message);
     const controller = new AbortController();
     const live = new LiveReply(message);
     this.turn = { conversation, message, controller, live };
@@ -373,7 +371,7 @@ export class Controller {
     const message = conversation.messages[index];
     if (this.turn || !message) return;
     this.ui.prompt.value = message.content;
-    conversation.messages.splice(index);
+    for (const dropped of conversation.messages.splice(index)) releaseImages(dropped);
     this.changed(conversation);
     this.renderMessages();
     this.ui.prompt.focus();
@@ -482,6 +480,17 @@ export class Controller {
       if (copy instanceof HTMLButtonElement) copyCode(copy);
     });
   }
+}
+
+/**
+ * Lets go of `message`'s images: frees the bytes behind their object URLs
+ * (pictures read back from storage have none) and drops them from it.
+ *
+ * @param {Message} message
+ */
+function releaseImages(message) {
+  for (const { url } of message.images ?? []) if (url) URL.revokeObjectURL(url);
+  delete message.images;
 }
 
 /**

@@ -504,3 +504,28 @@ def test_a_worker_that_cannot_open_the_state_says_so_in_one_line(
     lines = [line for line in done.stderr.splitlines() if "could not serve" in line]
     assert len(lines) == 2, done.stderr
     assert "Give --state a file in a folder this user may write." in lines[0]
+
+
+def test_a_setup_whose_commit_failed_can_take_the_lock_again(tmp_path: Path) -> None:
+    from koala_chat.server.gateway.sqlitestate import _create_tables
+
+    def deny_commit(action: int, operation: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION and operation == "COMMIT":
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    connection = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    try:
+        # Refused by the authorizer, the COMMIT fails as on a full disk.
+        connection.set_authorizer(deny_commit)
+        with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+            _create_tables(connection)
+        assert not connection.in_transaction
+        connection.set_authorizer(None)
+        _create_tables(connection)  # BEGIN IMMEDIATE again, not "within a transaction"
+        tables = {
+            row[0] for row in connection.execute("SELECT name FROM sqlite_schema")
+        }
+        assert {"windows", "counts", "streams", "usage"} <= tables
+    finally:
+        connection.close()

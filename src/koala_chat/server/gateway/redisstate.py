@@ -149,9 +149,13 @@ class RedisState:
             members = await self._redis.smembers(f"{PREFIX}:usage")
             pairs = sorted(tuple(str(member).split(" ", 1)) for member in members)
             chosen = [(day, key) for day, key in pairs if day >= (since or "")]
+            # One round trip for all the hashes, not one per day and key.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for day, key in chosen:
+                    pipe.hgetall(f"{PREFIX}:usage:{day}:{key}")
+                replies = await pipe.execute()
             counts: dict[tuple[str, str], dict[str, int]] = {}
-            for day, key in chosen:
-                values = await self._redis.hgetall(f"{PREFIX}:usage:{day}:{key}")
+            for (day, key), values in zip(chosen, replies, strict=True):
                 counts[(key, day)] = {
                     str(counter): int(amount) for counter, amount in values.items()
                 }

@@ -24,8 +24,9 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -85,15 +86,26 @@ def _create_tables(connection: sqlite3.Connection) -> None:
     to write would meet another doing the same: SQLite refuses one of them
     at once, without waiting, rather than let both wait for ever.
     """
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(connection):
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 connection.execute(statement)
+
+
+@contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """Run the block in one `BEGIN IMMEDIATE` transaction, committed at its end.
+
+    The COMMIT is inside the `try`: when it fails, the transaction is rolled
+    back too, so the connection can begin again (the setup's retry does).
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        db.execute("ROLLBACK")
         raise
-    connection.execute("COMMIT")
 
 
 def _until_free(step: Callable[[], object]) -> None:
@@ -217,8 +229,7 @@ def _admit(
     db: sqlite3.Connection, name: str, limits: Limits, ticket: str
 ) -> Refusal | None:
     now = time.time()
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(db):
         refusal = _check_streams(db, name, limits, now)
         counts = _counts(db, name, limits, now)
         if refusal is None:
@@ -237,10 +248,6 @@ def _admit(
             "ON CONFLICT (key, span) DO UPDATE SET n = excluded.n",
             [(name, span, n) for span, n in counts.items()],
         )
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     return refusal
 
 
@@ -297,17 +304,12 @@ def _check_windows(
 
 
 def _add_usage(db: sqlite3.Connection, rows: list[tuple[str, str, str, int]]) -> None:
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(db):
         db.executemany(
             "INSERT INTO usage VALUES (?, ?, ?, ?) ON CONFLICT (key, day, counter) "
             "DO UPDATE SET amount = amount + excluded.amount",
             rows,
         )
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 

@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import msgspec
 
+from koala_chat._contract.params import parse_request
+from koala_chat._contract.replies import Reply
 from koala_chat._contract.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
 from koala_chat.server.formats.chat import ChunkEncoder
 
@@ -42,8 +44,15 @@ def _struct_event() -> bytes:
     return b"data: " + msgspec.json.encode(chunk.model_dump()) + b"\n\n"
 
 
-def _stream() -> bytes:
-    encoder = ChunkEncoder("chatcmpl-0123456789abcdef01234567", 1, "gpt-4o-mini")
+def _reply() -> Reply:
+    hi = [{"role": "user", "content": "Hi"}]
+    reply = Reply(parse_request({"model": "gpt-4o-mini", "messages": hi}))
+    reply.id, reply.created = "chatcmpl-0123456789abcdef01234567", 1
+    return reply
+
+
+def _stream(reply: Reply) -> bytes:
+    encoder = ChunkEncoder(reply)
     parts = [encoder.role()]
     parts += [encoder.content(TEXT) for _ in range(PIECES)]
     parts.append(encoder.finish("stop"))
@@ -55,10 +64,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     repeat = parser.parse_args().repeat
-    encoder = ChunkEncoder("chatcmpl-0123456789abcdef01234567", 1, "gpt-4o-mini")
+    reply = _reply()
+    encoder = ChunkEncoder(reply)
     content = _best_ns(lambda: encoder.content(TEXT), 200_000, repeat)
     struct = _best_ns(_struct_event, 50_000, repeat)
-    stream = _best_ns(_stream, 2_000, repeat) / PIECES
+    stream = _best_ns(lambda: _stream(reply), 2_000, repeat) / PIECES
     print(f"content event (encoder):        {content:7.0f} ns")
     print(f"content event (struct, whole):  {struct:7.0f} ns")
     print(f"200-piece stream, per piece:    {stream:7.0f} ns")

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, ValidationError
 
+from koala_chat._contract.params import parse_request
 from koala_chat._contract.replies import Reply
 from koala_chat._contract.types import (
     ChatCompletion,
@@ -106,9 +107,13 @@ def events(stream: bytes) -> list[Any]:
 def test_every_chunk_the_encoder_sends_is_valid(
     model: str, text: str, reason: str
 ) -> None:
-    encoder = ChunkEncoder("chatcmpl-x", 1700000000, model)
+    hi = [{"role": "user", "content": "Hi"}]
+    reply = Reply(parse_request({"model": "m", "messages": hi}))
+    reply.model = model  # any text, "" too
+    reply.feed(text)
+    encoder = ChunkEncoder(reply)
     stream = encoder.role() + encoder.content(text) + encoder.finish(reason)  # type: ignore[arg-type]
-    stream += encoder.usage(USAGE) + encoder.tool_calls([CALL, CALL])
+    stream += encoder.usage() + encoder.tool_calls([CALL, CALL])
     chunk = validator("ChatCompletionChunk")
     for data in events(stream):
         chunk.validate(data)

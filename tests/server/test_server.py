@@ -17,11 +17,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from koala_chat import Koala, UsageError
+from koala_chat._contract import replies
+from koala_chat._contract.params import parse_request
 from koala_chat._contract.types import (
     ChatCompletionChunk,
     ChoiceDelta,
     ChunkChoice,
-    CompletionUsage,
 )
 from koala_chat.sandbox import Reply, Sandbox, default_reply
 from koala_chat.server.__main__ import main as server_main
@@ -528,13 +529,21 @@ def test_koala_serve_refuses_exposure_as_python_dash_m_does(
 # --- the chunk encoder ---------------------------------------------------------
 
 
+def chat_reply(completion_id: str, created: int, model: str) -> replies.Reply:
+    """Return a reply to "Hi" with this id, creation time and model."""
+    hi = [{"role": "user", "content": "Hi"}]
+    reply = replies.Reply(parse_request({"model": "m", "messages": hi}))
+    reply.id, reply.created, reply.model = completion_id, created, model
+    return reply
+
+
 @given(id_=st.text(), model=st.text(), text=st.text())
 def test_a_content_event_is_the_encoding_of_its_chunk(
     id_: str, model: str, text: str
 ) -> None:
     # The encoder cuts a content event's bytes around the text once per
     # stream; this proves them the struct's encoding, whatever the strings.
-    encoder = ChunkEncoder(id_, 1700000000, model)
+    encoder = ChunkEncoder(chat_reply(id_, 1700000000, model))
     chunk = ChatCompletionChunk(
         id=id_,
         created=1700000000,
@@ -546,7 +555,9 @@ def test_a_content_event_is_the_encoding_of_its_chunk(
 
 
 def test_chunk_events_have_the_openai_keys_in_the_openai_order() -> None:
-    encoder = ChunkEncoder("chatcmpl-x", 1700000000, 'model "quoted"')
+    reply = chat_reply("chatcmpl-x", 1700000000, 'model "quoted"')
+    reply.feed("Hi there")  # 1 prompt token ("Hi"), 2 completion tokens
+    encoder = ChunkEncoder(reply)
     head = b'data: {"id":"chatcmpl-x","object":"chat.completion.chunk",'
     head += b'"created":1700000000,"model":"model \\"quoted\\"",'
     head += b'"system_fingerprint":null,"choices":'
@@ -557,8 +568,7 @@ def test_chunk_events_have_the_openai_keys_in_the_openai_order() -> None:
     )
     assert encoder.content("Hi") == head + choice % (b'{"content":"Hi"}', b"null")
     assert encoder.finish("length") == head + choice % (b"{}", b'"length"')
-    usage = CompletionUsage(prompt_tokens=1, completion_tokens=2, total_tokens=3)
-    assert encoder.usage(usage) == head + (
+    assert encoder.usage() == head + (
         b'[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}\n\n'
     )
 

@@ -4,14 +4,15 @@ The request is the parameter table of `koala_chat._contract.params`; a reply
 is a `chat.completion` object or a stream of `chat.completion.chunk` events
 ended by `data: [DONE]`, and errors are `{"error": {...}}` (`failures.py`).
 
-`ChunkEncoder` renders the events of one stream from the reply's structs
-(`koala_chat._contract.types`): each event is `data: ` and the
-`msgspec.json.encode` of one `ChatCompletionChunk`. A content event is the
-server's hot path (`streaming.py`), so it is not built as a struct each time:
-the bytes around the text are cut once per stream from the encoding of a
-chunk (`framing.around_mark`), and an event costs one `msgspec.json.encode`
-of the text and one concatenation. tests/test_server.py proves that it is
-byte for byte the encoding of the struct.
+`ChunkEncoder` renders the events of one reply's stream: each event is
+`data: ` and the `msgspec.json.encode` of one `ChatCompletionChunk`, which
+the reply builds (`Reply.chunk`, `Reply.usage_chunk`), as it does for the
+client. A content event is the server's hot path (`streaming.py`), so it is
+not built as a struct each time: the bytes around the text are cut once per
+stream from the encoding of a chunk (`framing.around_mark`), and an event
+costs one `msgspec.json.encode` of the text and one concatenation.
+tests/server/test_server.py proves that it is byte for byte the encoding of
+the struct.
 """
 
 from __future__ import annotations
@@ -24,12 +25,9 @@ from aiohttp import web
 from ..._contract.params import parse_request
 from ..._contract.replies import Reply
 from ..._contract.types import (
-    ChatCompletionChunk,
     ChatCompletionMessageToolCall,
     ChoiceDelta,
     ChoiceDeltaToolCall,
-    ChunkChoice,
-    CompletionUsage,
     FinishReason,
 )
 from ...messages import JSONValue
@@ -42,28 +40,18 @@ __all__ = ["FORMAT", "ChatCompletions", "ChunkEncoder", "routes"]
 
 
 class ChunkEncoder:
-    """Render the `chat.completion.chunk` events of one stream as bytes."""
+    """Render the `chat.completion.chunk` events of `reply`'s stream as bytes."""
 
-    __slots__ = ("_created", "_id", "_model", "_prefix", "_reply", "_suffix")
+    __slots__ = ("_prefix", "_reply", "_suffix")
 
-    def __init__(self, completion_id: str, created: int, model: str) -> None:
-        self._id = completion_id
-        self._created = int(created)
-        self._model = model
-        self._reply: Reply | None = None
-        self._prefix, self._suffix = around_mark(self._chunk(ChoiceDelta(content=MARK)))
-
-    @classmethod
-    def of(cls, reply: Reply) -> ChunkEncoder:
-        """Return the encoder of `reply`'s stream (its usage when it asks)."""
-        encoder = cls(reply.id, reply.created, reply.model)
-        encoder._reply = reply
-        return encoder
+    def __init__(self, reply: Reply) -> None:
+        self._reply = reply
+        self._prefix, self._suffix = around_mark(reply.chunk(ChoiceDelta(content=MARK)))
 
     def content(self, text: str) -> bytes:
         """Return the event that adds `text` to the reply.
 
-        As `event(chunk(ChoiceDelta(content=text)))`, without building it.
+        As `event(reply.chunk(ChoiceDelta(content=text)))`, without building it.
         """
         return self._prefix + encode(text) + self._suffix
 
@@ -71,25 +59,17 @@ class ChunkEncoder:
 
     def role(self) -> bytes:
         """Return the first event, which names the role."""
-        return event(self._chunk(ChoiceDelta(content="", role="assistant")))
+        return event(self._reply.chunk(ChoiceDelta(content="", role="assistant")))
 
     head = role
 
     def finish(self, reason: FinishReason) -> bytes:
         """Return the last event of the choice, with its finish reason."""
-        return event(self._chunk(ChoiceDelta(), reason))
+        return event(self._reply.chunk(ChoiceDelta(), reason))
 
-    def usage(self, usage: CompletionUsage) -> bytes:
+    def usage(self) -> bytes:
         """Return the usage event (no choices), sent when `include_usage` asks."""
-        return event(
-            ChatCompletionChunk(
-                id=self._id,
-                created=self._created,
-                model=self._model,
-                choices=[],
-                usage=usage,
-            )
-        )
+        return event(self._reply.usage_chunk())
 
     def tool_calls(self, calls: Sequence[ChatCompletionMessageToolCall]) -> bytes:
         """Return the chunks of a reply of tool calls, one call each.
@@ -98,7 +78,7 @@ class ChunkEncoder:
         """
         return b"".join(
             event(
-                self._chunk(
+                self._reply.chunk(
                     ChoiceDelta(
                         role="assistant" if index == 0 else None,
                         tool_calls=[ChoiceDeltaToolCall(index, call.id, call.function)],
@@ -111,24 +91,13 @@ class ChunkEncoder:
     def tail(self, reason: FinishReason) -> bytes:
         """Return the finish event, the usage event when asked, and `[DONE]`."""
         tail = self.finish(reason)
-        reply = self._reply
-        if reply is not None and reply.request.include_usage:
-            tail += self.usage(reply.usage())
+        if self._reply.request.include_usage:
+            tail += self.usage()
         return tail + DONE_EVENT
 
     def failed(self, failure: Failure) -> bytes:
         """Return the error event and `[DONE]`, which the SDKs raise from."""
         return failure.event() + DONE_EVENT
-
-    def _chunk(
-        self, delta: ChoiceDelta, finish_reason: FinishReason | None = None
-    ) -> ChatCompletionChunk:
-        return ChatCompletionChunk(
-            id=self._id,
-            created=self._created,
-            model=self._model,
-            choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish_reason)],
-        )
 
 
 class ChatCompletions(WireFormat[None]):
@@ -143,7 +112,7 @@ class ChatCompletions(WireFormat[None]):
         return Inbound(parse_request(body, strict=strict), None)
 
     def encoder(self, inbound: Inbound[None], reply: Reply) -> ChunkEncoder:
-        return ChunkEncoder.of(reply)
+        return ChunkEncoder(reply)
 
     def whole(
         self,

@@ -25,6 +25,7 @@ from .failures import ErrorResponse
 
 __all__ = [
     "ERROR_REF",
+    "JSON_MEDIA_TYPE",
     "chat_components",
     "event_schema",
     "ref",
@@ -32,7 +33,8 @@ __all__ = [
     "request_schema",
 ]
 
-_JSON: Final = "application/json"
+#: The media type of a JSON body, in the OpenAPI documents' `content`.
+JSON_MEDIA_TYPE: Final = "application/json"
 _TEMPLATE: Final = "#/components/schemas/{name}"
 #: The class of every struct class (msgspec's metaclass).
 _STRUCT_CLASS: Final = type(msgspec.Struct)
@@ -165,7 +167,7 @@ def event_schema(
     A `named` stream's events have an `event:` line; the others end with
     `data: [DONE]`.
     """
-    content: JSONValue = {"contentMediaType": _JSON, "contentSchema": data}
+    content: JSONValue = {"contentMediaType": JSON_MEDIA_TYPE, "contentSchema": data}
     if not named:
         content = {"if": {"const": "[DONE]"}, "then": True, "else": content}
     properties: dict[str, JSONValue] = {"data": content}

@@ -12,19 +12,15 @@ schemathesis against a live server to keep the two in step.
 
 from __future__ import annotations
 
-from typing import Final
-
 from .. import __version__
 from ..messages import JSONValue
-from .components import ERROR_REF, chat_components
+from .components import ERROR_REF, JSON_MEDIA_TYPE, chat_components, ref
 from .formats.openapi_docs import openapi_paths as format_paths
 from .formats.openapi_docs import openapi_schemas as format_schemas
 from .imagespec import openapi_paths as image_paths
 from .webpage import openapi_paths
 
 __all__ = ["openapi_document"]
-
-_JSON: Final = "application/json"
 
 
 def openapi_document() -> dict[str, JSONValue]:
@@ -84,9 +80,7 @@ def _chat_completions() -> dict[str, JSONValue]:
         ),
         "requestBody": {
             "required": True,
-            "content": {
-                _JSON: {"schema": {"$ref": "#/components/schemas/ChatRequest"}}
-            },
+            "content": {JSON_MEDIA_TYPE: {"schema": ref("ChatRequest")}},
         },
         "responses": {
             "200": {
@@ -104,12 +98,10 @@ def _chat_completions() -> dict[str, JSONValue]:
                     )
                 },
                 "content": {
-                    _JSON: {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
+                    JSON_MEDIA_TYPE: {"schema": ref("ChatCompletion")},
                     # OpenAPI before 3.2: the schema of an event stream is the
                     # schema of each event.
-                    "text/event-stream": {
-                        "schema": {"$ref": "#/components/schemas/ChunkEvent"}
-                    },
+                    "text/event-stream": {"schema": ref("ChunkEvent")},
                 },
             },
             "400": _error(
@@ -173,7 +165,7 @@ def _list_models() -> dict[str, JSONValue]:
         "operationId": "listModels",
         "summary": "The provider's models",
         "responses": {
-            "200": _ok("The model list.", {"$ref": "#/components/schemas/ModelList"}),
+            "200": _ok("The model list.", ref("ModelList")),
             **_auth_errors(),
         },
     }
@@ -193,7 +185,7 @@ def _get_model() -> dict[str, JSONValue]:
             }
         ],
         "responses": {
-            "200": _ok("The model.", {"$ref": "#/components/schemas/Model"}),
+            "200": _ok("The model.", ref("Model")),
             **_auth_errors(),
             "404": _error("The provider does not list the model (model_not_found)."),
         },
@@ -229,7 +221,10 @@ def _openapi() -> dict[str, JSONValue]:
 
 
 def _ok(description: str, schema: dict[str, JSONValue]) -> dict[str, JSONValue]:
-    return {"description": description, "content": {_JSON: {"schema": schema}}}
+    return {
+        "description": description,
+        "content": {JSON_MEDIA_TYPE: {"schema": schema}},
+    }
 
 
 def _error(

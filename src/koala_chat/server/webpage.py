@@ -41,6 +41,7 @@ from typing import Final
 from aiohttp import web
 
 from ..messages import JSONValue
+from .components import ERROR_REF, JSON_MEDIA_TYPE
 
 __all__ = [
     "StaticFile",
@@ -172,11 +173,7 @@ def openapi_paths() -> dict[str, JSONValue]:
     """Return the OpenAPI path items of the page's routes (no key needed)."""
     not_found: JSONValue = {
         "description": "No such file (code not_found).",
-        "content": {
-            "application/json": {
-                "schema": {"$ref": "#/components/schemas/ErrorResponse"}
-            }
-        },
+        "content": {JSON_MEDIA_TYPE: {"schema": ERROR_REF}},
     }
     unchanged: JSONValue = {"description": "The copy the client has is current."}
     text = {"schema": {"type": "string"}}

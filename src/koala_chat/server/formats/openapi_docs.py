@@ -16,6 +16,7 @@ from typing import Final
 from ...messages import JSONValue
 from ..components import (
     ERROR_REF,
+    JSON_MEDIA_TYPE,
     event_schema,
     ref,
     reply_components,
@@ -25,7 +26,6 @@ from . import completions, responses_request
 
 __all__ = ["openapi_paths", "openapi_schemas"]
 
-_JSON: Final = "application/json"
 _STRICT: Final = "refused as unknown with --strict"
 _ERRORS: Final = {
     "400": "A malformed request, or an option Koala cannot honour; the message "
@@ -90,7 +90,7 @@ def _operation(
     errors: dict[str, JSONValue] = {
         status: {
             "description": description,
-            "content": {_JSON: {"schema": ERROR_REF}},
+            "content": {JSON_MEDIA_TYPE: {"schema": ERROR_REF}},
         }
         for status, description in _ERRORS.items()
     }
@@ -99,7 +99,7 @@ def _operation(
         "summary": summary,
         "requestBody": {
             "required": True,
-            "content": {_JSON: {"schema": ref(request)}},
+            "content": {JSON_MEDIA_TYPE: {"schema": ref(request)}},
         },
         "responses": {
             "200": {
@@ -112,7 +112,7 @@ def _operation(
                     }
                 },
                 "content": {
-                    _JSON: {"schema": ref(whole)},
+                    JSON_MEDIA_TYPE: {"schema": ref(whole)},
                     "text/event-stream": {"schema": ref(event)},
                 },
             },

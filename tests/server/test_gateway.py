@@ -327,6 +327,29 @@ async def test_a_stream_that_breaks_after_its_start_counts_as_an_error(
     assert (row["key"], row["requests"], row["errors"]) == ("bob", 1, 1)
 
 
+async def test_the_routes_without_v1_are_counted_and_noted_as_their_twins(
+    http: aiohttp.ClientSession,
+    gateway: tuple[ServerThread, dict[str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server, keys = gateway
+    bob = {"Authorization": f"Bearer {keys['bob']}"}
+    async with http.post(
+        server.url + "/chat/completions", json=completion(), headers=bob
+    ) as response:
+        assert response.status == 200
+    async with http.get(server.url + "/models") as response:
+        assert response.status == 401  # behind the key like /v1/models
+    server.stop()  # writes what it holds
+    capsys.readouterr()
+    state = ["usage", "--state", str(tmp_path / "state.db"), "--json"]
+    assert await asyncio.to_thread(main, state) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["key"], row["requests"], row["errors"]) == ("bob", 1, 0)
+    assert row["pieces"] > 0
+
+
 def test_usage_of_a_state_that_does_not_exist_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

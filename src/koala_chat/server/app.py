@@ -34,7 +34,7 @@ from .limits import ServerRunner
 from .metrics import add_metrics, known_models
 from .middleware import auth_middleware, body_middleware, error_middleware
 from .observe import observe_middleware
-from .routes import routes, unprefixed_middleware
+from .routes import routes
 from .state import STATE_KEY, ServerState
 from .tracing import add_tracing
 from .webpage import add_web_routes
@@ -70,7 +70,6 @@ def create_app(
         *([gateway.usage_middleware] if gateway else []),
         error_middleware,
         crosssite_middleware(config.allowed_hosts, config.cors_origins),
-        unprefixed_middleware,
         observe_middleware,
     ]
     if config.api_key is not None:

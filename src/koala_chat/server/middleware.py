@@ -81,8 +81,9 @@ async def error_middleware(
 
 
 #: The path prefixes behind the server's key: the OpenAI and Anthropic routes
-#: under `/v1`, the Ollama routes under `/api`, the Prometheus scrape.
-GUARDED: Final = ("/v1", "/api", "/metrics")
+#: under `/v1`, the two also served without it (as several clients call them),
+#: the Ollama routes under `/api`, the Prometheus scrape.
+GUARDED: Final = ("/v1", "/chat/completions", "/models", "/api", "/metrics")
 
 
 def guarded(path: str) -> bool:

@@ -1,15 +1,13 @@
 """What each request ends as, for the metrics and the trace: one middleware.
 
-`observe_middleware` runs inside `unprefixed_middleware` (so it sees the
-request the handler gets, with its `RequestLog` and the name of its key) and
-outside the key check, so a 429 that any later middleware or the handler
-raises is counted. It learns the status the client gets as
-`error_middleware` will answer: a `FailureError`'s own, a `KoalaError`'s from
-`failures.STATUSES`, an aiohttp error's own, 500 for anything else, and 499
-(as nginx logs it) for a request cancelled before its handler returned: the
-client left, or the server's stop cut it. An upstream failure before the reply
-starts is noted on the request's log here; one during a stream in
-`streaming.py`.
+`observe_middleware` runs inside the cross-site check and outside the key
+check, so a 429 that any later middleware or the handler raises is counted.
+It learns the status the client gets as `error_middleware` will answer: a
+`FailureError`'s own, a `KoalaError`'s from `failures.STATUSES`, an aiohttp
+error's own, 500 for anything else, and 499 (as nginx logs it) for a request
+cancelled before its handler returned: the client left, or the server's stop
+cut it. An upstream failure before the reply starts is noted on the request's
+log here; one during a stream in `streaming.py`.
 """
 
 from __future__ import annotations

@@ -7,17 +7,14 @@
 
 The completion routes are the wire formats' (`formats/`, served by
 `conversation.py`). `/chat/completions` and `/models` answer without the `/v1`
-prefix too, as several clients call them so (`unprefixed_middleware` keeps
-them behind the API key). Handlers raise; `error_middleware` turns errors into
+prefix too, as several clients call them so (`middleware.GUARDED` keeps them
+behind the API key). Handlers raise; `error_middleware` turns errors into
 the shape of the route's format.
 """
 
 from __future__ import annotations
 
-from typing import Final
-
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from .._contract.types import Model, ModelList
 from ..messages import JSONValue
@@ -26,10 +23,7 @@ from .failures import Failure, FailureError
 from .openapi import openapi_document
 from .state import STATE_KEY
 
-__all__ = ["routes", "unprefixed_middleware"]
-
-#: The routes also served without `/v1`, and the path prefix they stand for.
-_UNPREFIXED: Final = ("/chat/completions", "/models")
+__all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
@@ -87,24 +81,6 @@ async def get_model(request: web.Request) -> web.Response:
             )
         )
     return _json(Model(name).model_dump())
-
-
-@web.middleware
-async def unprefixed_middleware(
-    request: web.Request, handler: Handler
-) -> web.StreamResponse:
-    """Let the routes without `/v1` pass the API key check as their `/v1` twins.
-
-    The key middleware guards paths under `/v1`; a request for `/models` is
-    handed on as one for `/v1/models` (its route already matched), so the
-    guard sees it. Run before the key middleware.
-    """
-    path = request.path
-    if path.startswith(_UNPREFIXED) and (
-        path in _UNPREFIXED or path.startswith("/models/")
-    ):
-        request = request.clone(rel_url=request.rel_url.with_path("/v1" + path))
-    return await handler(request)
 
 
 def _json(value: JSONValue) -> web.Response:

@@ -129,5 +129,5 @@ FORMAT: Final = ChatCompletions()
 
 routes = web.RouteTableDef()
 routes.post("/v1/chat/completions")(handler(FORMAT))
-# As several clients call it (`routes.unprefixed_middleware`).
+# As several clients call it (behind the key: `middleware.GUARDED`).
 routes.post("/chat/completions")(handler(FORMAT))

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from .errors import UsageError
 
-__all__ = ["seconds", "shown", "whole_number"]
+__all__ = ["check_time_limit", "seconds", "shown", "whole_number"]
 
 _LONGEST: Final = 60
 
@@ -63,3 +63,24 @@ def seconds(kwargs: Mapping[str, Any], name: str, default: float) -> float:
     ):
         raise UsageError(f"{name} must be a number of seconds >= 0, not {shown(value)}")
     return float(value)
+
+
+def check_time_limit(name: str, value: object) -> None:
+    """Refuse `value` unless it is a time limit: seconds more than 0, or None.
+
+    `name` is the limit's (connect, idle, total). aiohttp rounds limits up
+    with `math.ceil`, where infinity overflows, and a deadline is a float: so
+    must the limit be.
+
+    Raises:
+        UsageError: it is not.
+    """
+    if value is not None and (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0 < value <= sys.float_info.max
+    ):
+        raise UsageError(
+            f"{name} timeout must be a positive number of seconds "
+            f"(None for no limit), not {shown(value)}"
+        )

@@ -8,6 +8,7 @@ import pytest
 
 from koala_chat import UsageError
 from koala_chat._contract.options import ProviderOptions
+from koala_chat._http import Timeouts
 from koala_chat.server.config import ServerConfig
 
 
@@ -33,8 +34,7 @@ def test_unset_options_are_left_out_and_the_rest_spread_as_keywords() -> None:
 @pytest.mark.parametrize(
     ("values", "pattern"),
     [
-        ({"timeout": -1}, "timeout must be a number of seconds"),
-        ({"idle_timeout": "5"}, "idle_timeout must be a number of seconds"),
+        ({"idle_timeout": "5"}, "idle timeout must be a positive number"),
         ({"max_retries": 1.5}, "max_retries must be a whole number"),
         ({"web_search": "yes"}, "web_search must be true or false"),
         ({"protocol": 3}, "protocol must be text"),
@@ -46,6 +46,21 @@ def test_a_value_of_the_wrong_type_is_refused_when_parsed(
 ) -> None:
     with pytest.raises(UsageError, match=pattern):
         ProviderOptions.parse(values)
+
+
+@pytest.mark.parametrize("name", ["timeout", "connect_timeout", "idle_timeout"])
+@pytest.mark.parametrize("value", [0, 0.0, -1])
+def test_a_time_limit_the_provider_refuses_is_refused_when_parsed(
+    name: str, value: float
+) -> None:
+    # The provider's own check, with its own message: not a later first request.
+    field = {"timeout": "total"}.get(name, name.removesuffix("_timeout"))
+    with pytest.raises(UsageError) as caught:
+        Timeouts(**{field: value})
+    with pytest.raises(UsageError) as refused:
+        ProviderOptions.parse({name: value})
+    assert str(refused.value) == str(caught.value)
+    assert "must be a positive number of seconds" in str(refused.value)
 
 
 def test_the_repr_shows_neither_the_key_nor_the_proxy_password() -> None:

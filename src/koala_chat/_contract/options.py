@@ -4,8 +4,10 @@
 `llm` plugin all hand a provider: the endpoint, the proxy, the time limits and
 retries every HTTP provider takes, and Koala's `protocol`, `api_key` and
 `web_search`. Each is checked for its type when the object is made, so a bad
-value is a `UsageError` at start-up rather than at the first request; what a
-value means (which dialects exist, whether a key fits one) stays the
+value is a `UsageError` at start-up rather than at the first request. The
+time limits are checked by the rule the provider's `Timeouts` applies
+(`_values.check_time_limit`), so a limit that passes here passes there too.
+What a value means (which dialects exist, whether a key fits one) stays the
 provider's to check. Unset options are left out, so a provider (or the seed's
 call) sees exactly the keywords it always saw.
 
@@ -20,13 +22,18 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 from .._urls import redact_url
-from .._values import seconds, whole_number
+from .._values import check_time_limit, whole_number
 from ..errors import UsageError
 
 __all__ = ["ProviderOptions"]
 
-#: The options of `ProviderOptions` that hold a number of seconds.
-_SECONDS: Final = ("timeout", "connect_timeout", "idle_timeout")
+#: The options of `ProviderOptions` that hold a time limit, and the field of
+#: the provider's `Timeouts` that each becomes.
+_TIME_LIMITS: Final = {
+    "timeout": "total",
+    "connect_timeout": "connect",
+    "idle_timeout": "idle",
+}
 #: The options that hold text.
 _TEXT: Final = ("protocol", "api_endpoint", "proxy")
 
@@ -64,9 +71,10 @@ class ProviderOptions(Mapping[str, Any]):
                     f"The option {name} must be text, not {type(value).__name__}."
                 )
         given = {name: getattr(self, name) for name in _NAMES}
-        for name in _SECONDS:
+        for name, limit in _TIME_LIMITS.items():
             if given[name] is not None:
-                given[name] = seconds(given, name, 0.0)
+                check_time_limit(limit, given[name])
+                given[name] = float(given[name])
                 object.__setattr__(self, name, given[name])
         if self.max_retries is not None:
             whole_number(given, "max_retries", 0)
@@ -88,7 +96,8 @@ class ProviderOptions(Mapping[str, Any]):
         Names this class does not know go to `extra`.
 
         Raises:
-            UsageError: a value of the wrong type, or a negative time or count.
+            UsageError: a value of the wrong type, a time limit that is not
+                more than 0, or a negative count.
         """
         if isinstance(options, ProviderOptions):
             return options

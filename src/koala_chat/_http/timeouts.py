@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from dataclasses import dataclass
 
 import aiohttp
 
 from .. import defaults
-from .._values import shown
-from ..errors import UsageError
+from .._values import check_time_limit
 
 __all__ = ["Timeouts", "remaining"]
 
@@ -29,18 +27,7 @@ class Timeouts:
 
     def __post_init__(self) -> None:
         for name in ("connect", "idle", "total"):
-            value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, int | float)
-                or isinstance(value, bool)
-                # aiohttp rounds limits up with math.ceil: infinity overflows,
-                # and the deadline is a float: so must the limit be.
-                or not 0 < value <= sys.float_info.max
-            ):
-                raise UsageError(
-                    f"{name} timeout must be a positive number of seconds "
-                    f"(None for no limit), not {shown(value)}"
-                )
+            check_time_limit(name, getattr(self, name))
 
     def deadline(self) -> float | None:
         """Return the loop time by which the whole call must end (None: never)."""

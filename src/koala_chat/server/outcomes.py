@@ -3,9 +3,9 @@
 `upstream_reason` names the class of a failure (`UPSTREAM_REASONS`, looked up
 along the error class's MRO as `failures.STATUSES` is): few values, nothing the
 upstream wrote, no URL. The server notes it on the request's `RequestLog`
-where the failure is answered (`middleware.error_middleware` before a reply
-starts, `streaming` during one); `metrics` counts it and `tracing` puts it in
-the request's span. Pure: no I/O.
+where the failure is seen (`observe.observe_middleware` before a reply starts,
+`streaming` during one); `metrics` counts it and `tracing` puts it in the
+request's span. Pure: no I/O.
 """
 
 from __future__ import annotations

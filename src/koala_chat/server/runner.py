@@ -259,22 +259,21 @@ def _serve_workers(config: ServerConfig, provider: ChatProvider) -> int:
     # The workers hold the socket now: once the last one stops, it closes.
     signals_seen = 0
 
-    def forward(signum: int, frame: FrameType | None) -> None:
-        nonlocal signals_seen
-        signals_seen += 1
-        # The first signal asks for a graceful stop, a second one insists.
-        sent = signal.SIGTERM if signals_seen == 1 else signal.SIGKILL
+    def send_to_workers(sent: signal.Signals) -> None:
         for process in processes:
             if process.pid is not None and process.is_alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, sent)
 
+    def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        # The first signal asks for a graceful stop, a second one insists.
+        send_to_workers(signal.SIGTERM if signals_seen == 1 else signal.SIGKILL)
+
     def hang_up(signum: int, frame: FrameType | None) -> None:
         # Each worker re-reads the keys file (`gateway.gate.reload_on_hangup`).
-        for process in processes:
-            if process.pid is not None and process.is_alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGHUP)
+        send_to_workers(signal.SIGHUP)
 
     previous = {signum: signal.signal(signum, forward) for signum in _SIGNALS}
     if config.keys_file is not None:

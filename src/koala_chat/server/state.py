@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
@@ -76,13 +74,14 @@ class Admission:
             gateway's state is unreachable.
     """
 
-    __slots__ = ("_gate", "_request", "_state", "_task")
+    __slots__ = ("_request", "_state", "_task", "_ticket")
 
     def __init__(self, state: ServerState, request: web.Request) -> None:
         self._state = state
         self._request = request
         self._task: asyncio.Task[Any] | None = None
-        self._gate: AbstractAsyncContextManager[None] | None = None
+        #: The key's stream place, given back on leaving (`Gateway.admit`).
+        self._ticket: str | None = None
 
     async def __aenter__(self) -> None:
         state = self._state
@@ -103,27 +102,18 @@ class Admission:
         state.tasks.add(task)
         if state.gateway is None:
             return
-        gate = state.gateway.admitted(self._request)
         try:
-            await gate.__aenter__()
+            self._ticket = await state.gateway.admit(self._request)
         except BaseException:
             state.tasks.discard(task)
             raise
-        self._gate = gate
 
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool | None:
+    async def __aexit__(self, *_: object) -> None:
+        state = self._state
         assert self._task is not None  # entered
-        try:
-            if self._gate is None:
-                return None
-            return await self._gate.__aexit__(kind, error, traceback)
-        finally:
-            self._state.tasks.discard(self._task)
+        state.tasks.discard(self._task)
+        if self._ticket is not None and state.gateway is not None:
+            state.gateway.release(self._request, self._ticket)
 
 
 STATE_KEY: Final = web.AppKey("koala_chat.state", ServerState)

@@ -7,13 +7,13 @@
 
 `key_middleware` answers a request on the API routes whose key is not in the
 file with 401, and leaves the name of a known key on the request (`KEY_NAME`,
-which logs and metrics show; never the key). `admitted(request)` then counts
-a completion against its key's limits: 429 with `Retry-After` over a limit,
-503 when the state cannot be reached. `usage_middleware`, outside the error
-shaping, notes each counted request's final status, pieces, tokens and time
-to first piece; `lifetime` writes those notes to the state every
-`FLUSH_INTERVAL` seconds and at the stop. `reload()` reads the file again (on
-SIGHUP, `reload_on_hangup`); a broken file keeps the keys already loaded.
+which logs and metrics show; never the key). `admit(request)` then counts a
+completion against its key's limits until `release`: 429 with `Retry-After`
+over a limit, 503 when the state cannot be reached. `usage_middleware`,
+outside the error shaping, notes each counted request's final status,
+pieces, tokens and time to first piece; `lifetime` writes those notes to the
+state every `FLUSH_INTERVAL` seconds and at the stop. `reload()` reads the
+file again (on SIGHUP, `reload_on_hangup`); a broken file keeps the keys already loaded.
 """
 
 from __future__ import annotations
@@ -163,9 +163,11 @@ class Gateway:
         )
         self.usage.note(entry.name, counts)
 
-    @contextlib.asynccontextmanager
-    async def admitted(self, request: web.Request) -> AsyncIterator[None]:
-        """Count the request against its key's limits for as long as it runs.
+    async def admit(self, request: web.Request) -> str | None:
+        """Count the request against its key's limits, from now until `release`.
+
+        Returns the ticket of its stream place, for `release` once it ends;
+        None when there is none to give back (no key, or no `max_streams`).
 
         Raises:
             FailureError: 429 with `Retry-After` over a limit; 503 when the
@@ -174,24 +176,24 @@ class Gateway:
         entry = request.get(ENTRY_KEY)
         if entry is None:
             # Not behind a key (the server's own routes): nothing to count.
-            yield
-            return
+            return None
         request[COUNTED_KEY] = True
         limits = entry.limits
         if limits.unlimited:
-            yield
-            return
+            return None
         ticket = uuid.uuid4().hex
         refusal = await self._admit(entry, ticket)
         if refusal is not None:
             raise FailureError(_over_limit(entry.name, refusal))
-        try:
-            yield
-        finally:
-            if limits.max_streams is not None:
-                # On a task of its own: a cancelled request still gives its
-                # place back, and its response need not wait for that.
-                self._spawn(self._release(entry.name, ticket))
+        return ticket if limits.max_streams is not None else None
+
+    def release(self, request: web.Request, ticket: str) -> None:
+        """Give back the stream place `admit` gave `request` as `ticket`.
+
+        On a task of its own: a cancelled request still gives its place back,
+        and its response need not wait for that.
+        """
+        self._spawn(self._release(request[ENTRY_KEY].name, ticket))
 
     async def _admit(self, entry: KeyEntry, ticket: str) -> Refusal | None:
         state = self._state

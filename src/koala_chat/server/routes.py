@@ -14,6 +14,9 @@ the shape of the route's format.
 
 from __future__ import annotations
 
+import functools
+
+import msgspec
 from aiohttp import web
 
 from .._contract.types import Model, ModelList
@@ -37,7 +40,17 @@ async def health(request: web.Request) -> web.Response:
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     """Return the OpenAPI description of the server (no authentication)."""
-    return _json(openapi_document())
+    return web.Response(body=_openapi_body(), content_type="application/json")
+
+
+@functools.cache
+def _openapi_body() -> bytes:
+    """Return the encoded document, made once.
+
+    It never changes while the server runs, and generating its schemas takes
+    about 5 ms, which would otherwise be spent on the event loop per request.
+    """
+    return msgspec.json.encode(openapi_document())
 
 
 @routes.get("/models")

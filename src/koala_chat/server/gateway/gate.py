@@ -35,6 +35,7 @@ from ...errors import UsageError
 from ..accesslog import LOG_KEY
 from ..failures import Failure, FailureError
 from ..middleware import KEY_NAME, guarded, presented_key
+from ..observe import CANCELLED
 from .backends import Refusal, StateBackend, StateUnavailableError, open_state
 from .keys import KeyEntry, KeyTable, load_keys
 from .usage import UsageBuffer, request_counts
@@ -139,7 +140,7 @@ class Gateway:
             status = exc.status
             raise
         except asyncio.CancelledError:
-            status = 499  # the client left: neither an error nor a limit
+            status = CANCELLED  # the client left: neither an error nor a limit
             raise
         finally:
             if request.get(COUNTED_KEY):

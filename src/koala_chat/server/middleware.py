@@ -31,6 +31,7 @@ __all__ = [
     "guarded",
     "key_name",
     "presented_key",
+    "unauthorized",
 ]
 
 logger = logging.getLogger("koala_chat.server")
@@ -138,18 +139,25 @@ def auth_middleware(api_key: str) -> Middleware:
             key = presented_key(request)
             if key is None or not hmac.compare_digest(key, expected):
                 raise FailureError(
-                    Failure(
-                        401,
-                        "authentication_error",
-                        "invalid_api_key",
+                    unauthorized(
                         "missing or wrong API key: send Authorization: Bearer <key>"
-                        " (or x-api-key: <key>)",
-                        {"WWW-Authenticate": 'Bearer realm="koala serve"'},
+                        " (or x-api-key: <key>)"
                     )
                 )
         return await handler(request)
 
     return check_key
+
+
+def unauthorized(message: str) -> Failure:
+    """Return the 401 of a missing or refused key, which says `message`."""
+    return Failure(
+        401,
+        "authentication_error",
+        "invalid_api_key",
+        message,
+        {"WWW-Authenticate": 'Bearer realm="koala serve"'},
+    )
 
 
 def body_middleware(max_body: int, timeout: float) -> Middleware:

@@ -34,7 +34,7 @@ from ..._contract.usage import prompt_tokens, tokens_for_length
 from ...errors import UsageError
 from ..accesslog import LOG_KEY
 from ..failures import Failure, FailureError
-from ..middleware import KEY_NAME, guarded, presented_key
+from ..middleware import KEY_NAME, guarded, presented_key, unauthorized
 from ..observe import CANCELLED
 from .backends import Refusal, StateBackend, StateUnavailableError, open_state
 from .keys import KeyEntry, KeyTable, load_keys
@@ -269,13 +269,9 @@ def reload_on_hangup(gateway: Gateway | None) -> Iterator[None]:
 
 
 def _unknown_key() -> Failure:
-    return Failure(
-        401,
-        "authentication_error",
-        "invalid_api_key",
+    return unauthorized(
         "missing or unknown API key: send one of this gateway's keys as "
-        "Authorization: Bearer <key> (or x-api-key: <key>)",
-        {"WWW-Authenticate": 'Bearer realm="koala serve"'},
+        "Authorization: Bearer <key> (or x-api-key: <key>)"
     )
 
 

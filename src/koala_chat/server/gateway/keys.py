@@ -62,10 +62,13 @@ class Limits:
     max_streams: int | None = None
 
     @property
-    def windows(self) -> tuple[tuple[int, int], ...]:
-        """Return (seconds, most requests) of each sliding window that applies."""
-        pairs = ((60, self.requests_per_minute), (86400, self.requests_per_day))
-        return tuple((span, most) for span, most in pairs if most is not None)
+    def windows(self) -> tuple[tuple[str, int, int], ...]:
+        """Return (field, seconds, most requests) of each window that applies."""
+        pairs = (
+            ("requests_per_minute", 60, self.requests_per_minute),
+            ("requests_per_day", 86400, self.requests_per_day),
+        )
+        return tuple((f, span, most) for f, span, most in pairs if most is not None)
 
     @property
     def unlimited(self) -> bool:

@@ -269,7 +269,7 @@ def _counts(
 ) -> dict[int, int]:
     """Drop the requests that left each window of `limits`; count the rest."""
     counts = {}
-    for span, _ in limits.windows:
+    for _, span, _ in limits.windows:
         removed = db.execute(
             "DELETE FROM windows WHERE key = ? AND span = ? AND at <= ?",
             (name, span, now - span),
@@ -288,7 +288,7 @@ def _check_windows(
     now: float,
     counts: dict[int, int],
 ) -> Refusal | None:
-    for span, most in limits.windows:
+    for field, span, most in limits.windows:
         count = counts[span]
         if count >= most:
             # The window has room once the request `count - most` places
@@ -298,7 +298,6 @@ def _check_windows(
                 "ORDER BY at LIMIT 1 OFFSET ?",
                 (name, span, count - most),
             ).fetchone()
-            field = "requests_per_minute" if span == 60 else "requests_per_day"
             return Refusal(field, most, max(1, math.ceil(at + span - now)))
     return None
 

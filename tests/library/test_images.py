@@ -6,10 +6,12 @@ Against the sandbox's KoalaImages (koala_chat.sandbox.images) on 127.0.0.1.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from koala_chat import (
     AuthenticationError,
@@ -33,6 +35,35 @@ def slow_images() -> Iterator[Sandbox]:
     """A sandbox whose images take 5 s to be ready."""
     with Sandbox(image_delay=5.0) as server:
         yield server
+
+
+#: A sign-in page of 4 KiB in Latin-1, as a store of images may answer a fetch.
+SIGN_IN_PAGE: bytes = (
+    "<html><head><title>Connexion requise au café</title></head><body>"
+    + "<p>" * 1024
+    + "</body></html>"
+).encode("latin-1")
+
+
+@pytest.fixture
+async def page_server() -> AsyncIterator[str]:
+    """A server on 127.0.0.1 port 0 whose `/page` answers 200 with SIGN_IN_PAGE."""
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(
+            body=SIGN_IN_PAGE, content_type="text/html", charset="iso-8859-1"
+        )
+
+    app = web.Application()
+    app.router.add_get("/page", page)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/page"
+    finally:
+        await runner.cleanup()
 
 
 def options(sandbox: Sandbox, **more: Any) -> dict[str, Any]:
@@ -209,6 +240,31 @@ async def test_a_plan_without_the_model_is_a_plan_error_with_the_services_words(
     assert error.key_sent
 
 
+@pytest.mark.parametrize(
+    ("authorization", "words"),
+    [
+        (None, "missing API key"),
+        ("Basic a29hbGE6a2V5", "missing API key"),
+        ("Bearer wrong-key", "invalid API key"),
+    ],
+)
+async def test_the_sandbox_refuses_a_missing_or_wrong_key_as_the_chat_api_does(
+    sandbox: Sandbox,
+    http: aiohttp.ClientSession,
+    authorization: str | None,
+    words: str,
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    async with http.post(
+        sandbox.images_endpoint, json={"prompt": "a koala"}, headers=headers
+    ) as response:
+        assert response.status == 401
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        said = (await response.json())["error"]
+    assert words in said
+    assert "wrong-key" not in said
+
+
 async def test_no_credits_left_is_credits_exhausted_and_not_retried(
     sandbox: Sandbox,
 ) -> None:
@@ -263,6 +319,33 @@ async def test_a_fetch_of_something_else_than_an_image_is_refused(
 ) -> None:
     with pytest.raises(UnexpectedReplyError, match="instead of an image"):
         await KoalaImages.fetch_image(sandbox.url + "/health")
+
+
+async def test_a_page_over_1_kib_instead_of_an_image_is_quoted_by_its_title(
+    page_server: str,
+) -> None:
+    with pytest.raises(UnexpectedReplyError, match="instead of an image") as caught:
+        await KoalaImages.fetch_image(page_server)
+    assert caught.value.body == "Connexion requise au café"
+
+
+async def test_images_are_fetched_at_once_in_order_and_counted(
+    sandbox: Sandbox,
+) -> None:
+    images = await KoalaImages.create_images("a koala", n=3, **options(sandbox))
+    counts: list[int] = []
+    data = await KoalaImages.fetch_images(
+        [image.url for image in images], on_fetched=counts.append
+    )
+    assert data == [await KoalaImages.fetch_image(image.url) for image in images]
+    assert counts == [1, 2, 3]
+
+
+async def test_the_first_failed_fetch_of_several_is_raised(sandbox: Sandbox) -> None:
+    [image] = await KoalaImages.create_images("a koala", **options(sandbox))
+    with pytest.raises(StatusError) as caught:
+        await KoalaImages.fetch_images([image.url, sandbox.url + "/api/image/0123.png"])
+    assert caught.value.status == 404
 
 
 async def test_a_fetch_stops_past_its_size_limit(sandbox: Sandbox) -> None:

@@ -270,3 +270,20 @@ def test_the_model_list_says_whether_images_can_be_made(
         status, _, body = fetch(server.base_url + "/models")
         assert status == 200
         assert json.loads(body)["koala"]["images"] is expected
+
+
+async def test_many_long_ignored_names_keep_the_header_within_one_kib(
+    images_server: ServerThread, http: aiohttp.ClientSession
+) -> None:
+    # The chat routes' bound (test_server_crosssite.py), on the image route.
+    names = [f"{n:03d}" + "y" * 5000 for n in range(100)]
+    body = {"prompt": "a koala", **dict.fromkeys(names, 1)}
+    async with http.post(
+        images_server.base_url + "/images/generations", json=body
+    ) as response:
+        assert response.status == 200
+        header = response.headers[IGNORED_HEADER]
+    assert len(header) <= 1024
+    *listed, more = header.split(", ")
+    assert all(len(name) == 67 for name in listed)
+    assert len(listed) + int(more.split()[0].lstrip("(")) == 100

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 
 from .. import defaults
 from .._args import Parser, Subparsers, add_command, positive_seconds
-from ..errors import KoalaError, UsageError
+from ..errors import UsageError
 from .output import is_terminal
 
 if TYPE_CHECKING:
@@ -178,8 +178,6 @@ async def _make(
 
     The first failed fetch cancels the others and is raised.
     """
-    import asyncio
-
     from ..providers.images import KoalaImages
 
     progress = _Progress(is_terminal(err), err)
@@ -198,23 +196,14 @@ async def _make(
             timeout=args.timeout,
         )
         progress.show(f"0 of {len(images)} images ready")
-        done = 0
-
-        async def fetch(image: GeneratedImage) -> bytes:
-            nonlocal done
-            data = await KoalaImages.fetch_image(
-                image.url, timeout=args.timeout, proxy=args.proxy
-            )
-            done += 1
-            progress.show(f"{done} of {len(images)} images ready")
-            return data
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(fetch(image)) for image in images]
-        except* KoalaError as failures:
-            raise failures.exceptions[0] from None
-        datas = [task.result() for task in tasks]
+        datas = await KoalaImages.fetch_images(
+            [image.url for image in images],
+            on_fetched=lambda done: progress.show(
+                f"{done} of {len(images)} images ready"
+            ),
+            timeout=args.timeout,
+            proxy=args.proxy,
+        )
     finally:
         progress.clear()
     return images, [save(out, args.prompt, data) for data in datas]

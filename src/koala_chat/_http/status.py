@@ -1,4 +1,8 @@
-"""A reply's status becomes our error; error bodies become short excerpts."""
+"""A reply's status becomes our error; error bodies become short excerpts.
+
+Also the two bounded readers of a body: `read_excerpt` (the first bytes, as
+text) and `read_capped` (all of it, or nothing past a cap).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ __all__ = [
     "parse_retry_after",
     "raise_for_redirect",
     "raise_for_status",
+    "read_capped",
     "read_excerpt",
     "reply_scrubber",
     "status_text",
@@ -221,6 +226,21 @@ async def read_excerpt(response: ClientResponse, limit: int) -> str:
         return data.decode(response.charset or "utf-8", "replace")
     except LookupError:
         return data.decode("utf-8", "replace")
+
+
+async def read_capped(response: ClientResponse, limit: int) -> bytes | None:
+    """Return the whole body, or None as soon as it grows past `limit` bytes.
+
+    At most `limit` + 1 bytes are read: a larger body is never held.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await response.content.read(limit + 1 - size):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 _TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)

@@ -18,6 +18,7 @@ from typing import Any, Final
 from aiohttp import ClientResponse
 
 from .._http import read_excerpt, reply_scrubber, text_excerpt
+from .._http.status import read_capped
 from .._jsonstream import DONE_MARKER, JSONValueDecoder, loads, loads_or_text
 from .._secrets import scrub_error
 from .._urls import redact_url
@@ -109,18 +110,14 @@ async def json_batches(
         InvalidJSONError: the body is not JSON.
         EventTooLargeError: the body is larger than `max_size`.
     """
-    chunks: list[bytes] = []
-    size = 0
-    while size <= max_size and (chunk := await response.content.read(max_size)):
-        chunks.append(chunk)
-        size += len(chunk)
-    if size > max_size:
+    data = await read_capped(response, max_size)
+    if data is None:
         raise EventTooLargeError(
             f"the JSON reply of {redact_url(response.url)} is larger than "
             f"{max_size} bytes",
             limit=max_size,
         )
-    text = b"".join(chunks).decode("utf-8", "replace")
+    text = data.decode("utf-8", "replace")
     try:
         value = loads(text)
     except InvalidJSONError as exc:

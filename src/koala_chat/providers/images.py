@@ -5,7 +5,8 @@ the parameters once, before any request (UsageError), and builds the body;
 `KoalaImages.create_images` sends it with the key as the Bearer header and
 returns the URLs and alt texts; `KoalaImages.fetch_image` fetches one image's
 bytes under a time limit of its own, long enough for the image to finish
-(the service answers the URL first and the fetch waits for the image).
+(the service answers the URL first and the fetch waits for the image), and
+`KoalaImages.fetch_images` fetches several at once.
 
 The session, proxy rules, time limits and the translation of aiohttp's
 exceptions are the chat provider's (`attempts.Call`); only what is sent and
@@ -18,8 +19,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing, nullcontext
 from typing import Any, ClassVar, Final
 
 import msgspec
@@ -29,22 +31,25 @@ from .. import defaults
 from .._http import (
     raise_for_redirect,
     raise_for_status,
+    read_excerpt,
     remaining,
     reply_scrubber,
     text_excerpt,
 )
+from .._http.status import read_capped
 from .._sync import run_sync
 from .._urls import check_endpoint
-from .._values import shown
+from .._values import whole_number
 from ..errors import (
     AuthenticationError,
+    KoalaError,
     PlanError,
     UnexpectedReplyError,
     UsageError,
 )
 from ..messages import JSONValue
 from .attempts import Call, HTTPRequest
-from .dialects import ApiKey
+from .dialects import ApiKey, api_headers
 from .imageoptions import GeneratedImage, ImageOptions, images_endpoint
 from .options import RequestOptions
 from .settings import api_key as configured_key
@@ -144,11 +149,7 @@ class KoalaImages:
         request = HTTPRequest(
             url=images_endpoint(api_endpoint, chat_endpoint),
             body=msgspec.json.encode(options.body()),
-            headers={
-                "Authorization": key.bearer(),
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            },
+            headers=api_headers(key),
         )
         settings = RequestOptions.from_kwargs(
             {
@@ -204,14 +205,7 @@ class KoalaImages:
             TransportError: see `koala_chat.errors`.
         """
         check_endpoint(url)
-        if (
-            not isinstance(max_bytes, int)
-            or isinstance(max_bytes, bool)
-            or max_bytes < 1
-        ):
-            raise UsageError(
-                f"max_bytes must be a whole number >= 1, not {shown(max_bytes)}"
-            )
+        whole_number({"max_bytes": max_bytes}, "max_bytes", max_bytes, minimum=1)
         settings = RequestOptions.from_kwargs(
             {
                 "timeout": timeout,
@@ -242,17 +236,45 @@ class KoalaImages:
         """
         return run_sync(lambda: cls.fetch_image(url, **kwargs))
 
+    @classmethod
+    async def fetch_images(
+        cls,
+        urls: Sequence[str],
+        *,
+        limit: asyncio.Semaphore | None = None,
+        on_fetched: Callable[[int], object] | None = None,
+        timeout: float | None = defaults.IMAGE_FETCH_TIMEOUT,  # noqa: ASYNC109
+        proxy: str | None = None,
+        connector: BaseConnector | None = None,
+    ) -> list[bytes]:
+        """Fetch the images at `urls` at once (`fetch_image`); return them in order.
 
-async def _read_bytes(response: ClientResponse, limit: int) -> bytes | None:
-    """Return the body, or None once it grows past `limit` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+        `limit`, when given, is held by each fetch while it runs (a bound
+        shared with other calls); `on_fetched` is told how many fetches are
+        done after each one ends. The other keywords are `fetch_image`'s.
+
+        Raises:
+            KoalaError: as `fetch_image`; the first failure cancels the others.
+        """
+        done = 0
+
+        async def fetch(url: str) -> bytes:
+            nonlocal done
+            async with limit if limit is not None else nullcontext():
+                data = await cls.fetch_image(
+                    url, timeout=timeout, proxy=proxy, connector=connector
+                )
+            done += 1
+            if on_fetched is not None:
+                on_fetched(done)
+            return data
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(fetch(url)) for url in urls]
+        except* KoalaError as failures:
+            raise failures.exceptions[0] from None
+        return [task.result() for task in tasks]
 
 
 async def _read_images(
@@ -264,7 +286,7 @@ async def _read_images(
         UnexpectedReplyError: the reply is too large, not JSON, or not a
             non-empty list of objects with an http(s) `url`.
     """
-    data = await _read_bytes(response, _REPLY_LIMIT)
+    data = await read_capped(response, _REPLY_LIMIT)
     problem = "is larger than 1 MiB" if data is None else ""
     value: JSONValue = None
     if data is not None:
@@ -314,13 +336,14 @@ async def _read_image(response: ClientResponse, max_bytes: int) -> bytes:
     """
     kind = response.content_type
     if not kind.startswith("image/") and kind != "application/octet-stream":
-        body = await _read_bytes(response, 1024)
+        # The start of a page is enough for its title (`text_excerpt`).
+        body = await read_excerpt(response, 1024)
         raise UnexpectedReplyError(
             f"the image URL answered {kind} instead of an image",
             content_type=kind,
-            body=text_excerpt((body or b"").decode("utf-8", "replace")),
+            body=text_excerpt(body),
         )
-    data = await _read_bytes(response, max_bytes)
+    data = await read_capped(response, max_bytes)
     if data is None:
         raise UnexpectedReplyError(
             f"the image is larger than {max_bytes} bytes", content_type=kind

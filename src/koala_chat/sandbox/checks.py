@@ -29,6 +29,7 @@ __all__ = [
     "InvalidRequestError",
     "SandboxProtocol",
     "UnauthorizedError",
+    "check_key",
     "check_protocol",
     "check_request",
     "dialect_of",
@@ -97,7 +98,7 @@ def check_request(
     body = _decode(raw, strict=not any_body)
     dialect = _dialect(protocol, body, authorization)
     if dialect == "api":
-        _check_key(authorization, api_key)
+        check_key(authorization, api_key)
     if not any_body:
         _VALIDATORS[dialect](body)
     return CheckedRequest(dialect, body if isinstance(body, dict) else {})
@@ -143,7 +144,13 @@ def _bearer(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def _check_key(authorization: str | None, api_key: str) -> None:
+def check_key(authorization: str | None, api_key: str) -> None:
+    """Check that `authorization` is `Bearer <api_key>` (docs/protocol.md,
+    "The official API"); KoalaImages takes the same header (docs/images.md).
+
+    Raises:
+        UnauthorizedError: no Bearer token, or another one than `api_key`.
+    """
     token = _bearer(authorization)
     if not token:
         raise UnauthorizedError(

@@ -29,6 +29,7 @@ from aiohttp import web
 from .. import defaults
 from ..errors import UsageError
 from ..messages import JSONValue
+from .checks import UnauthorizedError, check_key
 
 if TYPE_CHECKING:
     from .state import SandboxState
@@ -105,12 +106,13 @@ async def _generate(request: web.Request) -> web.Response:
     """Answer a generation request with URLs of images on this server."""
     state = request.app[_STATE_KEY]
     try:
-        _check_key(request.headers.get("Authorization"), state.api_key)
+        check_key(request.headers.get("Authorization"), state.api_key)
         body = _check_body(await request.read())
         _check_plan(body, state.images)
+    except UnauthorizedError as exc:
+        return _json({"error": str(exc)}, 401, {"WWW-Authenticate": "Bearer"})
     except _Refusal as exc:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _json({"error": str(exc)}, exc.status, headers)
+        return _json({"error": str(exc)}, exc.status)
     reply = state.next_reply()
     if reply is not None:
         raw = reply.body
@@ -153,15 +155,6 @@ async def _serve_image(request: web.Request) -> web.StreamResponse:
     return web.Response(body=image.data, content_type="image/png")
 
 
-def _check_key(header: str | None, key: str) -> None:
-    scheme, _, given = (header or "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        raise _Refusal(401, "an API key is required: Authorization: Bearer <key>")
-    if given.strip() != key:
-        # Never repeat the key that was sent.
-        raise _Refusal(401, "invalid API key")
-
-
 def _check_body(raw: bytes) -> dict[str, JSONValue]:
     """Return the body, checked as docs/images.md says the service takes it."""
     try:
@@ -174,8 +167,9 @@ def _check_body(raw: bytes) -> dict[str, JSONValue]:
     if not isinstance(prompt, str) or not prompt.strip():
         raise _Refusal(400, "prompt is required")
     count = body.get("numImages", 1)
-    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 4:
-        raise _Refusal(400, "numImages must be between 1 and 4")
+    most = defaults.IMAGES_MAX_COUNT
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= most:
+        raise _Refusal(400, f"numImages must be between 1 and {most}")
     checks: tuple[tuple[str, tuple[object, ...]], ...] = (
         ("style", defaults.IMAGE_STYLES),
         ("model", defaults.IMAGE_MODELS),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, Final
 from urllib.parse import quote
@@ -40,7 +40,14 @@ from .metrics import active_stream
 from .state import STATE_KEY, ServerState
 from .streaming import RequestLog, send_events, stream_reply
 
-__all__ = ["IGNORED_HEADER", "handler", "json_response", "read_object"]
+__all__ = [
+    "IGNORED_HEADER",
+    "handler",
+    "ignored_headers",
+    "json_response",
+    "misconfigured",
+    "read_object",
+]
 
 logger = logging.getLogger("koala_chat.server")
 
@@ -88,7 +95,7 @@ async def _answer(request: web.Request, fmt: WireFormat[Any]) -> web.StreamRespo
         completion = inbound.request
         log.stream = completion.stream
         log.input_tokens = prompt_tokens(completion.messages)
-        headers = _ignored_headers(completion)
+        headers = ignored_headers(completion.ignored)
         chosen = _chosen(state, completion)
         model, sent = _model(
             state, completion, fmt.model_for(completion.model, state.capabilities)
@@ -137,7 +144,7 @@ async def _reply(
                 raise FailureError(unavailable_choice(exc, chosen)) from exc
             # The request was checked above, so the provider refusing now
             # means the server's own options are wrong, not the client.
-            raise FailureError(_misconfigured(exc)) from exc
+            raise FailureError(misconfigured(exc)) from exc
         log.saw_first_piece()
         if completion.stream:
             encoder = fmt.encoder(inbound, reply)
@@ -237,7 +244,7 @@ async def _emulated(
     except ModelNotFoundError:
         raise
     except UsageError as exc:
-        raise FailureError(_misconfigured(exc)) from exc
+        raise FailureError(misconfigured(exc)) from exc
     log.saw_first_piece()
     reply = log.reply = outcome.reply
     log.pieces, log.chars = reply.pieces, reply.chars
@@ -257,7 +264,7 @@ async def _emulated(
     return await send_events(request, body, fmt.stream_type, headers)
 
 
-def _ignored_headers(completion: CompletionRequest) -> dict[str, str]:
+def ignored_headers(names: Sequence[str]) -> dict[str, str]:
     """Return the header that names the ignored parameters (none: no header).
 
     Names come from the client: each is cut to `_NAME_LIMIT` characters (a cut
@@ -266,7 +273,6 @@ def _ignored_headers(completion: CompletionRequest) -> dict[str, str]:
     `_MAX_NAMED` names, and a last `(N more)` counts the ones left out. The
     debug log gets the same line.
     """
-    names = completion.ignored
     if not names:
         return {}
     listed: list[str] = []
@@ -334,7 +340,8 @@ def _no_constant(name: str) -> JSONValue:
     raise ValueError(f"{name} is not JSON")
 
 
-def _misconfigured(exc: UsageError) -> Failure:
+def misconfigured(exc: UsageError) -> Failure:
+    """Return the 500 for the server's own options refused by the provider."""
     return Failure(
         500, "server_error", "server_misconfigured", f"the server's setup: {exc}"
     )

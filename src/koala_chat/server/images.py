@@ -18,18 +18,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Coroutine
 from typing import Any, Final
-from urllib.parse import quote
 
 from aiohttp import web
 
 from .. import defaults
-from ..errors import KoalaError, UsageError
+from ..errors import UsageError
 from ..messages import JSONValue
 from ..providers.images import GeneratedImage, ImageOptions, KoalaImages
 from .accesslog import LOG_KEY
-from .conversation import IGNORED_HEADER, json_response, read_object
+from .conversation import ignored_headers, json_response, misconfigured, read_object
 from .failures import Failure, FailureError, bad_request
 from .imagespec import FORMATS, KNOWN, PATH, QUALITIES
 from .logtext import shortened
@@ -68,13 +66,15 @@ async def generations(request: web.Request) -> web.Response:
                 f"{defaults.API_KEY_VARIABLE}",
             )
         )
+    connection = _connection(state)
     async with state.admitted_for(request), active_stream(request):
-        images = await _generate(state, options, key)
+        images = await _generate(options, key, connection)
         log.saw_first_piece()
         log.pieces = len(images)
-        data = await _entries(request.app, state, images, response_format)
-    headers = {IGNORED_HEADER: _named(ignored)} if ignored else None
-    return json_response({"created": int(time.time()), "data": data}, headers)
+        data = await _entries(request.app, connection, images, response_format)
+    return json_response(
+        {"created": int(time.time()), "data": data}, ignored_headers(ignored)
+    )
 
 
 def _parse(
@@ -160,69 +160,41 @@ def _connection(state: ServerState) -> dict[str, Any]:
 
 
 async def _generate(
-    state: ServerState, options: ImageOptions, key: Any
+    options: ImageOptions, key: Any, connection: dict[str, Any]
 ) -> list[GeneratedImage]:
-    """Return the images; the client's request was checked already.
+    """Return the images, over `connection`; the client's request was checked.
 
     Raises:
         FailureError: 500, when the server's own options are refused.
         KoalaError: the upstream failed (`failures.STATUSES` says the status).
     """
     try:
-        return await KoalaImages.generate(
-            options,
-            api_key=key,
-            **_connection(state),
-        )
+        return await KoalaImages.generate(options, api_key=key, **connection)
     except UsageError as exc:
-        raise FailureError(
-            Failure(
-                500,
-                "server_error",
-                "server_misconfigured",
-                f"the server's setup: {exc}",
-            )
-        ) from exc
+        raise FailureError(misconfigured(exc)) from exc
 
 
 async def _entries(
     app: web.Application,
-    state: ServerState,
+    connection: dict[str, Any],
     images: list[GeneratedImage],
     response_format: str,
 ) -> list[JSONValue]:
     """Return the `data` items: URLs, or the images fetched and encoded."""
     if response_format == "url":
         return [_entry("url", image.url, image) for image in images]
-    fetches = app[_FETCHES_KEY]
-    connection = _connection(state)
-
-    async def fetch(url: str) -> str:
-        async with fetches:
-            data = await KoalaImages.fetch_image(
-                url,
-                # The operator's --timeout bounds every upstream request.
-                timeout=connection.get("timeout", defaults.IMAGE_FETCH_TIMEOUT),
-                proxy=connection["proxy"],
-                connector=connection["connector"],
-            )
-        return base64.b64encode(data).decode("ascii")
-
-    encoded = await _all([fetch(image.url) for image in images])
+    fetched = await KoalaImages.fetch_images(
+        [image.url for image in images],
+        limit=app[_FETCHES_KEY],
+        # The operator's --timeout bounds every upstream request.
+        timeout=connection.get("timeout", defaults.IMAGE_FETCH_TIMEOUT),
+        proxy=connection["proxy"],
+        connector=connection["connector"],
+    )
     return [
-        _entry("b64_json", text, image)
-        for text, image in zip(encoded, images, strict=True)
+        _entry("b64_json", base64.b64encode(data).decode("ascii"), image)
+        for data, image in zip(fetched, images, strict=True)
     ]
-
-
-async def _all(jobs: list[Coroutine[Any, Any, str]]) -> list[str]:
-    """Run `jobs` at once; the first failure cancels the others and is raised."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(job) for job in jobs]
-    except* KoalaError as failures:
-        raise failures.exceptions[0] from None
-    return [task.result() for task in tasks]
 
 
 def _entry(kind: str, value: str, image: GeneratedImage) -> dict[str, JSONValue]:
@@ -230,11 +202,3 @@ def _entry(kind: str, value: str, image: GeneratedImage) -> dict[str, JSONValue]
     if image.alt is not None:
         entry["revised_prompt"] = image.alt
     return entry
-
-
-def _named(names: list[str]) -> str:
-    """Return the ignored names for the header: each cut and percent-encoded."""
-    shown = [quote(shortened(name, 64), safe="_-.") for name in names[:32]]
-    if len(names) > len(shown):
-        shown.append(f"({len(names) - len(shown)} more)")
-    return ", ".join(shown)

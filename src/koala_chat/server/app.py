@@ -90,7 +90,7 @@ def create_app(
     app.add_routes(routes)
     add_image_routes(app)
     add_web_routes(app)
-    add_metrics(app, known_models(capabilities))
+    app[STATE_KEY].active = add_metrics(app, known_models(capabilities)).active
     add_tracing(app)
     app.cleanup_ctx.append(_upstream_pool)
     if gateway is not None:

@@ -36,7 +36,6 @@ from .accesslog import LOG_KEY
 from .failures import Failure, FailureError, bad_request, unavailable_choice
 from .formats.base import Inbound, WireFormat
 from .logtext import shortened
-from .metrics import active_stream
 from .state import STATE_KEY, ServerState
 from .streaming import RequestLog, send_events, stream_reply
 
@@ -90,7 +89,7 @@ async def _answer(request: web.Request, fmt: WireFormat[Any]) -> web.StreamRespo
     body = await read_object(request, state.config.max_body)
     # Admitted before the check: checking JSON Schemas takes time, and a flood
     # of them must meet the limit of requests at once like any other.
-    async with state.admitted_for(request), active_stream(request):
+    async with state.admitted_for(request):
         inbound = await _parse(fmt, body, state.config.strict)
         completion = inbound.request
         log.stream = completion.stream

@@ -31,7 +31,6 @@ from .conversation import ignored_headers, json_response, misconfigured, read_ob
 from .failures import Failure, FailureError, bad_request
 from .imagespec import FORMATS, KNOWN, PATH, QUALITIES
 from .logtext import shortened
-from .metrics import active_stream
 from .state import STATE_KEY, ServerState
 from .streaming import RequestLog
 
@@ -67,7 +66,7 @@ async def generations(request: web.Request) -> web.Response:
             )
         )
     connection = _connection(state)
-    async with state.admitted_for(request), active_stream(request):
+    async with state.admitted_for(request):
         images = await _generate(options, key, connection)
         log.saw_first_piece()
         log.pieces = len(images)

@@ -6,7 +6,7 @@ with their labels. They are counted once per request, at its end
 `observe.count_limited` for a 429), never per piece: a
 stream's pieces are added up as one number. The gauge of streams in progress
 is the exception, moved when a request is admitted and when it leaves
-(`active_stream`).
+(`state.Admission`).
 
 Labels hold names, never secrets or text a client chose freely: the key's
 name (`middleware.key_name`, "-" for none), the wire format, a model the
@@ -43,9 +43,7 @@ __all__ = [
     "METRICS_KEY",
     "MULTIPROCESS_VARIABLE",
     "PATH",
-    "ActiveStream",
     "Metrics",
-    "active_stream",
     "add_metrics",
     "known_models",
     "shared_across_processes",
@@ -217,33 +215,6 @@ def add_metrics(app: web.Application, models: Iterable[str]) -> Metrics:
         scraped = metrics.registry
     app.router.add_get(PATH, make_aiohttp_handler(scraped))
     return metrics
-
-
-def active_stream(request: web.Request) -> ActiveStream:
-    """Count `request` among the streams in progress while a block runs.
-
-    Use it as `async with active_stream(request):`, asynchronous to sit
-    beside the admission in one `async with`.
-    """
-    return ActiveStream(request.app[METRICS_KEY].active)
-
-
-class ActiveStream:
-    """The gauge of streams in progress, up while the block runs.
-
-    A class, not a generator: every request enters one.
-    """
-
-    __slots__ = ("_gauge",)
-
-    def __init__(self, gauge: Gauge) -> None:
-        self._gauge = gauge
-
-    async def __aenter__(self) -> None:
-        self._gauge.inc()
-
-    async def __aexit__(self, *_: object) -> None:
-        self._gauge.dec()
 
 
 @contextmanager

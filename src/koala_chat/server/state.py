@@ -15,6 +15,8 @@ from .config import ServerConfig
 from .failures import Failure, FailureError
 
 if TYPE_CHECKING:
+    from prometheus_client import Gauge
+
     from .gateway.gate import Gateway
 
 __all__ = ["STATE_KEY", "Admission", "ServerState"]
@@ -35,6 +37,8 @@ class ServerState:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     #: The keys and their limits, with `--keys` (`koala_chat.server.gateway`).
     gateway: Gateway | None = None
+    #: The gauge of requests admitted and not yet ended (`metrics.Metrics`).
+    active: Gauge | None = None
 
     def cancel_all(self) -> None:
         """Cancel every completion in progress (a second Ctrl-C)."""
@@ -63,6 +67,8 @@ class ServerState:
 
 class Admission:
     """One request's place among those at once and within its key's limits.
+
+    While it holds, the request counts in the gauge of active streams.
 
     An `async with` block; a class, not a generator, because every request
     enters one: `contextlib`'s wrappers around two generators cost more than
@@ -100,18 +106,21 @@ class Admission:
         task = self._task = asyncio.current_task()
         assert task is not None  # a handler always runs in a task
         state.tasks.add(task)
-        if state.gateway is None:
-            return
-        try:
-            self._ticket = await state.gateway.admit(self._request)
-        except BaseException:
-            state.tasks.discard(task)
-            raise
+        if state.gateway is not None:
+            try:
+                self._ticket = await state.gateway.admit(self._request)
+            except BaseException:
+                state.tasks.discard(task)
+                raise
+        if state.active is not None:
+            state.active.inc()
 
     async def __aexit__(self, *_: object) -> None:
         state = self._state
         assert self._task is not None  # entered
         state.tasks.discard(self._task)
+        if state.active is not None:
+            state.active.dec()
         if self._ticket is not None and state.gateway is not None:
             state.gateway.release(self._request, self._ticket)
 

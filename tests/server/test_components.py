@@ -130,7 +130,7 @@ def test_every_legacy_completion_the_server_sends_is_valid(
     schema = validator("TextCompletion")
     for data in events(encoder.text(text) + encoder.tail("length")):
         schema.validate(data)
-    schema.validate(completions.FORMAT.whole(inbound, reply, text))
+    schema.validate(msgspec.to_builtins(completions.FORMAT.whole(inbound, reply, text)))
 
 
 def test_a_whole_reply_and_the_models_are_valid() -> None:

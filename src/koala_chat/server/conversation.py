@@ -356,7 +356,7 @@ def _too_large(limit: int) -> Failure:
 
 
 def json_response(
-    value: JSONValue, headers: dict[str, str] | None = None
+    value: JSONValue | msgspec.Struct, headers: dict[str, str] | None = None
 ) -> web.Response:
     """Return `value` as a JSON response, with `headers` beside its own."""
     return web.Response(

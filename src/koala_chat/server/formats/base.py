@@ -30,6 +30,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, Generic, Protocol, TypeVar
 
+import msgspec
 from aiohttp import web
 
 from ..._contract.capabilities import Capabilities
@@ -137,8 +138,11 @@ class WireFormat(ABC, Generic[Context]):
         reply: Reply,
         content: str | None,
         tool_calls: Sequence[ChatCompletionMessageToolCall] | None = None,
-    ) -> JSONValue:
-        """Return the reply that is not streamed: its text or its tool calls."""
+    ) -> JSONValue | msgspec.Struct:
+        """Return the reply that is not streamed: its text or its tool calls.
+
+        A struct is encoded as it is: its encoding is the wire shape.
+        """
 
     def error(self, failure: Failure) -> web.Response:
         """Return `failure` as a response of this format (OpenAI's by default)."""

@@ -25,6 +25,7 @@ from aiohttp import web
 from ..._contract.params import parse_request
 from ..._contract.replies import Reply
 from ..._contract.types import (
+    ChatCompletion,
     ChatCompletionMessageToolCall,
     ChoiceDelta,
     ChoiceDeltaToolCall,
@@ -120,9 +121,9 @@ class ChatCompletions(WireFormat[None]):
         reply: Reply,
         content: str | None,
         tool_calls: Sequence[ChatCompletionMessageToolCall] | None = None,
-    ) -> JSONValue:
+    ) -> ChatCompletion:
         calls = list(tool_calls) if tool_calls else None
-        return reply.completion(content, calls).model_dump()
+        return reply.completion(content, calls)
 
 
 FORMAT: Final = ChatCompletions()

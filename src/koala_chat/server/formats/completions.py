@@ -190,10 +190,9 @@ class Completions(WireFormat[None]):
         reply: Reply,
         content: str | None,
         tool_calls: Sequence[ChatCompletionMessageToolCall] | None = None,
-    ) -> JSONValue:
+    ) -> TextCompletion:
         choice = TextChoice(text=content or "", finish_reason=reply.finish_reason)
-        whole = _completion(reply, [choice], reply.usage())
-        return msgspec.to_builtins(whole)
+        return _completion(reply, [choice], reply.usage())
 
 
 _TABLE: Final = (

@@ -500,6 +500,14 @@ async def test_the_metrics_name_each_key_and_count_its_429s(
     assert by_key[("alice", "200")] == 2
     assert by_key[("alice", "429")] == 1
     assert by_key[("bob", "200")] == 1
+    # A key's own limit is a cause apart from the upstream's 429.
+    limited = {
+        (s.labels["cause"], s.labels["key_name"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "koala_rate_limited_total"
+    }
+    assert limited == {("key_limit", "alice"): 1}
     for key in keys.values():
         assert key not in text
         assert hashlib.sha256(key.encode()).hexdigest() not in text

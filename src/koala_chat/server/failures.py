@@ -139,6 +139,9 @@ class Failure:
     #: Close the connection after the response: the rest of the request's
     #: body is not worth reading.
     close: bool = False
+    #: What the metrics and the trace call the failure when its code alone
+    #: would not tell it apart (a key's own limit, beside the upstream's 429).
+    cause: str | None = None
 
     def body(self) -> bytes:
         """Return the JSON body `{"error": {...}}`."""

@@ -40,7 +40,8 @@ async def observe_middleware(
     try:
         response = await handler(request)
     except FailureError as exc:
-        status, cause = exc.failure.status, exc.failure.code
+        failure = exc.failure
+        status, cause = failure.status, failure.cause or failure.code
         raise
     except KoalaError as exc:
         status, _, cause = lookup(STATUSES, exc, (502, "", None))
@@ -79,7 +80,8 @@ def count_limited(request: web.Request, cause: str) -> None:
 
     Every 429 that a handler or a middleware after `observe_middleware`
     raises as a `FailureError` is counted already, its cause the failure's
-    code (`too_many_streams`; `rate_limit_exceeded` for the upstream's own):
-    call this only for one answered some other way.
+    own (`Failure.cause`: `key_limit` for a key's limit) or else its code
+    (`too_many_streams`; `rate_limit_exceeded` for the upstream's own): call
+    this only for one answered some other way.
     """
     request.app[METRICS_KEY].count_limited(cause, key_name(request))

@@ -284,6 +284,7 @@ def _over_limit(name: str, refusal: Refusal) -> Failure:
         f"the key {name!r} is at its limit of {refusal.most} "
         f"{_WHAT.get(refusal.limit, refusal.limit)}; retry in {wait} s",
         {"Retry-After": wait},
+        cause="key_limit",
     )
 
 

@@ -268,6 +268,19 @@ def test_the_state_defaults_to_a_file_under_xdg_state_home(
 # --- usage ----------------------------------------------------------------------
 
 
+async def usage_rows(
+    server: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> list[dict[str, Any]]:
+    """Stop `server` (it writes what it holds); return `koala usage --json`'s rows."""
+    server.stop()
+    capsys.readouterr()
+    state = ["usage", "--state", str(tmp_path / "state.db"), "--json"]
+    # `koala usage` runs a loop of its own: off the test's.
+    assert await asyncio.to_thread(main, state) == 0
+    rows: list[dict[str, Any]] = json.loads(capsys.readouterr().out)
+    return rows
+
+
 async def test_usage_counts_requests_limits_pieces_and_tokens_per_key_and_day(
     http: aiohttp.ClientSession,
     gateway: tuple[ServerThread, dict[str, str]],
@@ -279,12 +292,8 @@ async def test_usage_counts_requests_limits_pieces_and_tokens_per_key_and_day(
         await post(http, server.url, keys["alice"])
     await post(http, server.url, keys["bob"], completion(stream=True))
     await post(http, server.url, "wrong")
-    server.stop()  # writes what it holds
+    rows = {row["key"]: row for row in await usage_rows(server, tmp_path, capsys)}
     state = str(tmp_path / "state.db")
-    capsys.readouterr()
-    # `koala usage` runs a loop of its own: off the test's.
-    assert await asyncio.to_thread(main, ["usage", "--state", state, "--json"]) == 0
-    rows = {row["key"]: row for row in json.loads(capsys.readouterr().out)}
     assert set(rows) == {"alice", "bob"}
     assert rows["alice"]["requests"] == 3
     assert rows["alice"]["limited"] == 1
@@ -319,11 +328,7 @@ async def test_a_stream_that_breaks_after_its_start_counts_as_an_error(
     status, _, body = await post(http, server.url, keys["bob"], completion(stream=True))
     assert status == 200  # the stream had started when the upstream broke
     assert "one" in body
-    server.stop()  # writes what it holds
-    capsys.readouterr()
-    state = ["usage", "--state", str(tmp_path / "state.db"), "--json"]
-    assert await asyncio.to_thread(main, state) == 0
-    (row,) = json.loads(capsys.readouterr().out)
+    (row,) = await usage_rows(server, tmp_path, capsys)
     assert (row["key"], row["requests"], row["errors"]) == ("bob", 1, 1)
 
 
@@ -341,11 +346,7 @@ async def test_the_routes_without_v1_are_counted_and_noted_as_their_twins(
         assert response.status == 200
     async with http.get(server.url + "/models") as response:
         assert response.status == 401  # behind the key like /v1/models
-    server.stop()  # writes what it holds
-    capsys.readouterr()
-    state = ["usage", "--state", str(tmp_path / "state.db"), "--json"]
-    assert await asyncio.to_thread(main, state) == 0
-    (row,) = json.loads(capsys.readouterr().out)
+    (row,) = await usage_rows(server, tmp_path, capsys)
     assert (row["key"], row["requests"], row["errors"]) == ("bob", 1, 0)
     assert row["pieces"] > 0
 
